@@ -1,0 +1,1 @@
+//! Minotaur nodes on ractor_cluster.

@@ -1,0 +1,64 @@
+//! The wire and snapshot format: the only place that calls bincode, so the
+//! format can be swapped in one file.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Largest value [`decode`] accepts, in bytes (4 MiB).
+pub const MAX_DECODE_LEN: usize = 4 * 1024 * 1024;
+
+/// Encoding or decoding failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum CodecError {
+    /// The value could not be encoded.
+    #[error("encode failed: {0}")]
+    Encode(String),
+    /// The bytes are not a valid encoding of the expected type.
+    #[error("decode failed: {0}")]
+    Decode(String),
+    /// The input is larger than allowed.
+    #[error("input of {len} bytes is over the {limit} byte limit")]
+    Oversize {
+        /// Input length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A valid value was followed by extra bytes.
+    #[error("{0} trailing bytes after the value")]
+    TrailingBytes(usize),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_DECODE_LEN>()
+}
+
+/// Encodes `value`.
+///
+/// ```
+/// use minotaur_core::codec;
+/// let bytes = codec::encode(&(1u32, "two".to_string())).unwrap();
+/// let back: (u32, String) = codec::decode(&bytes).unwrap();
+/// assert_eq!(back, (1, "two".to_string()));
+/// assert!(codec::decode::<(u32, String)>(&bytes[..2]).is_err());
+/// ```
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decodes a `T` from exactly `bytes`. Never panics: garbage, truncated,
+/// trailing or oversize input is an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() > MAX_DECODE_LEN {
+        return Err(CodecError::Oversize {
+            len: bytes.len(),
+            limit: MAX_DECODE_LEN,
+        });
+    }
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(value)
+}

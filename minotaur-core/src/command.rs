@@ -1,0 +1,74 @@
+//! The commands a session accepts, and how each one is applied to a game.
+//!
+//! These are the values that travel from the engine to a session, possibly
+//! across the cluster, so they are plain serializable data.
+
+use crate::error::GameError;
+use crate::game::{Game, PlayerStatus};
+use crate::hex::Hex;
+use crate::ids::UserId;
+use serde::{Deserialize, Serialize};
+
+/// A request to one game's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Read the whole game.
+    GetGame,
+    /// Resolve the current round now.
+    EndRound,
+    /// Register a move for `user`.
+    RegisterMove {
+        /// The player.
+        user: UserId,
+        /// The displacement.
+        vector: Hex,
+    },
+    /// Register an attack by `user` on `target`.
+    RegisterAttack {
+        /// The attacker.
+        user: UserId,
+        /// The player attacked.
+        target: UserId,
+    },
+    /// Read one player's status.
+    PlayerStatus {
+        /// The player.
+        user: UserId,
+    },
+}
+
+impl Command {
+    /// Whether the command can change the game (and so must be persisted
+    /// before it is acknowledged).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Command::EndRound | Command::RegisterMove { .. } | Command::RegisterAttack { .. }
+        )
+    }
+
+    /// Applies the command to `game` at wall-clock time `now_ms`.
+    ///
+    /// On error `game` is unchanged.
+    pub fn apply(&self, game: &mut Game, now_ms: u64) -> Result<Reply, GameError> {
+        match self {
+            Command::GetGame => {}
+            Command::EndRound => game.end_round(now_ms)?,
+            Command::RegisterMove { user, vector } => game.register_move(user, *vector)?,
+            Command::RegisterAttack { user, target } => game.register_attack(user, target)?,
+            Command::PlayerStatus { user } => {
+                return game.player_status(user).map(Reply::Status);
+            }
+        }
+        Ok(Reply::Game(Box::new(game.clone())))
+    }
+}
+
+/// A session's answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The game after the command.
+    Game(Box<Game>),
+    /// A player's status.
+    Status(PlayerStatus),
+}

@@ -1,0 +1,208 @@
+//! `GameEngine`: the API callers use, the same on a standalone node and
+//! anywhere in a cluster.
+//!
+//! The engine turns each operation into a [`Command`] and hands it to a
+//! [`Directory`], which knows where sessions live: in this process for
+//! [`LocalDirectory`](crate::LocalDirectory), anywhere in the cluster for
+//! `minotaur-cluster`'s directory.
+
+use crate::clock;
+use crate::codec::CodecError;
+use crate::command::{Command, Reply};
+use crate::config::GameConfig;
+use crate::error::GameError;
+use crate::game::{Game, PlayerStatus};
+use crate::hex::Hex;
+use crate::ids::{GameId, JoinCode, UserId};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Everything an engine operation can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum EngineError {
+    /// No live session has this id (never created, concluded, or lost).
+    #[error("game {0} is not alive")]
+    GameNotAlive(GameId),
+    /// No live game has this join code.
+    #[error("no live game has join code {0}")]
+    UnknownJoinCode(JoinCode),
+    /// Another live game already uses this join code.
+    #[error("join code {0} is already taken")]
+    JoinCodeTaken(JoinCode),
+    /// A game with this id is already running.
+    #[error("game {0} is already running")]
+    AlreadyRunning(GameId),
+    /// The rules refused the command; the game is unchanged.
+    #[error(transparent)]
+    Rule(#[from] GameError),
+    /// A call did not complete in time; it may or may not have been applied.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The cluster could not take the request right now.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A message could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The peer answered something this version does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Where sessions live: starts them and delivers their commands.
+///
+/// Implemented by [`LocalDirectory`](crate::LocalDirectory) for one process
+/// and by the cluster's directory for many nodes; the engine is the same.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// Starts a session owning `game`, registered under its id and join code.
+    async fn start(&self, game: Game) -> Result<(), EngineError>;
+    /// Delivers `command` to game `id`'s session and returns its reply.
+    async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError>;
+    /// The live game registered under `code`.
+    async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError>;
+    /// The live games `user` plays in.
+    async fn games_of_user(&self, user: &UserId) -> Result<Vec<GameId>, EngineError>;
+}
+
+/// The game API.
+///
+/// ```
+/// use minotaur_core::{GameEngine, GameConfig, Hex};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = GameEngine::standalone(GameConfig::default()).await?;
+/// let game = engine.create_game("ABCD", vec!["ann".into(), "bob".into()]).await?;
+/// let moved = engine.register_move(game.id, "ann".into(), Hex::new(1, 0)).await;
+/// // Ann starts on the outer ring: moving outwards may be off the grid.
+/// assert!(moved.is_ok() || moved.is_err());
+/// assert_eq!(engine.get_game_by_join_code("abcd").await?.id, game.id);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct GameEngine {
+    directory: Arc<dyn Directory>,
+    config: GameConfig,
+}
+
+impl GameEngine {
+    /// An engine over `directory`, creating games with `config`.
+    pub fn new(directory: Arc<dyn Directory>, config: GameConfig) -> Self {
+        GameEngine { directory, config }
+    }
+
+    /// An engine whose sessions all live in this process.
+    pub async fn standalone(config: GameConfig) -> Result<Self, EngineError> {
+        let directory = crate::LocalDirectory::start(None).await?;
+        Ok(GameEngine::new(Arc::new(directory), config))
+    }
+
+    /// The rules new games are created with.
+    pub fn config(&self) -> &GameConfig {
+        &self.config
+    }
+
+    /// Creates and starts a game for `users`, findable by `join_code`.
+    pub async fn create_game(
+        &self,
+        join_code: &str,
+        users: Vec<UserId>,
+    ) -> Result<Game, EngineError> {
+        let code: JoinCode = join_code.parse()?;
+        let game = Game::new(
+            GameId::random(),
+            code,
+            users,
+            self.config.clone(),
+            clock::now_ms(),
+        )?;
+        self.directory.start(game.clone()).await?;
+        Ok(game)
+    }
+
+    /// Starts a session from a snapshot, e.g. one saved before a full restart.
+    pub async fn continue_game(&self, snapshot: Game) -> Result<Game, EngineError> {
+        if !snapshot.is_active() {
+            return Err(GameError::GameConcluded.into());
+        }
+        let id = snapshot.id;
+        self.directory.start(snapshot).await?;
+        self.get_game(id).await
+    }
+
+    /// The game's current state.
+    pub async fn get_game(&self, id: GameId) -> Result<Game, EngineError> {
+        self.game_reply(id, Command::GetGame).await
+    }
+
+    /// The live game with this join code (case-insensitive).
+    pub async fn get_game_by_join_code(&self, join_code: &str) -> Result<Game, EngineError> {
+        let code: JoinCode = join_code.parse()?;
+        let id = self.directory.find_by_join_code(&code).await?;
+        self.get_game(id).await
+    }
+
+    /// Resolves the current round now.
+    pub async fn end_round(&self, id: GameId) -> Result<Game, EngineError> {
+        self.game_reply(id, Command::EndRound).await
+    }
+
+    /// Registers a move of `vector` for `user`.
+    pub async fn register_move(
+        &self,
+        id: GameId,
+        user: UserId,
+        vector: Hex,
+    ) -> Result<Game, EngineError> {
+        self.game_reply(id, Command::RegisterMove { user, vector })
+            .await
+    }
+
+    /// Registers an attack by `user` on `target`.
+    pub async fn register_attack(
+        &self,
+        id: GameId,
+        user: UserId,
+        target: UserId,
+    ) -> Result<Game, EngineError> {
+        self.game_reply(id, Command::RegisterAttack { user, target })
+            .await
+    }
+
+    /// `user`'s character in game `id`.
+    pub async fn get_player_status(
+        &self,
+        id: GameId,
+        user: UserId,
+    ) -> Result<PlayerStatus, EngineError> {
+        match self
+            .directory
+            .send(id, Command::PlayerStatus { user })
+            .await?
+        {
+            Reply::Status(status) => Ok(status),
+            Reply::Game(_) => Err(EngineError::Protocol("expected a player status".into())),
+        }
+    }
+
+    /// The live, active games `user` plays in.
+    pub async fn get_active_games_for_user(&self, user: &UserId) -> Result<Vec<Game>, EngineError> {
+        let mut games = Vec::new();
+        for id in self.directory.games_of_user(user).await? {
+            match self.get_game(id).await {
+                Ok(game) if game.is_active() && game.has_player(user) => games.push(game),
+                // Concluded between the listing and the read.
+                Ok(_) | Err(EngineError::GameNotAlive(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(games)
+    }
+
+    async fn game_reply(&self, id: GameId, command: Command) -> Result<Game, EngineError> {
+        match self.directory.send(id, command).await? {
+            Reply::Game(game) => Ok(*game),
+            Reply::Status(_) => Err(EngineError::Protocol("expected a game".into())),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Hosting sessions in this process: a supervisor actor that starts them,
+//! restarts a failed one from its last saved state (up to a limit), and a
+//! shared table to find them without a message round trip.
+
+use crate::engine::EngineError;
+use crate::game::Game;
+use crate::ids::{GameId, JoinCode, UserId};
+use crate::session::{GameSession, SessionArgs, SessionMsg, StateSink};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One hosted session and the keys it is known by.
+#[derive(Clone)]
+pub struct Hosted {
+    /// The session actor.
+    pub actor: ActorRef<SessionMsg>,
+    /// The game's join code.
+    pub join_code: JoinCode,
+    /// The game's players.
+    pub users: Vec<UserId>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<GameId, Hosted>,
+    by_code: HashMap<JoinCode, GameId>,
+    by_actor: HashMap<ActorId, GameId>,
+}
+
+/// The sessions a host runs, readable from any task. Only the host writes it.
+#[derive(Clone, Default)]
+pub struct HostedSessions {
+    table: Arc<RwLock<Table>>,
+}
+
+impl HostedSessions {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // (each write is a few inserts), so a poisoned lock is still usable.
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session of game `id`, if hosted here.
+    pub fn session(&self, id: GameId) -> Option<ActorRef<SessionMsg>> {
+        self.read().by_id.get(&id).map(|h| h.actor.clone())
+    }
+
+    /// The hosted game with this join code.
+    pub fn by_join_code(&self, code: &JoinCode) -> Option<GameId> {
+        self.read().by_code.get(code).copied()
+    }
+
+    /// Hosted games `user` plays in.
+    pub fn of_user(&self, user: &UserId) -> Vec<GameId> {
+        self.read()
+            .by_id
+            .iter()
+            .filter(|(_, h)| h.users.contains(user))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Ids of all hosted games.
+    pub fn ids(&self) -> Vec<GameId> {
+        self.read().by_id.keys().copied().collect()
+    }
+
+    /// Number of hosted games.
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    /// Whether no game is hosted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&self, id: GameId, hosted: Hosted) {
+        let mut t = self.write();
+        t.by_code.insert(hosted.join_code.clone(), id);
+        t.by_actor.insert(hosted.actor.get_id(), id);
+        t.by_id.insert(id, hosted);
+    }
+
+    fn remove_actor(&self, actor: ActorId) -> Option<(GameId, Hosted)> {
+        let mut t = self.write();
+        let id = t.by_actor.remove(&actor)?;
+        let hosted = t.by_id.remove(&id)?;
+        t.by_code.remove(&hosted.join_code);
+        Some((id, hosted))
+    }
+}
+
+/// Why a hosted session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The game concluded.
+    Concluded,
+    /// The session handed its state over (see [`SessionMsg::Release`]).
+    Released,
+    /// The session failed more often than allowed, or could not be restarted.
+    Failed(String),
+    /// The session was stopped from outside (e.g. the host shut down).
+    Stopped,
+}
+
+/// Reported by a host when one of its sessions ends.
+#[derive(Debug, Clone)]
+pub struct HostEvent {
+    /// The game.
+    pub id: GameId,
+    /// Its join code.
+    pub join_code: JoinCode,
+    /// Why the session ended.
+    pub reason: EndReason,
+}
+
+/// The supervisor actor of a process's (or node's) sessions.
+pub struct SessionHost;
+
+/// What a host starts with.
+pub struct HostArgs {
+    /// The table the host fills; clones of it read it.
+    pub sessions: HostedSessions,
+    /// Given to every session; also where a failed session's state is
+    /// reloaded from.
+    pub sink: Option<Arc<dyn StateSink>>,
+    /// Receives an event whenever a session ends.
+    pub events: Option<UnboundedSender<HostEvent>>,
+    /// How many times one game's session is restarted after failures.
+    pub max_restarts: u32,
+}
+
+/// Requests to a host.
+pub enum HostMsg {
+    /// Start a session owning `game`. Fails if the id or join code is
+    /// already hosted here.
+    Start(Game, RpcReplyPort<Result<(), EngineError>>),
+}
+
+impl ractor::Message for HostMsg {}
+
+/// A host's state.
+pub struct HostState {
+    args: HostArgs,
+    restarts: HashMap<GameId, u32>,
+}
+
+impl HostState {
+    async fn spawn(&self, myself: &ActorRef<HostMsg>, game: Game) -> Result<(), EngineError> {
+        let id = game.id;
+        let hosted_keys = (
+            game.join_code.clone(),
+            game.players.iter().map(|p| p.user.clone()).collect(),
+        );
+        let args = SessionArgs {
+            game,
+            sink: self.args.sink.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, GameSession, args, myself.get_cell())
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("session did not start: {e}")))?;
+        let (join_code, users) = hosted_keys;
+        self.args.sessions.insert(
+            id,
+            Hosted {
+                actor,
+                join_code,
+                users,
+            },
+        );
+        Ok(())
+    }
+
+    fn report(&self, id: GameId, join_code: JoinCode, reason: EndReason) {
+        if let Some(events) = &self.args.events {
+            let _ = events.send(HostEvent {
+                id,
+                join_code,
+                reason,
+            });
+        }
+    }
+}
+
+impl Actor for SessionHost {
+    type Msg = HostMsg;
+    type State = HostState;
+    type Arguments = HostArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<HostMsg>,
+        args: HostArgs,
+    ) -> Result<HostState, ActorProcessingErr> {
+        Ok(HostState {
+            args,
+            restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<HostMsg>,
+        message: HostMsg,
+        state: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            HostMsg::Start(game, reply) => {
+                let result = {
+                    let sessions = &state.args.sessions;
+                    if sessions.session(game.id).is_some() {
+                        Err(EngineError::AlreadyRunning(game.id))
+                    } else if sessions.by_join_code(&game.join_code).is_some() {
+                        Err(EngineError::JoinCodeTaken(game.join_code.clone()))
+                    } else {
+                        state.spawn(&myself, game).await
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<HostMsg>,
+        event: SupervisionEvent,
+        state: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some((id, hosted)) = state.args.sessions.remove_actor(cell.get_id()) {
+                    state.restarts.remove(&id);
+                    let reason = match reason.as_deref() {
+                        Some("concluded") => EndReason::Concluded,
+                        Some("released") => EndReason::Released,
+                        _ => EndReason::Stopped,
+                    };
+                    state.report(id, hosted.join_code, reason);
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                let Some((id, hosted)) = state.args.sessions.remove_actor(cell.get_id()) else {
+                    return Ok(());
+                };
+                let count = state.restarts.entry(id).or_default();
+                *count += 1;
+                let attempt = *count;
+                tracing::warn!(game = %id, %error, attempt, "session failed");
+                let saved = match &state.args.sink {
+                    Some(sink) if attempt <= state.args.max_restarts => sink.load(id).await,
+                    _ => None,
+                };
+                let restarted = match saved {
+                    Some(game) => state.spawn(&myself, game).await.map_err(|e| e.to_string()),
+                    None => Err(format!("not restarted after {attempt} failure(s): {error}")),
+                };
+                if let Err(why) = restarted {
+                    state.restarts.remove(&id);
+                    state.report(id, hosted.join_code, EndReason::Failed(why));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

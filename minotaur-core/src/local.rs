@@ -1,0 +1,151 @@
+//! `LocalDirectory`: every session in this process. The directory of a
+//! standalone engine, and the building block a cluster node hosts with.
+
+use crate::command::{Command, Reply};
+use crate::engine::{Directory, EngineError};
+use crate::game::Game;
+use crate::host::{HostArgs, HostEvent, HostMsg, HostedSessions, SessionHost};
+use crate::ids::{GameId, JoinCode, UserId};
+use crate::session::{SessionMsg, StateSink};
+use async_trait::async_trait;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long a caller waits for a session's reply by default.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often one game's session is restarted after failures by default.
+pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+
+/// Sessions hosted in this process.
+pub struct LocalDirectory {
+    host: ActorRef<HostMsg>,
+    sessions: HostedSessions,
+    call_timeout: Duration,
+}
+
+impl LocalDirectory {
+    /// Starts a host whose sessions save to `sink` (if any).
+    pub async fn start(sink: Option<Arc<dyn StateSink>>) -> Result<Self, EngineError> {
+        Self::start_with(sink, None, DEFAULT_MAX_RESTARTS).await
+    }
+
+    /// Starts a host, reporting ended sessions to `events`.
+    pub async fn start_with(
+        sink: Option<Arc<dyn StateSink>>,
+        events: Option<UnboundedSender<HostEvent>>,
+        max_restarts: u32,
+    ) -> Result<Self, EngineError> {
+        let sessions = HostedSessions::default();
+        let args = HostArgs {
+            sessions: sessions.clone(),
+            sink,
+            events,
+            max_restarts,
+        };
+        let (host, _) = Actor::spawn(None, SessionHost, args)
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("session host did not start: {e}")))?;
+        Ok(LocalDirectory {
+            host,
+            sessions,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        })
+    }
+
+    /// The hosted sessions.
+    pub fn sessions(&self) -> &HostedSessions {
+        &self.sessions
+    }
+
+    /// Asks game `id`'s session to hand over its state and stop. `None` if
+    /// it is not hosted here (or stopped meanwhile).
+    pub async fn release(&self, id: GameId) -> Result<Option<Game>, EngineError> {
+        let Some(session) = self.sessions.session(id) else {
+            return Ok(None);
+        };
+        match session
+            .call(SessionMsg::Release, Some(self.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success(game)) => Ok(Some(game)),
+            Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("releasing game {id}"))),
+            Ok(CallResult::SenderError) | Err(_) => Ok(None),
+        }
+    }
+
+    /// Stops every session and the host, waiting for them.
+    pub async fn shutdown(&self) {
+        self.host
+            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+        let _ = self
+            .host
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+    }
+}
+
+impl Drop for LocalDirectory {
+    fn drop(&mut self) {
+        self.host.stop_children(None);
+        self.host.stop(None);
+    }
+}
+
+#[async_trait]
+impl Directory for LocalDirectory {
+    async fn start(&self, game: Game) -> Result<(), EngineError> {
+        let id = game.id;
+        match self
+            .host
+            .call(|reply| HostMsg::Start(game, reply), Some(self.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("starting game {id}"))),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(EngineError::Unavailable("session host stopped".into()))
+            }
+        }
+    }
+
+    async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {
+        let session = self
+            .sessions
+            .session(id)
+            .ok_or(EngineError::GameNotAlive(id))?;
+        call_session(&session, id, command, self.call_timeout).await
+    }
+
+    async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {
+        self.sessions
+            .by_join_code(code)
+            .ok_or_else(|| EngineError::UnknownJoinCode(code.clone()))
+    }
+
+    async fn games_of_user(&self, user: &UserId) -> Result<Vec<GameId>, EngineError> {
+        Ok(self.sessions.of_user(user))
+    }
+}
+
+/// Sends `command` to a session actor and waits up to `timeout` for its reply.
+/// A session that stopped before answering counts as not alive.
+pub async fn call_session(
+    session: &ActorRef<SessionMsg>,
+    id: GameId,
+    command: Command,
+    timeout: Duration,
+) -> Result<Reply, EngineError> {
+    match session
+        .call(|reply| SessionMsg::Command(command, reply), Some(timeout))
+        .await
+    {
+        Ok(CallResult::Success(result)) => result,
+        Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("command to game {id}"))),
+        Ok(CallResult::SenderError) | Err(_) => Err(EngineError::GameNotAlive(id)),
+    }
+}
