@@ -528,7 +528,8 @@ impl Game {
                     target: target.clone(),
                 }
             } else {
-                *damage.entry(victim).or_default() += self.config.attack_damage;
+                let total = damage.entry(victim).or_default();
+                *total = total.saturating_add(self.config.attack_damage);
                 EventKind::Attacked {
                     attacker: attacker_user,
                     target: target.clone(),
