@@ -92,7 +92,9 @@ impl HostedSessions {
         let mut t = self.write();
         let id = t.by_actor.remove(&actor)?;
         let hosted = t.by_id.remove(&id)?;
-        t.by_code.remove(&hosted.join_code);
+        if t.by_code.get(&hosted.join_code) == Some(&id) {
+            t.by_code.remove(&hosted.join_code);
+        }
         Some((id, hosted))
     }
 }
@@ -135,6 +137,9 @@ pub struct HostArgs {
     pub events: Option<UnboundedSender<HostEvent>>,
     /// How many times one game's session is restarted after failures.
     pub max_restarts: u32,
+    /// Whether `Start` refuses a join code already hosted here. A cluster
+    /// node turns this off: its registry owns join-code uniqueness.
+    pub unique_join_codes: bool,
 }
 
 /// Requests to a host.
@@ -217,7 +222,9 @@ impl Actor for SessionHost {
                     let sessions = &state.args.sessions;
                     if sessions.session(game.id).is_some() {
                         Err(EngineError::AlreadyRunning(game.id))
-                    } else if sessions.by_join_code(&game.join_code).is_some() {
+                    } else if state.args.unique_join_codes
+                        && sessions.by_join_code(&game.join_code).is_some()
+                    {
                         Err(EngineError::JoinCodeTaken(game.join_code.clone()))
                     } else {
                         state.spawn(&myself, game).await

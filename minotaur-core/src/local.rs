@@ -30,14 +30,16 @@ pub struct LocalDirectory {
 impl LocalDirectory {
     /// Starts a host whose sessions save to `sink` (if any).
     pub async fn start(sink: Option<Arc<dyn StateSink>>) -> Result<Self, EngineError> {
-        Self::start_with(sink, None, DEFAULT_MAX_RESTARTS).await
+        Self::start_with(sink, None, DEFAULT_MAX_RESTARTS, true).await
     }
 
-    /// Starts a host, reporting ended sessions to `events`.
+    /// Starts a host, reporting ended sessions to `events`; with
+    /// `unique_join_codes` off, join codes are left to the caller to police.
     pub async fn start_with(
         sink: Option<Arc<dyn StateSink>>,
         events: Option<UnboundedSender<HostEvent>>,
         max_restarts: u32,
+        unique_join_codes: bool,
     ) -> Result<Self, EngineError> {
         let sessions = HostedSessions::default();
         let args = HostArgs {
@@ -45,6 +47,7 @@ impl LocalDirectory {
             sink,
             events,
             max_restarts,
+            unique_join_codes,
         };
         let (host, _) = Actor::spawn(None, SessionHost, args)
             .await

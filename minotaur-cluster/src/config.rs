@@ -1,0 +1,111 @@
+//! `NodeConfig`: everything one node is started with. Nothing is read from
+//! process-global state, so nodes in one process never share a setting.
+
+use crate::placement::{Placement, Rendezvous};
+use futures::future::BoxFuture;
+use minotaur_core::GameConfig;
+use ractor_cluster::ClusterBidiStream;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens links to other nodes over something other than TCP (the testkit's
+/// in-memory network, for instance).
+pub trait Connector: Send + Sync + 'static {
+    /// Opens a stream from node `from` to the node advertised at `addr`; the
+    /// connector hands the other end to that node's server itself.
+    fn connect(
+        &self,
+        from: &str,
+        addr: &str,
+    ) -> BoxFuture<'static, Result<Box<dyn ClusterBidiStream>, String>>;
+}
+
+/// How a node reaches its peers.
+#[derive(Clone, Default)]
+pub enum Transport {
+    /// Real TCP on [`NodeConfig::listen_addr`].
+    #[default]
+    Tcp,
+    /// Streams opened by a [`Connector`]; the node advertises `addr`.
+    Custom {
+        /// The address peers pass to their connector to reach this node.
+        addr: String,
+        /// Opens outgoing links.
+        connector: Arc<dyn Connector>,
+    },
+}
+
+/// What happens to running sessions when a node joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Redistribution {
+    /// Nothing moves; new games are placed with the new member in view.
+    #[default]
+    Passive,
+    /// Sessions whose placement now points at another member are handed
+    /// over to it, with their state.
+    Active,
+}
+
+/// One node's configuration.
+///
+/// ```
+/// use minotaur_cluster::NodeConfig;
+/// let cfg = NodeConfig::new("n1", "a-long-secret-cookie");
+/// assert_eq!(cfg.listen_addr.port(), 0); // the OS picks a free port
+/// assert_eq!(cfg.replication_factor, 1);
+/// ```
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// The node's name, unique in its cluster.
+    pub name: String,
+    /// Shared secret every member must present.
+    pub cookie: String,
+    /// Where to listen for peers; port 0 picks a free port.
+    pub listen_addr: SocketAddr,
+    /// Addresses of members to join through (any one is enough).
+    pub seeds: Vec<String>,
+    /// How often a node tells each peer it is alive.
+    pub heartbeat_interval: Duration,
+    /// A peer not heard from for this long is considered down, even if its
+    /// link is still open (ractor_cluster never times a link out by itself).
+    pub failure_timeout: Duration,
+    /// Where new sessions go.
+    pub placement: Arc<dyn Placement>,
+    /// Copies of each session's state kept on other members (0 or 1).
+    pub replication_factor: usize,
+    /// Whether a join moves running sessions.
+    pub redistribution: Redistribution,
+    /// Rules of games created on this node.
+    pub game: GameConfig,
+    /// Deadline of every remote call.
+    pub call_timeout: Duration,
+    /// How the node reaches its peers.
+    pub transport: Transport,
+    /// Restarts of a failed session actor before it is given up.
+    pub max_restarts: u32,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults: listen on 127.0.0.1 with a free port,
+    /// no seeds, 200 ms heartbeats, 1 s failure timeout, rendezvous placement,
+    /// replication factor 1, passive redistribution, default game rules,
+    /// 5 s call timeout, TCP.
+    pub fn new(name: impl Into<String>, cookie: impl Into<String>) -> Self {
+        NodeConfig {
+            name: name.into(),
+            cookie: cookie.into(),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seeds: Vec::new(),
+            heartbeat_interval: Duration::from_millis(200),
+            failure_timeout: Duration::from_secs(1),
+            placement: Arc::new(Rendezvous),
+            replication_factor: 1,
+            redistribution: Redistribution::Passive,
+            game: GameConfig::default(),
+            call_timeout: Duration::from_secs(5),
+            transport: Transport::Tcp,
+            max_restarts: minotaur_core::local::DEFAULT_MAX_RESTARTS,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! `ClusterDirectory`: the engine's view of the cluster. Finds a game's
+//! owner in the local registry copy and delivers the command there, retrying
+//! while the game is moving or failing over, within the call timeout.
+
+use crate::handoff::candidates;
+use crate::membership::MemberId;
+use crate::node::Shared;
+use crate::placement::ranked;
+use crate::protocol::{Request, Response};
+use crate::rpc::{self, RpcError};
+use crate::supervisor;
+use async_trait::async_trait;
+use minotaur_core::local::call_session;
+use minotaur_core::{
+    codec, Command, Directory, EngineError, Game, GameId, JoinCode, Reply, UserId,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to do next with a command.
+pub(crate) enum Route {
+    /// The session answered (or the game is gone).
+    Done(Result<Reply, EngineError>),
+    /// Ask this member instead.
+    Moved(MemberId),
+    /// The game is between owners: look again shortly.
+    Retry,
+}
+
+/// Delivers a command to a session hosted on this node, if it is here.
+pub(crate) async fn command_here(shared: &Shared, id: GameId, command: Command) -> Route {
+    if let Some(session) = shared.local.sessions().session(id) {
+        match call_session(&session, id, command, shared.config.call_timeout).await {
+            // Released or concluded while we asked: look again below.
+            Err(EngineError::GameNotAlive(_)) => {}
+            other => return Route::Done(other),
+        }
+    }
+    if shared.is_moving(id) {
+        return Route::Retry;
+    }
+    if let Some(to) = shared.moved_to(id) {
+        return Route::Moved(to);
+    }
+    if shared.owned.lock().contains_key(&id) {
+        return Route::Retry; // starting, or ending and about to be unregistered
+    }
+    Route::Done(Err(EngineError::GameNotAlive(id)))
+}
+
+/// The [`Directory`] of a cluster node.
+pub struct ClusterDirectory {
+    shared: Arc<Shared>,
+}
+
+impl ClusterDirectory {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        ClusterDirectory { shared }
+    }
+
+    async fn remote(
+        &self,
+        owner: &MemberId,
+        id: GameId,
+        command: Command,
+        left: Duration,
+    ) -> Route {
+        let is_write = command.is_write();
+        let request = Request::Command { id, command };
+        match rpc::request(&self.shared.members, owner, request, left).await {
+            Ok(Response::Command(result)) => Route::Done(result),
+            Ok(Response::Moved(to)) => Route::Moved(to),
+            Ok(Response::NotHere) | Err(RpcError::NoRoute(_)) => Route::Retry,
+            Ok(Response::Refused(why)) => Route::Done(Err(EngineError::Protocol(why))),
+            Ok(other) => Route::Done(Err(EngineError::Protocol(format!(
+                "unexpected answer {other:?}"
+            )))),
+            Err(RpcError::Timeout(..)) => Route::Done(Err(EngineError::Timeout(format!(
+                "{owner} did not answer for game {id} within {left:?}"
+            )))),
+            // A read is safe to repeat; a write may have been applied.
+            Err(RpcError::Closed(_)) if !is_write => Route::Retry,
+            Err(e) => Route::Done(Err(EngineError::Unavailable(e.to_string()))),
+        }
+    }
+
+    async fn claim_code(&self, code: &JoinCode, id: GameId) -> Result<(), EngineError> {
+        let shared = &self.shared;
+        if shared
+            .registry
+            .by_join_code(code)
+            .is_some_and(|other| other != id)
+        {
+            return Err(EngineError::JoinCodeTaken(code.clone()));
+        }
+        // Every claim of a code goes to the code's home member, which
+        // serialises them: two simultaneous creates cannot both win.
+        let home = ranked(code, shared.members.up()).into_iter().next();
+        match home {
+            None => Ok(()),
+            Some(home) if home == shared.this => match shared.registry.claim(code, id) {
+                true => Ok(()),
+                false => Err(EngineError::JoinCodeTaken(code.clone())),
+            },
+            Some(home) => {
+                let request = Request::ClaimCode {
+                    code: code.clone(),
+                    id,
+                };
+                match rpc::request(&shared.members, &home, request, shared.config.call_timeout)
+                    .await
+                {
+                    Ok(Response::Claimed(result)) => result,
+                    Ok(other) => Err(EngineError::Protocol(format!(
+                        "unexpected answer {other:?}"
+                    ))),
+                    Err(e) => Err(EngineError::Unavailable(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Directory for ClusterDirectory {
+    async fn start(&self, game: Game) -> Result<(), EngineError> {
+        let shared = &self.shared;
+        if let Some(reg) = shared.registry.lookup(game.id) {
+            if shared.members.status(&reg.owner) != Some(crate::MemberStatus::Down) {
+                return Err(EngineError::AlreadyRunning(game.id));
+            }
+        }
+        self.claim_code(&game.join_code, game.id).await?;
+        let targets = candidates(shared);
+        if targets.is_empty() {
+            return Err(EngineError::Unavailable(
+                "no member takes new sessions".into(),
+            ));
+        }
+        let owner = shared
+            .config
+            .placement
+            .place(game.id, &targets, &shared.this);
+        if owner == shared.this {
+            return supervisor::host_game(shared, game, 1).await.map(|_| ());
+        }
+        let request = Request::Start {
+            snapshot: codec::encode(&game)?,
+            epoch: 1,
+        };
+        match rpc::request(&shared.members, &owner, request, shared.config.call_timeout).await {
+            Ok(Response::Started(Ok(reg))) => {
+                supervisor::apply_registration(shared, reg);
+                Ok(())
+            }
+            Ok(Response::Started(Err(e))) => Err(e),
+            Ok(other) => Err(EngineError::Protocol(format!(
+                "unexpected answer {other:?}"
+            ))),
+            Err(e) => Err(EngineError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {
+        let shared = &self.shared;
+        let timeout = shared.config.call_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut hint: Option<MemberId> = None;
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            let owner = match hint.take() {
+                Some(owner) => owner,
+                None => match shared.registry.lookup(id) {
+                    Some(reg) => reg.owner,
+                    None => return Err(EngineError::GameNotAlive(id)),
+                },
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let route = if owner == shared.this {
+                command_here(shared, id, command.clone()).await
+            } else {
+                self.remote(
+                    &owner,
+                    id,
+                    command.clone(),
+                    left.max(Duration::from_millis(1)),
+                )
+                .await
+            };
+            match route {
+                Route::Done(result) => return result,
+                Route::Moved(to) => hint = Some(to),
+                Route::Retry => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Unavailable(format!(
+                    "game {id} is between owners; gave up after {timeout:?}"
+                )));
+            }
+            if hint.is_none() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+        }
+    }
+
+    async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {
+        self.shared
+            .registry
+            .by_join_code(code)
+            .ok_or_else(|| EngineError::UnknownJoinCode(code.clone()))
+    }
+
+    async fn games_of_user(&self, user: &UserId) -> Result<Vec<GameId>, EngineError> {
+        Ok(self.shared.registry.of_user(user))
+    }
+}

@@ -1,0 +1,355 @@
+//! Links between members: starting the transport, dialling peers, the
+//! handshake that turns a ractor_cluster session into a member, heartbeats
+//! and the failure detector, and closing links that never complete a
+//! handshake.
+
+use crate::config::{NodeConfig, Transport};
+use crate::membership::{DownReason, MemberId, MemberStatus};
+use crate::node::{lock, NodeError, Shared};
+use crate::protocol::{self, Hello, Notice, Request, Response, RouterMsg};
+use crate::router::router_name_of;
+use crate::{rpc, supervisor};
+use ractor::{Actor, ActorId, ActorRef};
+use ractor_cluster::node::NodeServerSessionInformation;
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tracing::Instrument;
+
+/// What the NodeServer tells us about its sessions.
+pub(crate) enum LinkEvent {
+    Ready(NodeServerSessionInformation),
+    Closed(NodeServerSessionInformation),
+}
+
+struct Forward(UnboundedSender<LinkEvent>);
+
+impl NodeEventSubscription for Forward {
+    fn node_session_opened(&self, _: NodeServerSessionInformation) {}
+    fn node_session_authenticated(&self, _: NodeServerSessionInformation) {}
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(LinkEvent::Ready(ses));
+    }
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(LinkEvent::Closed(ses));
+    }
+}
+
+/// Starts the ractor_cluster server on the configured address. Port 0 picks
+/// a free port (probed first, since the server does not report it back).
+pub(crate) async fn start_server(
+    config: &NodeConfig,
+    this: &MemberId,
+) -> Result<(ActorRef<NodeServerMessage>, u16), NodeError> {
+    let ip = config.listen_addr.ip();
+    let fixed = config.listen_addr.port();
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let port = if fixed != 0 {
+            fixed
+        } else {
+            match std::net::TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()) {
+                Ok(a) => a.port(),
+                Err(e) => {
+                    last_error = e.to_string();
+                    continue;
+                }
+            }
+        };
+        let server = NodeServer::new(
+            port,
+            config.cookie.clone(),
+            this.to_string(),
+            ip.to_string(),
+            None,
+            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(ip);
+        match Actor::spawn(None, server, ()).await {
+            Ok((server, _)) => return Ok((server, port)),
+            Err(e) => last_error = e.to_string(),
+        }
+        if fixed != 0 {
+            break;
+        }
+    }
+    Err(NodeError::Bind {
+        node: config.name.clone(),
+        addr: config.listen_addr,
+        reason: last_error,
+    })
+}
+
+/// Subscribes to the server's session events.
+pub(crate) fn subscribe(
+    server: &ActorRef<NodeServerMessage>,
+    this: &MemberId,
+) -> UnboundedReceiver<LinkEvent> {
+    let (tx, rx) = unbounded_channel();
+    let _ = server.cast(NodeServerMessage::SubscribeToEvents {
+        id: format!("minotaur-links/{this}"),
+        subscription: Box::new(Forward(tx)),
+    });
+    rx
+}
+
+/// Opens a link to `addr` unless one was attempted recently.
+pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) {
+    if addr == shared.addr {
+        return;
+    }
+    let pace = shared
+        .config
+        .failure_timeout
+        .max(Duration::from_millis(500));
+    {
+        let mut dialed = lock(&shared.dialed);
+        if dialed.get(addr).is_some_and(|at| at.elapsed() < pace) {
+            return;
+        }
+        dialed.insert(addr.to_string(), Instant::now());
+    }
+    let result = match &shared.config.transport {
+        Transport::Tcp => ractor_cluster::client_connect(&shared.server, addr)
+            .await
+            .map_err(|e| e.to_string()),
+        Transport::Custom { connector, .. } => {
+            match connector.connect(&shared.this.to_string(), addr).await {
+                Ok(stream) => ractor_cluster::client_connect_external(&shared.server, stream)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%addr, error = %e, "dial failed");
+    }
+}
+
+/// The Hello this node introduces itself with.
+pub(crate) fn hello(shared: &Shared) -> Hello {
+    Hello {
+        from: shared.this.clone(),
+        addr: shared.addr.clone(),
+        min_protocol: protocol::MIN_PROTOCOL_VERSION,
+        max_protocol: protocol::PROTOCOL_VERSION,
+        leaving: shared.is_leaving(),
+        members: shared
+            .members
+            .addresses()
+            .into_iter()
+            .filter(|(_, _, s)| *s != MemberStatus::Down)
+            .map(|(id, addr, _)| (id, addr))
+            .collect(),
+    }
+}
+
+/// Whether a peer speaking `[min, max]` can talk to this release.
+pub(crate) fn compatible(h: &Hello) -> bool {
+    h.min_protocol <= protocol::PROTOCOL_VERSION && h.max_protocol >= protocol::MIN_PROTOCOL_VERSION
+}
+
+/// Handles the server's session events until the node stops.
+pub(crate) async fn run_link_events(shared: Arc<Shared>, mut events: UnboundedReceiver<LinkEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            LinkEvent::Ready(info) => {
+                let task = handshake(shared.clone(), info).instrument(shared.span.clone());
+                tokio::spawn(task);
+            }
+            LinkEvent::Closed(info) => {
+                if let Some(member) = shared.members.by_session(&info.actor.get_id()) {
+                    member_down(&shared, &member, DownReason::LinkClosed);
+                }
+            }
+        }
+    }
+}
+
+async fn find_router(
+    info: &NodeServerSessionInformation,
+    name: &str,
+) -> Option<ActorRef<RouterMsg>> {
+    // The peer's router is advertised during the session's initial sync; a
+    // router spawned just after the link came up arrives a little later.
+    for _ in 0..40 {
+        let found = info
+            .actor
+            .get_cell()
+            .get_children()
+            .into_iter()
+            .find(|c| !c.get_id().is_local() && c.get_name().as_deref() == Some(name));
+        if let Some(cell) = found {
+            return Some(ActorRef::from(cell));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
+async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
+    let Some(peer) = info.peer_name.as_ref().map(|p| p.name.clone()) else {
+        return;
+    };
+    let peer_id = peer.split('@').next().unwrap_or_default().to_string();
+    let Some(router) = find_router(&info, &router_name_of(&peer_id)).await else {
+        tracing::warn!(peer = %peer_id, "peer has no Minotaur router; closing the link");
+        info.actor.stop(Some("no router".into()));
+        return;
+    };
+    let Ok(bytes) = protocol::seal(Request::Hello(hello(&shared))) else {
+        return;
+    };
+    let answer = rpc::call(&router, bytes, shared.config.call_timeout, &shared.this).await;
+    let theirs = match answer {
+        Ok(Response::Hello(h)) => h,
+        Ok(Response::Refused(why)) => {
+            tracing::error!(peer = %peer_id, %why, "peer refused us");
+            info.actor.stop(Some("refused".into()));
+            return;
+        }
+        other => {
+            tracing::warn!(peer = %peer_id, answer = ?other, "handshake failed");
+            info.actor.stop(Some("handshake failed".into()));
+            return;
+        }
+    };
+    if !compatible(&theirs) {
+        tracing::error!(
+            peer = %peer_id,
+            theirs = ?(theirs.min_protocol, theirs.max_protocol),
+            ours = ?(protocol::MIN_PROTOCOL_VERSION, protocol::PROTOCOL_VERSION),
+            "refusing peer: incompatible protocol versions"
+        );
+        info.actor.stop(Some("incompatible protocol".into()));
+        return;
+    }
+    if theirs.from.to_string() != peer_id {
+        info.actor.stop(Some("identity mismatch".into()));
+        return;
+    }
+    let member = theirs.from.clone();
+    let (newly_up, replaced) = shared.members.up_via(
+        member.clone(),
+        theirs.addr.clone(),
+        theirs.leaving,
+        router,
+        info.actor.clone(),
+    );
+    for old in replaced {
+        tokio::spawn(
+            supervisor::on_member_down(shared.clone(), old).instrument(shared.span.clone()),
+        );
+    }
+    if newly_up {
+        tracing::info!(peer = %member, "member up");
+        supervisor::on_member_up(&shared, &member).await;
+    }
+    for (other, addr) in theirs.members {
+        let known = matches!(
+            shared.members.status(&other),
+            Some(MemberStatus::Up | MemberStatus::Leaving)
+        );
+        if other != shared.this && !known {
+            dial(&shared, &addr).await;
+        }
+    }
+}
+
+/// Marks `member` down and starts failover for it.
+pub(crate) fn member_down(shared: &Arc<Shared>, member: &MemberId, reason: DownReason) {
+    if let Some(session) = shared.members.set_down(member, reason) {
+        tracing::warn!(peer = %member, ?reason, "member down");
+        if let Some(session) = session {
+            session.stop(Some(format!("member down: {reason:?}")));
+        }
+        let task = supervisor::on_member_down(shared.clone(), member.clone());
+        tokio::spawn(task.instrument(shared.span.clone()));
+    }
+}
+
+/// Heartbeats, failure detection, reconnects and handshake deadlines.
+pub(crate) async fn run_ticker(shared: Arc<Shared>) {
+    let period = shared.config.heartbeat_interval;
+    let handshake_deadline = (shared.config.failure_timeout * 2).max(Duration::from_secs(2));
+    let mut unready: HashMap<ActorId, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        rpc::broadcast(
+            &shared.members,
+            &Notice::Ping {
+                from: shared.this.clone(),
+            },
+        );
+
+        let silent_since = Instant::now().checked_sub(shared.config.failure_timeout);
+        for member in silent_since
+            .map(|t| shared.members.silent_since(t))
+            .unwrap_or_default()
+        {
+            member_down(&shared, &member, DownReason::Timeout);
+        }
+
+        reconnect(&shared).await;
+        reap_unready(&shared, &mut unready, handshake_deadline).await;
+        lock(&shared.moved).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+    }
+}
+
+async fn reconnect(shared: &Arc<Shared>) {
+    if shared.is_leaving() {
+        return;
+    }
+    let known = shared.members.addresses();
+    let live_names: Vec<String> = known
+        .iter()
+        .filter(|(_, _, s)| *s != MemberStatus::Down)
+        .map(|(id, _, _)| id.name.clone())
+        .collect();
+    let mut targets: Vec<String> = known
+        .into_iter()
+        .filter(|(id, _, s)| *s == MemberStatus::Down && !live_names.contains(&id.name))
+        .map(|(_, addr, _)| addr)
+        .collect();
+    if live_names.len() <= 1 {
+        targets.extend(shared.config.seeds.iter().cloned());
+    }
+    targets.sort();
+    targets.dedup();
+    for addr in targets {
+        dial(shared, &addr).await;
+    }
+}
+
+// Closes sessions that have not become members in time: peers that never
+// authenticate (slow or hostile) and links that stalled mid-handshake.
+async fn reap_unready(
+    shared: &Arc<Shared>,
+    unready: &mut HashMap<ActorId, Instant>,
+    deadline: Duration,
+) {
+    let sessions = match ractor::call_t!(shared.server, NodeServerMessage::GetSessions, 1000) {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let mut still = HashMap::new();
+    for info in sessions.into_values() {
+        let id = info.actor.get_id();
+        if shared.members.by_session(&id).is_some() {
+            continue;
+        }
+        let since = unready.get(&id).copied().unwrap_or_else(Instant::now);
+        if since.elapsed() > deadline {
+            tracing::info!(peer = ?info.peer_name.as_ref().map(|p| &p.name), "closing a link that never completed its handshake");
+            info.actor.stop(Some("handshake deadline".into()));
+        } else {
+            still.insert(id, since);
+        }
+    }
+    *unready = still;
+}

@@ -1,0 +1,370 @@
+//! `Node`: one cluster member. Starts the transport, the router, the session
+//! host and the background tasks; leaves gracefully or is killed.
+
+use crate::config::{NodeConfig, Transport};
+use crate::directory::ClusterDirectory;
+use crate::links;
+use crate::membership::{ClusterEvent, MemberId, MemberStatus, Membership};
+use crate::protocol::{Notice, RouterMsg};
+use crate::registry::Registry;
+use crate::replication::{Owned, Replicas, ReplicationSink};
+use crate::router::Router;
+use crate::{handoff, rpc, supervisor};
+use minotaur_core::{GameEngine, GameId, LocalDirectory};
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use ractor_cluster::NodeServerMessage;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The listen address could not be bound.
+    #[error("node {node}: cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The node's name.
+        node: String,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The configuration is unusable.
+    #[error("node {node}: invalid configuration: {reason}")]
+    Config {
+        /// The node's name.
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An internal actor did not start.
+    #[error("node {node}: {what} did not start: {reason}")]
+    Start {
+        /// The node's name.
+        node: String,
+        /// Which part.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// State shared by a node's router, directory and background tasks.
+pub(crate) struct Shared {
+    pub this: MemberId,
+    pub config: NodeConfig,
+    pub addr: String,
+    pub members: Membership,
+    pub registry: Registry,
+    pub replicas: Replicas,
+    pub owned: Owned,
+    pub sink: ReplicationSink,
+    pub local: LocalDirectory,
+    pub server: ActorRef<NodeServerMessage>,
+    /// Games being handed over, with the remote requests waiting for them.
+    pub moving: Mutex<HashMap<GameId, Vec<RpcReplyPort<Vec<u8>>>>>,
+    /// Games recently handed over, and to whom.
+    pub moved: Mutex<HashMap<GameId, (MemberId, Instant)>>,
+    pub leaving: AtomicBool,
+    pub span: tracing::Span,
+    /// When each address was last dialled, to pace reconnects.
+    pub dialed: Mutex<HashMap<String, Instant>>,
+}
+
+impl Shared {
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
+    }
+
+    pub fn moved_to(&self, id: GameId) -> Option<MemberId> {
+        lock(&self.moved).get(&id).map(|(to, _)| to.clone())
+    }
+
+    pub fn is_moving(&self, id: GameId) -> bool {
+        lock(&self.moving).contains_key(&id)
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves
+/// its map consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running cluster member.
+///
+/// ```no_run
+/// use minotaur_cluster::{Node, NodeConfig};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let n1 = Node::start(NodeConfig::new("n1", "secret-cookie")).await?;
+/// let mut cfg = NodeConfig::new("n2", "secret-cookie");
+/// cfg.seeds = vec![n1.addr().to_string()];
+/// let n2 = Node::start(cfg).await?;
+/// let game = n2.engine().create_game("ABCD", vec!["ann".into(), "bob".into()]).await?;
+/// assert_eq!(n1.engine().get_game(game.id).await?.id, game.id);
+/// n2.shutdown().await; // hands its sessions to n1
+/// # Ok(()) }
+/// ```
+pub struct Node {
+    shared: Arc<Shared>,
+    router: ActorRef<RouterMsg>,
+    engine: GameEngine,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+impl Node {
+    /// Starts a node and begins joining through its seeds. Membership
+    /// converges in the background; watch [`Node::members`] or
+    /// [`Node::subscribe`].
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let incarnation: u64 = rand::random::<u32>() as u64;
+        let this = MemberId::new(config.name.clone(), incarnation);
+        let span = tracing::info_span!("node", node = %config.name, node_id = %this);
+        Self::start_in(config, this, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn start_in(
+        config: NodeConfig,
+        this: MemberId,
+        span: tracing::Span,
+    ) -> Result<Node, NodeError> {
+        let name = config.name.clone();
+        let fail = |what: &'static str, e: String| NodeError::Start {
+            node: name.clone(),
+            what,
+            reason: e,
+        };
+        if config.name.is_empty() || config.cookie.is_empty() {
+            return Err(NodeError::Config {
+                node: config.name.clone(),
+                reason: "name and cookie must not be empty".into(),
+            });
+        }
+        let (server, port) = links::start_server(&config, &this).await?;
+        let addr = match &config.transport {
+            Transport::Tcp => SocketAddr::new(config.listen_addr.ip(), port).to_string(),
+            Transport::Custom { addr, .. } => addr.clone(),
+        };
+        let members = Membership::new(this.clone(), addr.clone());
+        let registry = Registry::default();
+        let owned = Owned::default();
+        let sink = ReplicationSink {
+            members: members.clone(),
+            registry: registry.clone(),
+            owned: owned.clone(),
+            factor: config.replication_factor,
+            timeout: config.call_timeout,
+        };
+        let (host_tx, host_rx) = tokio::sync::mpsc::unbounded_channel();
+        let local = LocalDirectory::start_with(
+            Some(Arc::new(sink.clone())),
+            Some(host_tx),
+            config.max_restarts,
+            false,
+        )
+        .await
+        .map_err(|e| fail("session host", e.to_string()))?;
+
+        let shared = Arc::new(Shared {
+            this: this.clone(),
+            config,
+            addr,
+            members,
+            registry,
+            replicas: Replicas::default(),
+            owned,
+            sink,
+            local,
+            server: server.clone(),
+            moving: Mutex::new(HashMap::new()),
+            moved: Mutex::new(HashMap::new()),
+            leaving: AtomicBool::new(false),
+            span: span.clone(),
+            dialed: Mutex::new(HashMap::new()),
+        });
+        let (router, _) = Actor::spawn(
+            Some(crate::router::router_name(&this)),
+            Router,
+            shared.clone(),
+        )
+        .await
+        .map_err(|e| fail("router", e.to_string()))?;
+
+        let link_events = links::subscribe(&server, &this);
+        let tasks = vec![
+            tokio::spawn(
+                links::run_link_events(shared.clone(), link_events).instrument(span.clone()),
+            ),
+            tokio::spawn(links::run_ticker(shared.clone()).instrument(span.clone())),
+            tokio::spawn(
+                supervisor::run_host_events(shared.clone(), host_rx).instrument(span.clone()),
+            ),
+        ];
+        for seed in shared.config.seeds.clone() {
+            links::dial(&shared, &seed).await;
+        }
+        tracing::info!(addr = %shared.addr, "node started");
+        let directory = ClusterDirectory::new(shared.clone());
+        let engine = GameEngine::new(Arc::new(directory), shared.config.game.clone());
+        Ok(Node {
+            shared,
+            router,
+            engine,
+            tasks: Mutex::new(tasks),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// The game API, location-transparent across the cluster.
+    pub fn engine(&self) -> &GameEngine {
+        &self.engine
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> &MemberId {
+        &self.shared.this
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.shared.this.name
+    }
+
+    /// Where peers reach this node (for TCP, the bound address).
+    pub fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    /// Members as this node sees them.
+    pub fn members(&self) -> Vec<(MemberId, MemberStatus)> {
+        self.shared.members.all()
+    }
+
+    /// Names of the members this node sees up or leaving, sorted.
+    pub fn live_member_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .shared
+            .members
+            .live()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Subscribes to membership, failover and conflict events.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.shared.members.subscribe()
+    }
+
+    /// This node's copy of the registry (listing, counting, lookups).
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Ids of the sessions running on this node.
+    pub fn hosted(&self) -> Vec<GameId> {
+        self.shared.local.sessions().ids()
+    }
+
+    /// Number of backup copies this node holds for other members.
+    pub fn replicas_held(&self) -> usize {
+        self.shared.replicas.len()
+    }
+
+    /// The ractor_cluster server of this node (for custom transports).
+    pub fn node_server(&self) -> &ActorRef<NodeServerMessage> {
+        &self.shared.server
+    }
+
+    /// Leaves gracefully: stops taking sessions, hands every session over to
+    /// another member with its state, then stops. Commands arriving meanwhile
+    /// are forwarded; callers see at most extra latency.
+    pub async fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = self.shared.clone();
+        async move {
+            tracing::info!("leaving the cluster");
+            shared.leaving.store(true, Ordering::SeqCst);
+            shared.members.set_leaving(&shared.this);
+            rpc::broadcast(
+                &shared.members,
+                &Notice::Leaving {
+                    from: shared.this.clone(),
+                },
+            );
+            handoff::drain(&shared).await;
+            rpc::broadcast(
+                &shared.members,
+                &Notice::Bye {
+                    from: shared.this.clone(),
+                },
+            );
+            // Let the farewell reach the peers before the links close.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        .instrument(self.shared.span.clone())
+        .await;
+        self.stop_everything().await;
+        tracing::info!(parent: &self.shared.span, "node stopped");
+    }
+
+    /// Crashes the node: links cut, sessions gone, nothing handed over.
+    pub async fn kill(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!(parent: &self.shared.span, "node killed");
+        self.stop_everything().await;
+    }
+
+    async fn stop_everything(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        self.router.stop(None);
+        self.shared.local.shutdown().await;
+        let server = self.shared.server.get_cell();
+        server
+            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+        let _ = server
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+        let _ = self
+            .router
+            .get_cell()
+            .wait(Some(Duration::from_secs(5)))
+            .await;
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.stopped.swap(true, Ordering::SeqCst) {
+            for task in lock(&self.tasks).drain(..) {
+                task.abort();
+            }
+            self.router.stop(None);
+            self.shared.server.get_cell().stop_children(None);
+            self.shared.server.stop(None);
+        }
+    }
+}

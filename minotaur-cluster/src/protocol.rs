@@ -1,0 +1,180 @@
+//! The wire protocol between nodes.
+//!
+//! Each node has exactly one remotable actor, its router, whose message has
+//! two variants that carry opaque bytes: a one-way [`Notice`] and a
+//! [`Request`] answered by a [`Response`]. The bytes are an [`Envelope`]
+//! encoded with the core codec, so a decode failure is a value, never a
+//! panic, and ractor's variant-name tags never change between releases.
+//! New variants are added at the end of the enums; a peer that cannot decode
+//! one answers [`Response::Refused`].
+
+use crate::membership::MemberId;
+use crate::registry::Registration;
+use minotaur_core::codec::{self, CodecError};
+use minotaur_core::{Command, EngineError, GameId, JoinCode, Reply};
+use ractor::RpcReplyPort;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol. Peers accept each other when their ranges
+/// `[MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]` overlap.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Oldest protocol version this release still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+
+/// The router's message: the only type that crosses the wire.
+#[derive(ractor_cluster::RactorClusterMessage)]
+pub enum RouterMsg {
+    /// A one-way [`Notice`], encoded.
+    Notice(Vec<u8>),
+    /// A [`Request`], encoded; answered with an encoded [`Response`].
+    #[rpc]
+    Request(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+/// Every payload is wrapped with the sender's protocol version.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The message.
+    pub body: T,
+}
+
+/// Encodes `body` in an envelope.
+pub fn seal<T: Serialize>(body: T) -> Result<Vec<u8>, CodecError> {
+    codec::encode(&Envelope {
+        protocol: PROTOCOL_VERSION,
+        body,
+    })
+}
+
+/// Decodes an envelope's body.
+pub fn open<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    codec::decode::<Envelope<T>>(bytes).map(|e| e.body)
+}
+
+/// Who a node is and whom it knows: exchanged when a link comes up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender.
+    pub from: MemberId,
+    /// Where the sender can be reached.
+    pub addr: String,
+    /// Oldest protocol version the sender speaks.
+    pub min_protocol: u32,
+    /// Newest protocol version the sender speaks.
+    pub max_protocol: u32,
+    /// Whether the sender is leaving the cluster.
+    pub leaving: bool,
+    /// Members the sender sees up, with their addresses.
+    pub members: Vec<(MemberId, String)>,
+}
+
+/// A request to a peer's router.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Introduce the sender.
+    Hello(Hello),
+    /// Deliver a command to a game hosted by the receiver.
+    Command {
+        /// The game.
+        id: GameId,
+        /// The command.
+        command: Command,
+    },
+    /// Start a session for a new or continued game on the receiver.
+    Start {
+        /// The encoded `Game`.
+        snapshot: Vec<u8>,
+        /// Registration epoch the session starts with.
+        epoch: u64,
+    },
+    /// Reserve a join code for a game (the receiver is the code's home).
+    ClaimCode {
+        /// The code.
+        code: JoinCode,
+        /// The game that wants it.
+        id: GameId,
+    },
+    /// Keep this copy of a game's state as its backup.
+    Replicate {
+        /// The game's owner.
+        owner: MemberId,
+        /// The owner's registration epoch.
+        epoch: u64,
+        /// The encoded `Game`.
+        snapshot: Vec<u8>,
+    },
+    /// Send back the backup copy of a game.
+    Fetch {
+        /// The game.
+        id: GameId,
+    },
+}
+
+/// A router's answer to a [`Request`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Hello`].
+    Hello(Hello),
+    /// The session's answer to [`Request::Command`].
+    Command(Result<Reply, EngineError>),
+    /// The game moved to this member: ask it.
+    Moved(MemberId),
+    /// The receiver does not host the game (it may be moving): look again.
+    NotHere,
+    /// Answer to [`Request::Start`].
+    Started(Result<Registration, EngineError>),
+    /// Answer to [`Request::ClaimCode`].
+    Claimed(Result<(), EngineError>),
+    /// The replica is stored.
+    Stored,
+    /// Answer to [`Request::Fetch`]: the encoded copy, if held.
+    Snapshot(Option<Vec<u8>>),
+    /// The request could not be understood or is not accepted.
+    Refused(String),
+}
+
+/// One-way messages between routers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Notice {
+    /// The sender is alive.
+    Ping {
+        /// The sender.
+        from: MemberId,
+    },
+    /// The sender now owns this game.
+    Registered(Registration),
+    /// The game's session ended for good.
+    Unregistered {
+        /// The game.
+        id: GameId,
+        /// Its last owner.
+        owner: MemberId,
+    },
+    /// All registrations the sender owns (sent when a link comes up).
+    Sync {
+        /// The sender.
+        from: MemberId,
+        /// Its registrations.
+        entries: Vec<Registration>,
+    },
+    /// The sender is draining and takes no new sessions.
+    Leaving {
+        /// The sender.
+        from: MemberId,
+    },
+    /// The sender has handed everything over and is stopping.
+    Bye {
+        /// The sender.
+        from: MemberId,
+    },
+    /// Forget the backup copy of this game: its backup moved elsewhere.
+    DropReplica {
+        /// The game.
+        id: GameId,
+        /// The owner whose copy it was.
+        owner: MemberId,
+    },
+}

@@ -1,0 +1,312 @@
+//! The distributed registry: every node keeps a full copy of which member
+//! owns which game, so a lookup is a local read.
+//!
+//! An owner announces its registrations to every member; a new link starts
+//! with both sides sending all they own. Two registrations of one game id
+//! (a move, a failover, or two sides of a healed split) are resolved the
+//! same way on every node by [`Registration::outranks`]: the higher game
+//! version wins, then the higher epoch (each move or failover increments
+//! it), then the smaller owner id. Two games claiming one join code keep it
+//! for the smaller game id; the other game keeps running, findable by id.
+
+use crate::membership::MemberId;
+use minotaur_core::{GameId, JoinCode, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long a join-code claim holds without its registration arriving.
+const CLAIM_TTL: Duration = Duration::from_secs(10);
+
+/// Where one game lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The game.
+    pub id: GameId,
+    /// Its join code.
+    pub join_code: JoinCode,
+    /// Its players.
+    pub users: Vec<UserId>,
+    /// The member hosting its session.
+    pub owner: MemberId,
+    /// Incremented each time the session moves or fails over.
+    pub epoch: u64,
+    /// The game's version when last announced.
+    pub version: u64,
+}
+
+impl Registration {
+    /// Whether `self` wins over `other` for the same game id.
+    pub fn outranks(&self, other: &Registration) -> bool {
+        (self.version, self.epoch, std::cmp::Reverse(&self.owner))
+            > (other.version, other.epoch, std::cmp::Reverse(&other.owner))
+    }
+}
+
+/// What applying a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// First registration of the id, or a newer announcement by the same
+    /// owner and epoch.
+    Stored,
+    /// It won over a registration by another owner, returned here.
+    Replaced(Registration),
+    /// It lost to the registration kept, returned here.
+    Rejected(Registration),
+}
+
+#[derive(Default)]
+struct Tables {
+    games: HashMap<GameId, Registration>,
+    codes: HashMap<JoinCode, GameId>,
+    users: HashMap<UserId, HashSet<GameId>>,
+    claims: HashMap<JoinCode, (GameId, Instant)>,
+}
+
+impl Tables {
+    fn index(&mut self, reg: &Registration) {
+        let keep_code = match self.codes.get(&reg.join_code) {
+            Some(other) => *other == reg.id || !self.games.contains_key(other) || reg.id < *other,
+            None => true,
+        };
+        if keep_code {
+            self.codes.insert(reg.join_code.clone(), reg.id);
+        }
+        self.claims.remove(&reg.join_code);
+        for user in &reg.users {
+            self.users.entry(user.clone()).or_default().insert(reg.id);
+        }
+    }
+
+    fn unindex(&mut self, reg: &Registration) {
+        if self.codes.get(&reg.join_code) == Some(&reg.id) {
+            self.codes.remove(&reg.join_code);
+            // Another live game with the same code (a lost conflict) gets it back.
+            if let Some(other) = self
+                .games
+                .values()
+                .filter(|g| g.join_code == reg.join_code && g.id != reg.id)
+                .map(|g| g.id)
+                .min()
+            {
+                self.codes.insert(reg.join_code.clone(), other);
+            }
+        }
+        for user in &reg.users {
+            if let Some(set) = self.users.get_mut(user) {
+                set.remove(&reg.id);
+                if set.is_empty() {
+                    self.users.remove(user);
+                }
+            }
+        }
+    }
+}
+
+/// This node's copy of the registry. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tables: Arc<RwLock<Tables>>,
+}
+
+impl Registry {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where game `id` lives.
+    pub fn lookup(&self, id: GameId) -> Option<Registration> {
+        self.read().games.get(&id).cloned()
+    }
+
+    /// The game registered under `code`.
+    pub fn by_join_code(&self, code: &JoinCode) -> Option<GameId> {
+        self.read().codes.get(code).copied()
+    }
+
+    /// Games `user` plays in.
+    pub fn of_user(&self, user: &UserId) -> Vec<GameId> {
+        self.read()
+            .users
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every registration.
+    pub fn all(&self) -> Vec<Registration> {
+        self.read().games.values().cloned().collect()
+    }
+
+    /// Number of registered games.
+    pub fn len(&self) -> usize {
+        self.read().games.len()
+    }
+
+    /// Whether no game is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of games per owner.
+    pub fn count_by_owner(&self) -> HashMap<MemberId, usize> {
+        let mut counts = HashMap::new();
+        for reg in self.read().games.values() {
+            *counts.entry(reg.owner.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Registrations owned by `owner`.
+    pub fn owned_by(&self, owner: &MemberId) -> Vec<Registration> {
+        self.read()
+            .games
+            .values()
+            .filter(|r| &r.owner == owner)
+            .cloned()
+            .collect()
+    }
+
+    /// Applies a registration, resolving a conflict deterministically.
+    pub fn apply(&self, reg: Registration) -> Applied {
+        let mut t = self.write();
+        let existing = t.games.get(&reg.id).cloned();
+        match existing {
+            Some(old) if old.owner == reg.owner && old.epoch == reg.epoch => {
+                if reg.version > old.version {
+                    t.games.insert(reg.id, reg);
+                }
+                Applied::Stored
+            }
+            Some(old) if !reg.outranks(&old) => Applied::Rejected(old),
+            Some(old) => {
+                t.unindex(&old);
+                t.index(&reg);
+                t.games.insert(reg.id, reg);
+                Applied::Replaced(old)
+            }
+            None => {
+                t.index(&reg);
+                t.games.insert(reg.id, reg);
+                Applied::Stored
+            }
+        }
+    }
+
+    /// Records the latest version of a game this node owns.
+    pub(crate) fn bump_version(&self, id: GameId, owner: &MemberId, version: u64) {
+        if let Some(reg) = self.write().games.get_mut(&id) {
+            if &reg.owner == owner && version > reg.version {
+                reg.version = version;
+            }
+        }
+    }
+
+    /// Removes game `id` if `owner` still owns it.
+    pub fn remove(&self, id: GameId, owner: &MemberId) -> bool {
+        let mut t = self.write();
+        match t.games.get(&id) {
+            Some(reg) if &reg.owner == owner => {
+                if let Some(reg) = t.games.remove(&id) {
+                    t.unindex(&reg);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes every game `owner` still owns; returns their ids.
+    pub fn purge_owner(&self, owner: &MemberId) -> Vec<GameId> {
+        let ids: Vec<GameId> = self.owned_by(owner).into_iter().map(|r| r.id).collect();
+        for id in &ids {
+            self.remove(*id, owner);
+        }
+        ids
+    }
+
+    /// Reserves `code` for game `id` until its registration arrives.
+    pub fn claim(&self, code: &JoinCode, id: GameId) -> bool {
+        let mut t = self.write();
+        if t.codes.get(code).is_some_and(|other| *other != id) {
+            return false;
+        }
+        let now = Instant::now();
+        match t.claims.get(code) {
+            Some((other, at)) if *other != id && now.duration_since(*at) < CLAIM_TTL => false,
+            _ => {
+                t.claims.insert(code.clone(), (id, now));
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(id: GameId, code: &str, owner: &str, epoch: u64, version: u64) -> Registration {
+        Registration {
+            id,
+            join_code: code.parse().expect("code"),
+            users: vec!["ann".into()],
+            owner: MemberId::new(owner, 1),
+            epoch,
+            version,
+        }
+    }
+
+    #[test]
+    fn higher_version_wins_in_any_order() {
+        let id = GameId::random();
+        let a = reg(id, "ABCD", "a", 1, 7);
+        let b = reg(id, "ABCD", "b", 2, 5);
+        for order in [[a.clone(), b.clone()], [b.clone(), a.clone()]] {
+            let r = Registry::default();
+            for x in order {
+                r.apply(x);
+            }
+            assert_eq!(r.lookup(id), Some(a.clone()));
+            assert_eq!(r.by_join_code(&"ABCD".parse().expect("code")), Some(id));
+        }
+    }
+
+    #[test]
+    fn a_move_supersedes_by_epoch_and_removal_checks_owner() {
+        let id = GameId::random();
+        let r = Registry::default();
+        r.apply(reg(id, "ABCD", "a", 1, 3));
+        assert!(matches!(
+            r.apply(reg(id, "ABCD", "b", 2, 3)),
+            Applied::Replaced(_)
+        ));
+        assert!(!r.remove(id, &MemberId::new("a", 1)));
+        assert_eq!(r.lookup(id).map(|g| g.owner.name), Some("b".into()));
+        assert_eq!(r.of_user(&"ann".into()), vec![id]);
+        assert!(r.remove(id, &MemberId::new("b", 1)));
+        assert!(r.of_user(&"ann".into()).is_empty());
+    }
+
+    #[test]
+    fn join_code_goes_to_smaller_id_and_claims_block() {
+        let (x, y) = (GameId::random(), GameId::random());
+        let (small, big) = if x < y { (x, y) } else { (y, x) };
+        let code: JoinCode = "WXYZ".parse().expect("code");
+        let r = Registry::default();
+        r.apply(reg(big, "WXYZ", "a", 1, 0));
+        r.apply(reg(small, "WXYZ", "b", 1, 0));
+        assert_eq!(r.by_join_code(&code), Some(small));
+        r.remove(small, &MemberId::new("b", 1));
+        assert_eq!(r.by_join_code(&code), Some(big));
+        let other: JoinCode = "QQQQ".parse().expect("code");
+        assert!(r.claim(&other, x));
+        assert!(!r.claim(&other, y));
+        assert!(!r.claim(&code, small));
+    }
+}

@@ -1,0 +1,192 @@
+//! Replication: each session's state is copied to a backup member before a
+//! change is acknowledged, so one crash loses no acknowledged command.
+//!
+//! The backup of a game is the first live member, other than its owner, in
+//! rendezvous order of the game id. A copy is a full encoded snapshot; the
+//! backup keeps the newest one per game and, when the owner goes down,
+//! restarts the session from it.
+
+use crate::membership::{MemberId, Membership};
+use crate::placement::ranked;
+use crate::protocol::{Notice, Request, Response};
+use crate::registry::Registry;
+use crate::rpc;
+use async_trait::async_trait;
+use minotaur_core::{codec, EngineError, Game, GameId, StateSink};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A backup copy of another member's game.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// The owner that sent it.
+    pub owner: MemberId,
+    /// The owner's registration epoch.
+    pub epoch: u64,
+    /// The game's version in the copy.
+    pub version: u64,
+    /// The encoded game.
+    pub snapshot: Vec<u8>,
+}
+
+/// Copies this node keeps for other owners. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Replicas {
+    inner: Arc<Mutex<HashMap<GameId, Replica>>>,
+}
+
+impl Replicas {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GameId, Replica>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a copy unless a newer one of the same lineage is already here.
+    pub fn store(&self, id: GameId, replica: Replica) {
+        let mut map = self.lock();
+        let stale = map
+            .get(&id)
+            .is_some_and(|have| (have.epoch, have.version) > (replica.epoch, replica.version));
+        if !stale {
+            map.insert(id, replica);
+        }
+    }
+
+    /// Drops the copy of `id` if it came from `owner`.
+    pub fn drop_from(&self, id: GameId, owner: &MemberId) {
+        let mut map = self.lock();
+        if map.get(&id).is_some_and(|r| &r.owner == owner) {
+            map.remove(&id);
+        }
+    }
+
+    /// Removes and returns every copy sent by `owner`.
+    pub fn take_owned_by(&self, owner: &MemberId) -> Vec<(GameId, Replica)> {
+        let mut map = self.lock();
+        let ids: Vec<GameId> = map
+            .iter()
+            .filter(|(_, r)| &r.owner == owner)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| map.remove(&id).map(|r| (id, r)))
+            .collect()
+    }
+
+    /// The copy of `id`, if any.
+    pub fn get(&self, id: GameId) -> Option<Replica> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Number of copies held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no copy is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What this node knows about a game it owns.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedGame {
+    pub epoch: u64,
+    pub backup: Option<MemberId>,
+}
+
+/// Games this node owns. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Owned {
+    inner: Arc<Mutex<HashMap<GameId, OwnedGame>>>,
+}
+
+impl Owned {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GameId, OwnedGame>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The [`StateSink`] of a node's sessions: records the version in the
+/// registry and copies the state to the game's backup before the session
+/// acknowledges the change.
+#[derive(Clone)]
+pub(crate) struct ReplicationSink {
+    pub members: Membership,
+    pub registry: Registry,
+    pub owned: Owned,
+    pub factor: usize,
+    pub timeout: Duration,
+}
+
+impl ReplicationSink {
+    /// Backup candidates for `id`, best first.
+    pub fn backups(&self, id: GameId) -> Vec<MemberId> {
+        let this = self.members.this().clone();
+        ranked(&id, self.members.up().into_iter().filter(|m| m != &this))
+    }
+
+    async fn replicate(&self, game: &Game, snapshot: Vec<u8>) -> Result<(), EngineError> {
+        let (epoch, previous) = match self.owned.lock().get(&game.id) {
+            Some(o) => (o.epoch, o.backup.clone()),
+            None => return Ok(()),
+        };
+        let this = self.members.this().clone();
+        let mut last_error = None;
+        for backup in self.backups(game.id).into_iter().take(2) {
+            let request = Request::Replicate {
+                owner: this.clone(),
+                epoch,
+                snapshot: snapshot.clone(),
+            };
+            match rpc::request(&self.members, &backup, request, self.timeout).await {
+                Ok(Response::Stored) => {
+                    if let Some(old) = previous.filter(|p| p != &backup) {
+                        let notice = Notice::DropReplica {
+                            id: game.id,
+                            owner: this.clone(),
+                        };
+                        rpc::notify(&self.members, &old, &notice);
+                    }
+                    if let Some(o) = self.owned.lock().get_mut(&game.id) {
+                        o.backup = Some(backup);
+                    }
+                    return Ok(());
+                }
+                Ok(other) => last_error = Some(format!("{backup} answered {other:?}")),
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        match last_error {
+            // No other member is up: there is nowhere to copy to.
+            None => Ok(()),
+            Some(why) => Err(EngineError::Unavailable(format!(
+                "state of game {} not replicated: {why}",
+                game.id
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl StateSink for ReplicationSink {
+    async fn save(&self, game: &Game) -> Result<(), EngineError> {
+        if self.factor > 0 {
+            let snapshot = codec::encode(game)?;
+            self.replicate(game, snapshot).await?;
+        }
+        self.registry
+            .bump_version(game.id, self.members.this(), game.version);
+        Ok(())
+    }
+
+    // A failed session restarts from the copy on its backup.
+    async fn load(&self, id: GameId) -> Option<Game> {
+        let backup = self.owned.lock().get(&id)?.backup.clone()?;
+        match rpc::request(&self.members, &backup, Request::Fetch { id }, self.timeout).await {
+            Ok(Response::Snapshot(Some(bytes))) => codec::decode(&bytes).ok(),
+            _ => None,
+        }
+    }
+}

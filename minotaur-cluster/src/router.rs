@@ -1,0 +1,177 @@
+//! The router: the node's one remotable actor. It decodes what peers send
+//! and hands it to the node; requests are answered from their own task so a
+//! slow session never blocks the router.
+
+use crate::links;
+use crate::membership::{DownReason, MemberStatus};
+use crate::node::{lock, Shared};
+use crate::protocol::{self, Notice, Request, Response, RouterMsg};
+use crate::replication::Replica;
+use crate::{directory, supervisor};
+use minotaur_core::{codec, Game};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The registered name of a member's router, from the member id's display form.
+pub(crate) fn router_name_of(member: &str) -> String {
+    format!("minotaur-router/{member}")
+}
+
+/// The registered name of `this` member's router (unique per incarnation,
+/// so nodes sharing a process never clash).
+pub(crate) fn router_name(this: &crate::MemberId) -> String {
+    router_name_of(&this.to_string())
+}
+
+/// The router actor.
+pub(crate) struct Router;
+
+impl Actor for Router {
+    type Msg = RouterMsg;
+    type State = Arc<Shared>;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<Shared>, ActorProcessingErr> {
+        Ok(shared)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        message: RouterMsg,
+        shared: &mut Arc<Shared>,
+    ) -> Result<(), ActorProcessingErr> {
+        let _guard = shared.span.clone().entered();
+        match message {
+            RouterMsg::Notice(bytes) => match protocol::open::<Notice>(&bytes) {
+                Ok(notice) => on_notice(shared, notice),
+                Err(e) => tracing::warn!(error = %e, "dropping an undecodable notice"),
+            },
+            RouterMsg::Request(bytes, reply) => match protocol::open::<Request>(&bytes) {
+                Ok(request) => {
+                    let task = on_request(shared.clone(), request, reply);
+                    tokio::spawn(task.instrument(shared.span.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "refusing an undecodable request");
+                    answer(
+                        reply,
+                        Response::Refused(format!("undecodable request: {e}")),
+                    );
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Sends `response` on `reply`.
+pub(crate) fn answer(reply: RpcReplyPort<Vec<u8>>, response: Response) {
+    match protocol::seal(response) {
+        Ok(bytes) => {
+            let _ = reply.send(bytes);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot encode a response"),
+    }
+}
+
+fn on_notice(shared: &Arc<Shared>, notice: Notice) {
+    match notice {
+        Notice::Ping { from } => shared.members.heard(&from),
+        Notice::Registered(reg) => {
+            shared.members.heard(&reg.owner);
+            supervisor::apply_registration(shared, reg);
+        }
+        Notice::Unregistered { id, owner } => {
+            shared.registry.remove(id, &owner);
+            shared.replicas.drop_from(id, &owner);
+        }
+        Notice::Sync { from, entries } => {
+            shared.members.heard(&from);
+            for reg in entries {
+                supervisor::apply_registration(shared, reg);
+            }
+        }
+        Notice::Leaving { from } => {
+            if shared.members.set_leaving(&from) {
+                tracing::info!(peer = %from, "member leaving");
+                let task = crate::handoff::sweep(shared.clone());
+                tokio::spawn(task.instrument(shared.span.clone()));
+            }
+        }
+        Notice::Bye { from } => links::member_down(shared, &from, DownReason::Left),
+        Notice::DropReplica { id, owner } => shared.replicas.drop_from(id, &owner),
+    }
+}
+
+async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<Vec<u8>>) {
+    let response = match request {
+        Request::Hello(theirs) => {
+            if links::compatible(&theirs) {
+                Response::Hello(links::hello(&shared))
+            } else {
+                tracing::error!(
+                    peer = %theirs.from,
+                    theirs = ?(theirs.min_protocol, theirs.max_protocol),
+                    "refusing peer: incompatible protocol versions"
+                );
+                Response::Refused(format!(
+                    "protocol versions {}..={} not supported (this node speaks {}..={})",
+                    theirs.min_protocol,
+                    theirs.max_protocol,
+                    protocol::MIN_PROTOCOL_VERSION,
+                    protocol::PROTOCOL_VERSION
+                ))
+            }
+        }
+        Request::Command { id, command } => {
+            if shared.is_moving(id) {
+                if let Some(waiting) = lock(&shared.moving).get_mut(&id) {
+                    waiting.push(reply);
+                    return;
+                }
+            }
+            match directory::command_here(&shared, id, command).await {
+                directory::Route::Done(result) => Response::Command(result),
+                directory::Route::Moved(to) => Response::Moved(to),
+                directory::Route::Retry => Response::NotHere,
+            }
+        }
+        Request::Start { snapshot, epoch } => match codec::decode::<Game>(&snapshot) {
+            Ok(game) => Response::Started(supervisor::host_game(&shared, game, epoch).await),
+            Err(e) => Response::Started(Err(e.into())),
+        },
+        Request::ClaimCode { code, id } => Response::Claimed(if shared.registry.claim(&code, id) {
+            Ok(())
+        } else {
+            Err(minotaur_core::EngineError::JoinCodeTaken(code))
+        }),
+        Request::Replicate {
+            owner,
+            epoch,
+            snapshot,
+        } => match codec::decode::<Game>(&snapshot) {
+            Ok(game) if shared.members.status(&owner) != Some(MemberStatus::Down) => {
+                shared.replicas.store(
+                    game.id,
+                    Replica {
+                        owner,
+                        epoch,
+                        version: game.version,
+                        snapshot,
+                    },
+                );
+                Response::Stored
+            }
+            Ok(_) => Response::Refused(format!("{owner} is down here")),
+            Err(e) => Response::Refused(format!("undecodable snapshot: {e}")),
+        },
+        Request::Fetch { id } => Response::Snapshot(shared.replicas.get(id).map(|r| r.snapshot)),
+    };
+    answer(reply, response);
+}

@@ -1,0 +1,214 @@
+//! The distributed supervisor: hosting a game's session on this node,
+//! reacting to members coming and going (failover from replicas), and
+//! resolving two registrations of one game.
+
+use crate::handoff;
+use crate::membership::{ClusterEvent, MemberId, MemberStatus};
+use crate::node::Shared;
+use crate::protocol::Notice;
+use crate::registry::{Applied, Registration};
+use crate::replication::OwnedGame;
+use crate::rpc;
+use futures::StreamExt;
+use minotaur_core::host::{EndReason, HostEvent};
+use minotaur_core::{codec, Directory, EngineError, Game, StateSink};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::Instrument;
+
+/// How many sessions are restarted or moved at once.
+pub(crate) const PARALLEL: usize = 64;
+
+/// Starts a session for `game` on this node under `epoch`: copies it to its
+/// backup, starts the actor, then registers it cluster-wide.
+pub(crate) async fn host_game(
+    shared: &Arc<Shared>,
+    game: Game,
+    epoch: u64,
+) -> Result<Registration, EngineError> {
+    if shared.is_leaving() {
+        return Err(EngineError::Unavailable(format!(
+            "{} is leaving",
+            shared.this
+        )));
+    }
+    host_unchecked(shared, game, epoch).await
+}
+
+/// [`host_game`] even while leaving (to take back a session whose handoff failed).
+pub(crate) async fn host_unchecked(
+    shared: &Arc<Shared>,
+    game: Game,
+    epoch: u64,
+) -> Result<Registration, EngineError> {
+    let id = game.id;
+    let reg = Registration {
+        id,
+        join_code: game.join_code.clone(),
+        users: game.players.iter().map(|p| p.user.clone()).collect(),
+        owner: shared.this.clone(),
+        epoch,
+        version: game.version,
+    };
+    shared.owned.lock().insert(
+        id,
+        OwnedGame {
+            epoch,
+            backup: None,
+        },
+    );
+    let started = match shared.sink.save(&game).await {
+        Ok(()) => shared.local.start(game).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = started {
+        shared.owned.lock().remove(&id);
+        return Err(e);
+    }
+    apply_registration(shared, reg.clone());
+    rpc::broadcast(&shared.members, &Notice::Registered(reg.clone()));
+    Ok(reg)
+}
+
+/// Applies a registration to this node's registry and acts on a conflict
+/// that involves a session hosted here.
+pub(crate) fn apply_registration(shared: &Arc<Shared>, reg: Registration) {
+    match shared.registry.apply(reg.clone()) {
+        Applied::Replaced(old) if old.owner == shared.this => {
+            // Our copy lost: stop it, and report its state rather than drop it silently.
+            let span = shared.span.clone();
+            let shared = shared.clone();
+            let task = async move {
+                shared.owned.lock().remove(&old.id);
+                if let Ok(Some(state)) = shared.local.release(old.id).await {
+                    tracing::warn!(game = %old.id, winner = %reg.owner, ours = state.version, theirs = reg.version,
+                        "registry conflict lost; stopping our copy");
+                    shared.members.emit(ClusterEvent::ConflictResolved {
+                        id: old.id,
+                        winner: reg.owner.clone(),
+                        loser: shared.this.clone(),
+                        loser_state: Some(Box::new(state)),
+                    });
+                }
+            };
+            tokio::spawn(task.instrument(span));
+        }
+        Applied::Rejected(kept) if kept.owner == shared.this => {
+            // Theirs lost against ours: make sure everyone sees our newest version.
+            tracing::warn!(game = %kept.id, loser = %reg.owner, "registry conflict won");
+            shared.members.emit(ClusterEvent::ConflictResolved {
+                id: kept.id,
+                winner: kept.owner.clone(),
+                loser: reg.owner.clone(),
+                loser_state: None,
+            });
+            rpc::broadcast(&shared.members, &Notice::Registered(kept));
+        }
+        _ => {}
+    }
+}
+
+/// A member came up: tell it what we own, re-place backups, and move
+/// sessions to it if redistribution is active.
+pub(crate) async fn on_member_up(shared: &Arc<Shared>, member: &MemberId) {
+    let entries = shared.registry.owned_by(&shared.this);
+    rpc::notify(
+        &shared.members,
+        member,
+        &Notice::Sync {
+            from: shared.this.clone(),
+            entries,
+        },
+    );
+    let shared = shared.clone();
+    let task = async move {
+        handoff::sweep(shared.clone()).await;
+        if shared.config.redistribution == crate::Redistribution::Active {
+            handoff::rebalance(&shared).await;
+        }
+    };
+    tokio::spawn(task.instrument(tracing::Span::current()));
+}
+
+/// A member went down: restart its sessions whose backup is here, re-place
+/// backups it held, and forget registrations nobody reclaims.
+pub(crate) async fn on_member_down(shared: Arc<Shared>, member: MemberId) {
+    fail_over(&shared, &member).await;
+    handoff::sweep(shared.clone()).await;
+    let grace = shared.config.failure_timeout * 3;
+    tokio::time::sleep(grace).await;
+    if shared.members.status(&member) == Some(MemberStatus::Down) {
+        let purged = shared.registry.purge_owner(&member);
+        if !purged.is_empty() {
+            tracing::warn!(peer = %member, games = purged.len(), "forgot games of a down member that nobody restarted");
+        }
+    }
+}
+
+async fn fail_over(shared: &Arc<Shared>, down: &MemberId) {
+    let replicas = shared.replicas.take_owned_by(down);
+    if replicas.is_empty() {
+        return;
+    }
+    let restarted = futures::stream::iter(replicas)
+        .map(|(id, replica)| async move {
+            let current = shared.registry.lookup(id);
+            if current.as_ref().is_some_and(|r| &r.owner != down) {
+                return false; // it moved on; this copy is stale
+            }
+            let game: Game = match codec::decode(&replica.snapshot) {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(game = %id, error = %e, "replica undecodable");
+                    return false;
+                }
+            };
+            if !game.is_active() {
+                return false;
+            }
+            let epoch = replica.epoch.max(current.map(|r| r.epoch).unwrap_or(0)) + 1;
+            match host_game(shared, game, epoch).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(game = %id, error = %e, "failover start failed");
+                    false
+                }
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    tracing::warn!(peer = %down, sessions = restarted, "failed over sessions of a down member");
+    shared.members.emit(ClusterEvent::FailedOver {
+        from: down.clone(),
+        sessions: restarted,
+    });
+}
+
+/// Cleans up after sessions that ended for good.
+pub(crate) async fn run_host_events(shared: Arc<Shared>, mut events: UnboundedReceiver<HostEvent>) {
+    while let Some(event) = events.recv().await {
+        if !matches!(event.reason, EndReason::Concluded | EndReason::Failed(_)) {
+            continue;
+        }
+        let Some(owned) = shared.owned.lock().remove(&event.id) else {
+            continue;
+        };
+        shared.registry.remove(event.id, &shared.this);
+        rpc::broadcast(
+            &shared.members,
+            &Notice::Unregistered {
+                id: event.id,
+                owner: shared.this.clone(),
+            },
+        );
+        if let Some(backup) = owned.backup {
+            let notice = Notice::DropReplica {
+                id: event.id,
+                owner: shared.this.clone(),
+            };
+            rpc::notify(&shared.members, &backup, &notice);
+        }
+    }
+}
