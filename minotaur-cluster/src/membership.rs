@@ -33,7 +33,7 @@ impl MemberId {
 
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:08x}", self.name, self.incarnation)
+        write!(f, "{}.{:016x}", self.name, self.incarnation)
     }
 }
 

@@ -124,7 +124,7 @@ impl Node {
     /// converges in the background; watch [`Node::members`] or
     /// [`Node::subscribe`].
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        let incarnation: u64 = rand::random::<u32>() as u64;
+        let incarnation: u64 = rand::random();
         let this = MemberId::new(config.name.clone(), incarnation);
         let span = tracing::info_span!("node", node = %config.name, node_id = %this);
         Self::start_in(config, this, span.clone())

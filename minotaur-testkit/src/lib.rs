@@ -1,1 +1,36 @@
-//! In-process test clusters.
+//! # minotaur-testkit
+//!
+//! Whole Minotaur clusters inside one test process: real nodes talking
+//! ractor_cluster's wire protocol over TCP or over in-memory links with
+//! fault injection, each with its own config and captured logs.
+//!
+//! ```
+//! use minotaur_testkit::TestCluster;
+//! use std::time::Duration;
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = TestCluster::builder().nodes(2).in_memory().start().await?;
+//! let game = cluster.engine("n1")?.create_game("ABCD", vec!["ann".into(), "bob".into()]).await?;
+//! cluster.add_node("n3").await?;
+//! cluster.stop_node(cluster.where_is(game.id).unwrap_or_default().as_str()).await?;
+//! let engine = cluster.engine("n3")?;
+//! let again = cluster
+//!     .eventually("the game on a survivor", Duration::from_secs(5), || {
+//!         let engine = engine.clone();
+//!         async move { engine.get_game_by_join_code("ABCD").await.map_err(|e| e.to_string()) }
+//!     })
+//!     .await?;
+//! assert_eq!(again.id, game.id);
+//! cluster.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod cluster;
+pub mod link;
+pub mod logs;
+pub mod network;
+pub mod wait;
+
+pub use cluster::{ClusterError, LinkKind, TestCluster};
+pub use link::{pair, Direction};
+pub use network::MemoryNetwork;
+pub use wait::{eventually, wait_until, WaitError};

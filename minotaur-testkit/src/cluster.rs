@@ -1,0 +1,435 @@
+//! `TestCluster`: several real Minotaur nodes inside one test process.
+//!
+//! Each node gets its own [`NodeConfig`] (built here, overridable per node),
+//! its own OS-chosen port, and its own log capture. The test process only
+//! holds handles: it is never a member, so no session is ever placed on it.
+//! Every cluster gets a random cookie, so clusters running in parallel in
+//! one test binary never see each other, even with the same node names.
+
+use crate::logs;
+use crate::network::MemoryNetwork;
+use crate::wait::{eventually, WaitError};
+use futures::future::BoxFuture;
+use minotaur_cluster::{MemberStatus, Node, NodeConfig, NodeError, Transport};
+use minotaur_core::{GameEngine, GameId};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long [`TestCluster`] waits for membership to converge by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// Errors of cluster operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A node could not start (e.g. its fixed port was taken).
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// No node of that name is running.
+    #[error("no running node is named {0:?}")]
+    UnknownNode(String),
+    /// A node of that name is already running.
+    #[error("a node named {0:?} is already running")]
+    DuplicateNode(String),
+    /// A bounded wait ran out.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    /// A per-node service failed to start.
+    #[error("service of node {node} failed: {reason}")]
+    Service {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// Fault injection needs the in-memory network.
+    #[error("fault injection needs the in-memory link (TestCluster::builder().in_memory())")]
+    NeedsMemoryLink,
+}
+
+/// Which links the nodes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// Real TCP on 127.0.0.1, ports chosen by the OS.
+    Tcp,
+    /// In-memory streams with fault injection.
+    Memory,
+}
+
+type Configure = Arc<dyn Fn(&str, &mut NodeConfig) + Send + Sync>;
+/// Something a service hook started; dropped when its node stops.
+pub type ServiceGuard = Box<dyn std::any::Any + Send + Sync>;
+type ServiceHook =
+    Arc<dyn Fn(Arc<Node>) -> BoxFuture<'static, Result<ServiceGuard, String>> + Send + Sync>;
+
+/// Builds a [`TestCluster`].
+pub struct Builder {
+    names: Vec<String>,
+    link: LinkKind,
+    configure: Option<Configure>,
+    service: Option<ServiceHook>,
+    wait: Duration,
+}
+
+impl Builder {
+    /// `n` nodes named `n1` ... `nN`.
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.names = (1..=n).map(|i| format!("n{i}")).collect();
+        self
+    }
+
+    /// Nodes with these names.
+    pub fn names(mut self, names: &[&str]) -> Self {
+        self.names = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Links nodes in memory, so faults can be injected (default: TCP).
+    pub fn in_memory(mut self) -> Self {
+        self.link = LinkKind::Memory;
+        self
+    }
+
+    /// Adjusts each node's configuration; called with the node's name, for
+    /// the initial nodes and for every node added or restarted later.
+    pub fn configure(mut self, f: impl Fn(&str, &mut NodeConfig) + Send + Sync + 'static) -> Self {
+        self.configure = Some(Arc::new(f));
+        self
+    }
+
+    /// Starts an extra service next to every node (an HTTP endpoint, say),
+    /// with the node's own handle and config. What it returns is kept until
+    /// the node stops. Off unless given.
+    pub fn service<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Arc<Node>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ServiceGuard, String>> + Send + 'static,
+    {
+        self.service = Some(Arc::new(move |node| Box::pin(hook(node))));
+        self
+    }
+
+    /// How long to wait for membership to converge (default 10 s).
+    pub fn wait(mut self, timeout: Duration) -> Self {
+        self.wait = timeout;
+        self
+    }
+
+    /// Starts every node and waits until each sees all the others.
+    pub async fn start(self) -> Result<TestCluster, ClusterError> {
+        logs::install();
+        let cluster = TestCluster {
+            cookie: format!("test-{:032x}", rand_u128()),
+            link: self.link,
+            network: MemoryNetwork::default(),
+            configure: self.configure,
+            service: self.service,
+            wait: self.wait,
+            nodes: Mutex::new(BTreeMap::new()),
+        };
+        for name in &self.names {
+            cluster.launch(name).await?;
+        }
+        cluster.await_full_membership().await?;
+        Ok(cluster)
+    }
+}
+
+fn rand_u128() -> u128 {
+    use rand::Rng;
+    rand::rng().random()
+}
+
+struct Running {
+    node: Arc<Node>,
+    _service: Option<ServiceGuard>,
+}
+
+/// A running test cluster. Dropping it kills every node.
+///
+/// ```
+/// use minotaur_testkit::TestCluster;
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cluster = TestCluster::builder().nodes(2).start().await?;
+/// let game = cluster.engine("n1")?.create_game("ABCD", vec!["ann".into(), "bob".into()]).await?;
+/// assert_eq!(cluster.engine("n2")?.get_game(game.id).await?.id, game.id);
+/// cluster.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct TestCluster {
+    cookie: String,
+    link: LinkKind,
+    network: MemoryNetwork,
+    configure: Option<Configure>,
+    service: Option<ServiceHook>,
+    wait: Duration,
+    nodes: Mutex<BTreeMap<String, Running>>,
+}
+
+impl TestCluster {
+    /// A builder: `TestCluster::builder().nodes(3).start().await?`.
+    pub fn builder() -> Builder {
+        Builder {
+            names: vec!["n1".into()],
+            link: LinkKind::Tcp,
+            configure: None,
+            service: None,
+            wait: DEFAULT_WAIT,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The configuration node `name` would start with now.
+    pub fn config_for(&self, name: &str) -> NodeConfig {
+        let mut config = NodeConfig::new(name, self.cookie.clone());
+        config.seeds = self
+            .lock()
+            .values()
+            .map(|r| r.node.addr().to_string())
+            .collect();
+        if self.link == LinkKind::Memory {
+            config.transport = Transport::Custom {
+                addr: format!("mem://{name}/{:016x}", rand_u128() as u64),
+                connector: Arc::new(self.network.clone()),
+            };
+        }
+        if let Some(configure) = &self.configure {
+            configure(name, &mut config);
+        }
+        config
+    }
+
+    async fn launch(&self, name: &str) -> Result<Arc<Node>, ClusterError> {
+        if self.lock().contains_key(name) {
+            return Err(ClusterError::DuplicateNode(name.to_string()));
+        }
+        let config = self.config_for(name);
+        let node = Arc::new(Node::start(config).await?);
+        if self.link == LinkKind::Memory {
+            self.network
+                .attach(node.addr(), name, node.node_server().clone());
+        }
+        let service = match &self.service {
+            Some(hook) => {
+                Some(
+                    hook(node.clone())
+                        .await
+                        .map_err(|reason| ClusterError::Service {
+                            node: name.to_string(),
+                            reason,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        self.lock().insert(
+            name.to_string(),
+            Running {
+                node: node.clone(),
+                _service: service,
+            },
+        );
+        Ok(node)
+    }
+
+    /// Names of the running nodes.
+    pub fn nodes(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// The handle of node `name`.
+    pub fn node(&self, name: &str) -> Result<Arc<Node>, ClusterError> {
+        self.lock()
+            .get(name)
+            .map(|r| r.node.clone())
+            .ok_or_else(|| ClusterError::UnknownNode(name.to_string()))
+    }
+
+    /// Node `name`'s engine.
+    pub fn engine(&self, name: &str) -> Result<GameEngine, ClusterError> {
+        Ok(self.node(name)?.engine().clone())
+    }
+
+    /// The members node `name` sees up or leaving, by name.
+    pub fn members(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+        Ok(self.node(name)?.live_member_names())
+    }
+
+    /// The node hosting game `id`'s session, if any.
+    pub fn where_is(&self, id: GameId) -> Option<String> {
+        self.lock()
+            .iter()
+            .find(|(_, r)| r.node.hosted().contains(&id))
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Sessions hosted per node.
+    pub fn sessions_per_node(&self) -> BTreeMap<String, usize> {
+        self.lock()
+            .iter()
+            .map(|(name, r)| (name.clone(), r.node.hosted().len()))
+            .collect()
+    }
+
+    /// Starts a new node that joins the running cluster, and waits until
+    /// every node sees it.
+    pub async fn add_node(&self, name: &str) -> Result<Arc<Node>, ClusterError> {
+        let node = self.launch(name).await?;
+        self.await_full_membership().await?;
+        Ok(node)
+    }
+
+    /// Stops node `name` gracefully (its sessions are handed over first).
+    pub async fn stop_node(&self, name: &str) -> Result<(), ClusterError> {
+        let running = self
+            .lock()
+            .remove(name)
+            .ok_or_else(|| ClusterError::UnknownNode(name.to_string()))?;
+        running.node.shutdown().await;
+        self.network.detach(running.node.addr(), name);
+        self.await_full_membership().await
+    }
+
+    /// Crashes node `name`: links cut, actors gone, nothing handed over.
+    pub async fn kill_node(&self, name: &str) -> Result<(), ClusterError> {
+        let running = self
+            .lock()
+            .remove(name)
+            .ok_or_else(|| ClusterError::UnknownNode(name.to_string()))?;
+        self.network.detach(running.node.addr(), name);
+        running.node.kill().await;
+        Ok(())
+    }
+
+    /// Stops node `name` gracefully and starts a new incarnation of it.
+    pub async fn restart_node(&self, name: &str) -> Result<Arc<Node>, ClusterError> {
+        self.stop_node(name).await?;
+        self.add_node(name).await
+    }
+
+    /// Restarts every node in turn, each waiting for the cluster to see
+    /// the new incarnation before the next goes.
+    pub async fn rolling_restart(&self) -> Result<(), ClusterError> {
+        for name in self.nodes() {
+            self.restart_node(&name).await?;
+        }
+        Ok(())
+    }
+
+    fn memory(&self) -> Result<&MemoryNetwork, ClusterError> {
+        match self.link {
+            LinkKind::Memory => Ok(&self.network),
+            LinkKind::Tcp => Err(ClusterError::NeedsMemoryLink),
+        }
+    }
+
+    /// Cuts the cluster into groups: bytes between groups are held (no EOF).
+    pub fn partition(&self, a: &[&str], b: &[&str]) -> Result<(), ClusterError> {
+        self.memory()?.partition(&[a, b]);
+        Ok(())
+    }
+
+    /// Holds bytes from `from` to `to` only.
+    pub fn cut_one_way(&self, from: &str, to: &str) -> Result<(), ClusterError> {
+        self.memory()?.cut_one_way(from, to);
+        Ok(())
+    }
+
+    /// Silently stalls the link between `a` and `b` both ways.
+    pub fn stall(&self, a: &str, b: &str) -> Result<(), ClusterError> {
+        self.memory()?.stall(a, b);
+        Ok(())
+    }
+
+    /// Adds latency to bytes from `from` to `to`.
+    pub fn set_latency(&self, from: &str, to: &str, latency: Duration) -> Result<(), ClusterError> {
+        self.memory()?.set_latency(from, to, latency);
+        Ok(())
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) -> Result<(), ClusterError> {
+        self.memory()?.heal();
+        Ok(())
+    }
+
+    /// Waits until `probe` succeeds, up to `timeout`; the error says what the
+    /// probe last saw.
+    pub async fn eventually<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        probe: F,
+    ) -> Result<T, ClusterError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        Ok(eventually(what, timeout, probe).await?)
+    }
+
+    /// Waits until every running node sees exactly the running nodes live.
+    pub async fn await_full_membership(&self) -> Result<(), ClusterError> {
+        let expected = self.nodes();
+        eventually("every node to see every other node", self.wait, || {
+            let views: Vec<(String, Vec<String>)> = self
+                .lock()
+                .iter()
+                .map(|(name, r)| (name.clone(), r.node.live_member_names()))
+                .collect();
+            let expected = expected.clone();
+            async move {
+                if views.iter().all(|(_, v)| v == &expected) {
+                    Ok(())
+                } else {
+                    Err(format!("expected {expected:?} everywhere, saw {views:?}"))
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Whether node `viewer` sees node `other` as down (or not at all).
+    pub fn sees_down(&self, viewer: &str, other: &str) -> Result<bool, ClusterError> {
+        let node = self.node(viewer)?;
+        Ok(!node
+            .members()
+            .iter()
+            .any(|(id, status)| id.name == other && *status != MemberStatus::Down))
+    }
+
+    /// The captured log lines of node `name`.
+    pub fn logs(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+        Ok(logs::lines(&self.node(name)?.id().to_string()))
+    }
+
+    /// Stops every node (crash-style, fast) and waits for them.
+    pub async fn shutdown(self) {
+        let nodes: Vec<Running> = std::mem::take(&mut *self.lock()).into_values().collect();
+        for running in nodes {
+            running.node.kill().await;
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let nodes = std::mem::take(&mut *self.lock());
+        if std::thread::panicking() {
+            let ids: Vec<(String, String)> = nodes
+                .iter()
+                .map(|(name, r)| (name.clone(), r.node.id().to_string()))
+                .collect();
+            let refs: Vec<(&str, &str)> =
+                ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            eprintln!("{}", logs::dump(&refs));
+        }
+        // Dropping a Node stops its actors and tasks without waiting.
+        drop(nodes);
+    }
+}

@@ -1,0 +1,84 @@
+//! The original's scenario: a session restarts with its state on a node
+//! that joined after it was created, when its first node leaves gracefully.
+
+use minotaur_core::{Game, Hex, UserId};
+use minotaur_testkit::TestCluster;
+use std::time::Duration;
+
+fn users() -> Vec<UserId> {
+    vec!["ann".into(), "bob".into()]
+}
+
+/// A move that is valid for `user` in `game`, whatever the walls.
+fn valid_step(game: &Game, user: &UserId) -> Hex {
+    let pos = game.player(user).expect("player").position;
+    Hex::DIRECTIONS
+        .into_iter()
+        .find(|d| game.world.walkable(pos + *d))
+        .expect("some free neighbour")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_deploy_restarts_session_on_new_node() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().names(&["node1"]).start().await?;
+    let n1 = cluster.engine("node1")?;
+    let game = n1.create_game("ABCD", users()).await?;
+    let ann: UserId = "ann".into();
+    let moved = n1
+        .register_move(game.id, ann.clone(), valid_step(&game, &ann))
+        .await?;
+    assert_eq!(moved.actions.len(), 1);
+
+    cluster.add_node("node2").await?;
+    cluster.stop_node("node1").await?;
+
+    let n2 = cluster.engine("node2")?;
+    let by_id = n2.get_game(game.id).await?;
+    let by_code = n2.get_game_by_join_code("ABCD").await?;
+    for seen in [&by_id, &by_code] {
+        assert_eq!(seen.id, game.id);
+        assert_eq!(seen.round, moved.round);
+        assert_eq!(seen.actions, moved.actions);
+        assert_eq!(seen.version, moved.version);
+        assert_eq!(seen.round_ends_at_ms, moved.round_ends_at_ms);
+    }
+    assert_eq!(cluster.where_is(game.id).as_deref(), Some("node2"));
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_variant_restores_from_replica() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().names(&["node1"]).start().await?;
+    let n1 = cluster.engine("node1")?;
+    let game = n1.create_game("ABCD", users()).await?;
+    cluster.add_node("node2").await?;
+    // The backup moves to node2 as soon as it joins; the next change is
+    // copied there before it is acknowledged.
+    let ann: UserId = "ann".into();
+    let moved = n1
+        .register_move(game.id, ann.clone(), valid_step(&game, &ann))
+        .await?;
+    cluster.kill_node("node1").await?;
+
+    let n2 = cluster.engine("node2")?;
+    let seen = cluster
+        .eventually(
+            "the game restarted on node2",
+            Duration::from_secs(10),
+            || {
+                let n2 = n2.clone();
+                async move {
+                    n2.get_game_by_join_code("ABCD")
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+        .await?;
+    assert_eq!(seen.id, game.id);
+    assert_eq!(seen.actions, moved.actions);
+    assert_eq!(seen.version, moved.version);
+    cluster.shutdown().await;
+    Ok(())
+}
