@@ -84,6 +84,14 @@ impl ClusterDirectory {
         }
     }
 
+    /// Waits (within the call timeout) until the registry copy is complete.
+    async fn await_sync(&self) {
+        let deadline = Instant::now() + self.shared.config.call_timeout;
+        while !self.shared.is_synced() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     async fn claim_code(&self, code: &JoinCode, id: GameId) -> Result<(), EngineError> {
         let shared = &self.shared;
         if shared
@@ -172,7 +180,9 @@ impl Directory for ClusterDirectory {
                 Some(owner) => owner,
                 None => match shared.registry.lookup(id) {
                     Some(reg) => reg.owner,
-                    None => return Err(EngineError::GameNotAlive(id)),
+                    None if shared.is_synced() => return Err(EngineError::GameNotAlive(id)),
+                    // Just joined: the registry is still arriving.
+                    None => shared.this.clone(),
                 },
             };
             let left = deadline.saturating_duration_since(Instant::now());
@@ -205,6 +215,7 @@ impl Directory for ClusterDirectory {
     }
 
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {
+        self.await_sync().await;
         self.shared
             .registry
             .by_join_code(code)
@@ -212,6 +223,7 @@ impl Directory for ClusterDirectory {
     }
 
     async fn games_of_user(&self, user: &UserId) -> Result<Vec<GameId>, EngineError> {
+        self.await_sync().await;
         Ok(self.shared.registry.of_user(user))
     }
 }

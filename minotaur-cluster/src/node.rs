@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub span: tracing::Span,
     /// When each address was last dialled, to pace reconnects.
     pub dialed: Mutex<HashMap<String, Instant>>,
+    /// Members whose registrations this node has received in full.
+    pub synced: Mutex<std::collections::HashSet<MemberId>>,
 }
 
 impl Shared {
@@ -84,6 +86,16 @@ impl Shared {
 
     pub fn moved_to(&self, id: GameId) -> Option<MemberId> {
         lock(&self.moved).get(&id).map(|(to, _)| to.clone())
+    }
+
+    /// Whether the registry holds every live member's registrations: until
+    /// then a missing game may simply not have arrived yet.
+    pub fn is_synced(&self) -> bool {
+        let synced = lock(&self.synced);
+        self.members
+            .live()
+            .iter()
+            .all(|m| m == &self.this || synced.contains(m))
     }
 
     pub fn is_moving(&self, id: GameId) -> bool {
@@ -190,6 +202,7 @@ impl Node {
             leaving: AtomicBool::new(false),
             span: span.clone(),
             dialed: Mutex::new(HashMap::new()),
+            synced: Mutex::new(std::collections::HashSet::new()),
         });
         let (router, _) = Actor::spawn(
             Some(crate::router::router_name(&this)),
@@ -265,6 +278,12 @@ impl Node {
             .collect();
         names.sort();
         names
+    }
+
+    /// Whether this node has received the registrations of every live member
+    /// (true shortly after it joined).
+    pub fn is_synced(&self) -> bool {
+        self.shared.is_synced()
     }
 
     /// Subscribes to membership, failover and conflict events.

@@ -93,6 +93,7 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
         }
         Notice::Sync { from, entries } => {
             shared.members.heard(&from);
+            lock(&shared.synced).insert(from);
             for reg in entries {
                 supervisor::apply_registration(shared, reg);
             }

@@ -127,11 +127,11 @@ impl Builder {
             service: self.service,
             wait: self.wait,
             nodes: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
         };
         for name in &self.names {
             cluster.launch(name).await?;
         }
-        cluster.await_full_membership().await?;
         Ok(cluster)
     }
 }
@@ -165,6 +165,14 @@ pub struct TestCluster {
     service: Option<ServiceHook>,
     wait: Duration,
     nodes: Mutex<BTreeMap<String, Running>>,
+    /// Nodes started but not yet seen by everyone.
+    pending: Mutex<BTreeMap<String, Arc<Node>>>,
+}
+
+fn lock_pending(
+    m: &Mutex<BTreeMap<String, Arc<Node>>>,
+) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Node>>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TestCluster {
@@ -203,6 +211,10 @@ impl TestCluster {
         config
     }
 
+    fn pending_node(&self, name: &str) -> Option<Arc<Node>> {
+        lock_pending(&self.pending).get(name).cloned()
+    }
+
     async fn launch(&self, name: &str) -> Result<Arc<Node>, ClusterError> {
         if self.lock().contains_key(name) {
             return Err(ClusterError::DuplicateNode(name.to_string()));
@@ -212,6 +224,13 @@ impl TestCluster {
         if self.link == LinkKind::Memory {
             self.network
                 .attach(node.addr(), name, node.node_server().clone());
+        }
+        lock_pending(&self.pending).insert(name.to_string(), node.clone());
+        let joined = self.await_membership_with(name).await;
+        lock_pending(&self.pending).remove(name);
+        if let Err(e) = joined {
+            node.kill().await;
+            return Err(e);
         }
         let service = match &self.service {
             Some(hook) => {
@@ -278,9 +297,7 @@ impl TestCluster {
     /// Starts a new node that joins the running cluster, and waits until
     /// every node sees it.
     pub async fn add_node(&self, name: &str) -> Result<Arc<Node>, ClusterError> {
-        let node = self.launch(name).await?;
-        self.await_full_membership().await?;
-        Ok(node)
+        self.launch(name).await
     }
 
     /// Stops node `name` gracefully (its sessions are handed over first).
@@ -374,16 +391,34 @@ impl TestCluster {
 
     /// Waits until every running node sees exactly the running nodes live.
     pub async fn await_full_membership(&self) -> Result<(), ClusterError> {
-        let expected = self.nodes();
+        self.await_views(self.nodes(), None).await
+    }
+
+    async fn await_membership_with(&self, joining: &str) -> Result<(), ClusterError> {
+        let mut expected = self.nodes();
+        expected.push(joining.to_string());
+        expected.sort();
+        self.await_views(expected, Some(joining)).await
+    }
+
+    async fn await_views(
+        &self,
+        expected: Vec<String>,
+        joining: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        let joining = joining.map(|name| (name.to_string(), self.pending_node(name)));
         eventually("every node to see every other node", self.wait, || {
-            let views: Vec<(String, Vec<String>)> = self
+            let mut views: Vec<(String, Vec<String>, bool)> = self
                 .lock()
                 .iter()
-                .map(|(name, r)| (name.clone(), r.node.live_member_names()))
+                .map(|(name, r)| (name.clone(), r.node.live_member_names(), r.node.is_synced()))
                 .collect();
+            if let Some((name, Some(node))) = &joining {
+                views.push((name.clone(), node.live_member_names(), node.is_synced()));
+            }
             let expected = expected.clone();
             async move {
-                if views.iter().all(|(_, v)| v == &expected) {
+                if views.iter().all(|(_, v, synced)| v == &expected && *synced) {
                     Ok(())
                 } else {
                     Err(format!("expected {expected:?} everywhere, saw {views:?}"))

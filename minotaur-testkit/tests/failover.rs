@@ -1,0 +1,169 @@
+//! Crash failover, rolling restarts under load, redistribution on join.
+
+use minotaur_cluster::Redistribution;
+use minotaur_core::{EngineError, Game, GameId, Hex, UserId};
+use minotaur_testkit::TestCluster;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn users(i: usize) -> Vec<UserId> {
+    vec![format!("a{i}").into(), format!("b{i}").into()]
+}
+
+fn step(game: &Game, user: &UserId) -> Option<Hex> {
+    let pos = game.player(user)?.position;
+    Hex::DIRECTIONS
+        .into_iter()
+        .find(|d| game.world.walkable(pos + *d))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_failover_keeps_every_acknowledged_move() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().nodes(3).start().await?;
+    let engine = cluster.engine("n1")?;
+    let mut acked: HashMap<GameId, Game> = HashMap::new();
+    for i in 0..200 {
+        let game = engine.create_game(&format!("G{i:04}"), users(i)).await?;
+        let user: UserId = format!("a{i}").into();
+        let dir = step(&game, &user).expect("a free neighbour");
+        let after = engine.register_move(game.id, user, dir).await?;
+        acked.insert(game.id, after);
+    }
+    let per_node = cluster.sessions_per_node();
+    let (victim, hosted) = per_node
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(name, n)| (name.clone(), *n))
+        .expect("nodes");
+    assert!(hosted > 0, "{per_node:?}");
+    cluster.kill_node(&victim).await?;
+
+    let survivors = cluster.nodes();
+    for name in &survivors {
+        let engine = cluster.engine(name)?;
+        for (id, before) in &acked {
+            let game = cluster
+                .eventually(
+                    &format!("game {id} from {name}"),
+                    Duration::from_secs(10),
+                    || {
+                        let engine = engine.clone();
+                        let id = *id;
+                        async move { engine.get_game(id).await.map_err(|e| e.to_string()) }
+                    },
+                )
+                .await?;
+            assert_eq!(game.actions, before.actions, "game {id}");
+            assert_eq!(game.version, before.version, "game {id}");
+        }
+    }
+    assert_eq!(
+        cluster.sessions_per_node().values().sum::<usize>(),
+        200,
+        "exactly one session per game"
+    );
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_loses_nothing() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = Arc::new(TestCluster::builder().nodes(3).start().await?);
+    let engine = cluster.engine("n1")?;
+    let mut games = Vec::new();
+    for i in 0..100 {
+        games.push(engine.create_game(&format!("R{i:04}"), users(i)).await?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    // One client per game sends end-of-round commands through whichever
+    // node is up, counting acknowledgements and errors.
+    let client = {
+        let cluster = cluster.clone();
+        let stop = stop.clone();
+        let ids: Vec<GameId> = games.iter().map(|g| g.id).collect();
+        tokio::spawn(async move {
+            let mut acked: HashMap<GameId, u64> = HashMap::new();
+            let mut errors: Vec<String> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                for id in &ids {
+                    let Some(name) = cluster.nodes().into_iter().next() else {
+                        continue;
+                    };
+                    let Ok(engine) = cluster.engine(&name) else {
+                        continue;
+                    };
+                    match engine.end_round(*id).await {
+                        Ok(game) => {
+                            acked.insert(*id, game.version);
+                        }
+                        Err(EngineError::Rule(_)) => {}
+                        Err(e) => errors.push(format!("{id}: {e}")),
+                    }
+                }
+            }
+            (acked, errors)
+        })
+    };
+    cluster.rolling_restart().await?;
+    stop.store(true, Ordering::SeqCst);
+    let (acked, errors) = client.await?;
+    assert!(errors.is_empty(), "client saw errors: {errors:?}");
+    let engine = cluster.engine("n2")?;
+    for (id, version) in acked {
+        let game = engine.get_game(id).await?;
+        assert!(
+            game.version >= version,
+            "game {id} lost acknowledged versions"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_redistribution_moves_sessions_with_state_and_passive_moves_none(
+) -> Result<(), Box<dyn std::error::Error>> {
+    for mode in [Redistribution::Passive, Redistribution::Active] {
+        let cluster = TestCluster::builder()
+            .nodes(2)
+            .configure(move |_, cfg| cfg.redistribution = mode)
+            .start()
+            .await?;
+        let engine = cluster.engine("n1")?;
+        let mut games = Vec::new();
+        for i in 0..60 {
+            let g = engine.create_game(&format!("M{i:04}"), users(i)).await?;
+            games.push(engine.end_round(g.id).await?);
+        }
+        cluster.add_node("n3").await?;
+        let moved = if mode == Redistribution::Active {
+            cluster
+                .eventually("sessions moved to n3", Duration::from_secs(10), || {
+                    let n = cluster.sessions_per_node().get("n3").copied().unwrap_or(0);
+                    async move {
+                        if n > 0 {
+                            Ok(n)
+                        } else {
+                            Err("n3 hosts nothing".into())
+                        }
+                    }
+                })
+                .await?
+        } else {
+            tokio::task::yield_now().await;
+            cluster.sessions_per_node().get("n3").copied().unwrap_or(0)
+        };
+        if mode == Redistribution::Passive {
+            assert_eq!(moved, 0);
+        }
+        let n3 = cluster.engine("n3")?;
+        for g in &games {
+            let now = n3.get_game(g.id).await?;
+            assert_eq!((now.round, now.version), (g.round, g.version));
+        }
+        assert_eq!(cluster.sessions_per_node().values().sum::<usize>(), 60);
+        cluster.shutdown().await;
+    }
+    Ok(())
+}
