@@ -286,6 +286,16 @@ impl TestCluster {
             .map(|(name, _)| name.clone())
     }
 
+    /// Every node hosting a session of game `id` (more than one only while
+    /// a split lasts).
+    pub fn where_is_all(&self, id: GameId) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, r)| r.node.hosted().contains(&id))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Sessions hosted per node.
     pub fn sessions_per_node(&self) -> BTreeMap<String, usize> {
         self.lock()

@@ -31,6 +31,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{self, Write as _};
+use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -74,6 +75,7 @@ pub fn install() {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
         let print = tracing_subscriber::fmt::layer()
             .with_test_writer()
+            .with_ansi(std::io::stdout().is_terminal())
             .with_filter(env_filter);
         let subscriber = tracing_subscriber::registry()
             .with(print)
