@@ -111,6 +111,9 @@ pub enum Request {
         /// The game.
         id: GameId,
     },
+    /// Record this registration; answered once it is applied, so a game is
+    /// visible everywhere by the time its creation is acknowledged.
+    Register(Registration),
 }
 
 /// A router's answer to a [`Request`].

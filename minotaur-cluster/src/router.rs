@@ -173,6 +173,10 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             Err(e) => Response::Refused(format!("undecodable snapshot: {e}")),
         },
         Request::Fetch { id } => Response::Snapshot(shared.replicas.get(id).map(|r| r.snapshot)),
+        Request::Register(reg) => {
+            supervisor::apply_registration(&shared, reg);
+            Response::Stored
+        }
     };
     answer(reply, response);
 }

@@ -72,8 +72,30 @@ pub(crate) async fn host_unchecked(
         return Err(e);
     }
     apply_registration(shared, reg.clone());
-    rpc::broadcast(&shared.members, &Notice::Registered(reg.clone()));
+    announce(shared, &reg).await;
     Ok(reg)
+}
+
+/// Tells every live peer about `reg` and waits for their acknowledgements
+/// (bounded by the call timeout; a peer that does not answer catches up
+/// through the sync that follows its reconnection).
+async fn announce(shared: &Arc<Shared>, reg: &Registration) {
+    let peers: Vec<_> = shared
+        .members
+        .live()
+        .into_iter()
+        .filter(|m| m != &shared.this)
+        .collect();
+    let timeout = shared.config.call_timeout;
+    futures::future::join_all(peers.iter().map(|peer| {
+        rpc::request(
+            &shared.members,
+            peer,
+            crate::protocol::Request::Register(reg.clone()),
+            timeout,
+        )
+    }))
+    .await;
 }
 
 /// Applies a registration to this node's registry and acts on a conflict

@@ -1,0 +1,154 @@
+//! The testkit's own promises: isolation between clusters, the test process
+//! never hosting sessions, per-node ports and config, logs, start times.
+
+use minotaur_cluster::NodeConfig;
+use minotaur_core::UserId;
+use minotaur_testkit::{ClusterError, TestCluster};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn users(i: usize) -> Vec<UserId> {
+    vec![format!("a{i}").into(), format!("b{i}").into()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_game_lives_on_a_node_never_on_the_test_process(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().nodes(3).start().await?;
+    let engine = cluster.engine("n2")?;
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(engine.create_game(&format!("P{i:04}"), users(i)).await?.id);
+    }
+    for id in &ids {
+        assert_eq!(cluster.where_is_all(*id).len(), 1, "game {id}");
+    }
+    let per_node = cluster.sessions_per_node();
+    assert_eq!(per_node.values().sum::<usize>(), 300);
+    assert!(per_node.values().all(|n| *n > 0), "spread: {per_node:?}");
+    assert_eq!(cluster.node("n1")?.registry().len(), 300);
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn play_in_own_cluster(tag: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().nodes(2).start().await?;
+    let game = cluster.engine("n1")?.create_game("SAME", users(0)).await?;
+    assert_eq!(cluster.members("n1")?, vec!["n1", "n2"], "{tag}");
+    assert_eq!(
+        cluster
+            .engine("n2")?
+            .get_game_by_join_code("SAME")
+            .await?
+            .id,
+        game.id
+    );
+    assert_eq!(
+        cluster.node("n2")?.registry().len(),
+        1,
+        "{tag} sees only its own game"
+    );
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_clusters_with_the_same_names_do_not_interfere(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (a, b, c) = tokio::join!(
+        play_in_own_cluster("a"),
+        play_in_own_cluster("b"),
+        play_in_own_cluster("c")
+    );
+    a?;
+    b?;
+    c?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_port_used_twice_names_the_node_and_port() -> Result<(), Box<dyn std::error::Error>> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port();
+    let result = TestCluster::builder()
+        .nodes(2)
+        .configure(move |name, cfg| {
+            if name == "n2" {
+                cfg.listen_addr = SocketAddr::from(([127, 0, 0, 1], port));
+            }
+        })
+        .start()
+        .await;
+    match result {
+        Err(ClusterError::Node(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("n2") && text.contains(&port.to_string()),
+                "{text}"
+            );
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("started on a taken port"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_node_services_get_their_own_ports_and_config() -> Result<(), Box<dyn std::error::Error>>
+{
+    // A stand-in for the demo's HTTP endpoint: each node's hook binds its
+    // own listener on a free port chosen by the OS.
+    let cluster = TestCluster::builder()
+        .nodes(2)
+        .configure(|name, cfg: &mut NodeConfig| {
+            if name == "n2" {
+                cfg.game.round_length_ms = 5_000;
+            }
+        })
+        .service(|node| async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("{}: {e}", node.name()))?;
+            Ok(Box::new(listener) as minotaur_testkit::cluster::ServiceGuard)
+        })
+        .start()
+        .await?;
+    assert_eq!(cluster.node("n1")?.config().game.round_length_ms, 30_000);
+    assert_eq!(cluster.node("n2")?.config().game.round_length_ms, 5_000);
+    assert_ne!(cluster.node("n1")?.addr(), cluster.node("n2")?.addr());
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_captured_per_node() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().nodes(2).start().await?;
+    let n1 = cluster.logs("n1")?;
+    assert!(n1.iter().any(|l| l.contains("node started")), "{n1:?}");
+    assert!(n1.iter().all(|l| l.contains("n1")), "{n1:?}");
+    let n2 = cluster.logs("n2")?;
+    assert!(n2.iter().all(|l| !l.contains("[n1]")), "{n2:?}");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_times_are_reported() -> Result<(), Box<dyn std::error::Error>> {
+    let t = Instant::now();
+    let one = TestCluster::builder().nodes(1).start().await?;
+    let single = t.elapsed();
+    one.shutdown().await;
+    let t = Instant::now();
+    let ten = TestCluster::builder()
+        .nodes(10)
+        .wait(Duration::from_secs(30))
+        .start()
+        .await?;
+    let cluster10 = t.elapsed();
+    for name in ten.nodes() {
+        assert_eq!(ten.members(&name)?.len(), 10);
+    }
+    ten.shutdown().await;
+    println!("node_start: one node {single:?}, 10-node fully connected cluster {cluster10:?}");
+    Ok(())
+}
