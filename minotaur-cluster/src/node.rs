@@ -360,19 +360,26 @@ impl Node {
         }
         self.router.stop(None);
         self.shared.local.shutdown().await;
+        // Killing (not stopping) tears the transport down at once: the
+        // listener's port is released and every link closes, so peers see
+        // the node gone immediately. Children first: ractor does not stop
+        // an actor's children with it.
         let server = self.shared.server.get_cell();
-        server
-            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
-            .await;
-        let _ = server
-            .stop_and_wait(None, Some(Duration::from_secs(5)))
-            .await;
+        kill_tree(&server);
+        let _ = server.wait(Some(Duration::from_secs(2))).await;
         let _ = self
             .router
             .get_cell()
-            .wait(Some(Duration::from_secs(5)))
+            .wait(Some(Duration::from_secs(2)))
             .await;
     }
+}
+
+fn kill_tree(cell: &ractor::ActorCell) {
+    for child in cell.get_children() {
+        kill_tree(&child);
+    }
+    cell.kill();
 }
 
 impl Drop for Node {
@@ -382,8 +389,7 @@ impl Drop for Node {
                 task.abort();
             }
             self.router.stop(None);
-            self.shared.server.get_cell().stop_children(None);
-            self.shared.server.stop(None);
+            kill_tree(&self.shared.server.get_cell());
         }
     }
 }
