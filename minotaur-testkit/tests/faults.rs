@@ -207,3 +207,57 @@ async fn wrong_cookie_cannot_join_or_reach_sessions() -> Result<(), Box<dyn std:
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_cut_is_seen_as_down_by_the_deaf_side() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder()
+        .nodes(2)
+        .in_memory()
+        .configure(|_, cfg| fast(cfg))
+        .start()
+        .await?;
+    // n2 no longer hears n1; n1 still hears n2 until the link is closed.
+    cluster.cut_one_way("n1", "n2")?;
+    cluster
+        .eventually("n2 to see n1 down", Duration::from_secs(5), || {
+            let down = cluster.sees_down("n2", "n1");
+            async move {
+                match down {
+                    Ok(true) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await?;
+    cluster.heal()?;
+    cluster.await_full_membership().await?;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_latency_slows_remote_commands() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().nodes(2).in_memory().start().await?;
+    let engine = cluster.engine("n1")?;
+    // Find a game hosted on n2, so commands from n1 cross the link.
+    let mut remote = None;
+    for i in 0..20 {
+        let g = engine.create_game(&format!("L{i:03}"), users()).await?;
+        if cluster.where_is(g.id).as_deref() == Some("n2") {
+            remote = Some(g.id);
+            break;
+        }
+    }
+    let id = remote.expect("some game on n2");
+    cluster.set_latency("n1", "n2", Duration::from_millis(150))?;
+    let t = std::time::Instant::now();
+    engine.get_game(id).await?;
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    cluster.heal()?;
+    cluster.shutdown().await;
+    Ok(())
+}

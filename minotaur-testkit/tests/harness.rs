@@ -152,3 +152,29 @@ async fn start_times_are_reported() -> Result<(), Box<dyn std::error::Error>> {
     println!("node_start: one node {single:?}, 10-node fully connected cluster {cluster10:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_every_port() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().nodes(3).start().await?;
+    let addrs: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| cluster.node(n).map(|node| node.addr().to_string()))
+        .collect::<Result<_, _>>()?;
+    let handles: Vec<_> = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| cluster.node(n).ok())
+        .collect();
+    cluster.shutdown().await;
+    for addr in &addrs {
+        std::net::TcpListener::bind(addr.as_str())
+            .map_err(|e| format!("port of {addr} still held after shutdown: {e}"))?;
+    }
+    // Nothing of a stopped node keeps running: its handle sees no sessions
+    // and no members but itself.
+    for node in handles {
+        assert!(node.hosted().is_empty());
+    }
+    Ok(())
+}
