@@ -71,11 +71,17 @@ pub trait Directory: Send + Sync + 'static {
 /// ```
 /// use minotaur_core::{GameEngine, GameConfig, Hex};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = GameEngine::standalone(GameConfig::default()).await?;
+/// let no_walls = GameConfig { wall_count: 0, ..GameConfig::default() };
+/// let engine = GameEngine::standalone(no_walls).await?;
 /// let game = engine.create_game("ABCD", vec!["ann".into(), "bob".into()]).await?;
-/// let moved = engine.register_move(game.id, "ann".into(), Hex::new(1, 0)).await;
-/// // Ann starts on the outer ring: moving outwards may be off the grid.
-/// assert!(moved.is_ok() || moved.is_err());
+/// // Ann starts on the outer ring: one step towards the centre is on the grid.
+/// let start = game.players[0].position;
+/// let inwards = Hex::DIRECTIONS
+///     .into_iter()
+///     .find(|d| game.world.walkable(start + *d) && (start + *d).length() < start.length())
+///     .expect("a free hex inwards");
+/// let moved = engine.register_move(game.id, "ann".into(), inwards).await?;
+/// assert_eq!(moved.version, 1);
 /// assert_eq!(engine.get_game_by_join_code("abcd").await?.id, game.id);
 /// # Ok(()) }
 /// ```

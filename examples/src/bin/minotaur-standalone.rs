@@ -25,6 +25,7 @@ async fn main() -> Result<(), EngineError> {
             } else {
                 let step = Hex::DIRECTIONS
                     .into_iter()
+                    .filter(|d| state.world.walkable(status.position + *d))
                     .min_by_key(|d| (status.position + *d).distance(foe.position))
                     .unwrap_or(Hex::DIRECTIONS[0]);
                 engine.register_move(state.id, me.clone(), step).await
@@ -33,13 +34,14 @@ async fn main() -> Result<(), EngineError> {
                 println!("round {}: {me}: {e}", state.round);
             }
         }
+        let ended = state.round;
         state = engine.end_round(state.id).await?;
         let hp: Vec<String> = state
             .players
             .iter()
             .map(|p| format!("{}@{} hp={}", p.user, p.position, p.health))
             .collect();
-        println!("round {} ended: {}", state.round, hp.join(", "));
+        println!("round {ended} ended: {}", hp.join(", "));
         if state.round > 50 {
             break;
         }
