@@ -365,8 +365,9 @@ impl Node {
         // the node gone immediately. Children first: ractor does not stop
         // an actor's children with it.
         let server = self.shared.server.get_cell();
-        kill_tree(&server);
-        let _ = server.wait(Some(Duration::from_secs(2))).await;
+        for cell in kill_tree(&server) {
+            let _ = cell.wait(Some(Duration::from_secs(2))).await;
+        }
         let _ = self
             .router
             .get_cell()
@@ -375,11 +376,15 @@ impl Node {
     }
 }
 
-fn kill_tree(cell: &ractor::ActorCell) {
+/// Kills `cell` and all its descendants, leaves first; returns them all.
+fn kill_tree(cell: &ractor::ActorCell) -> Vec<ractor::ActorCell> {
+    let mut killed = Vec::new();
     for child in cell.get_children() {
-        kill_tree(&child);
+        killed.extend(kill_tree(&child));
     }
     cell.kill();
+    killed.push(cell.clone());
+    killed
 }
 
 impl Drop for Node {

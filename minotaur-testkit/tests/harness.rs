@@ -168,8 +168,16 @@ async fn shutdown_releases_every_port() -> Result<(), Box<dyn std::error::Error>
         .collect();
     cluster.shutdown().await;
     for addr in &addrs {
-        std::net::TcpListener::bind(addr.as_str())
-            .map_err(|e| format!("port of {addr} still held after shutdown: {e}"))?;
+        minotaur_testkit::eventually(
+            &format!("{addr} to be free"),
+            Duration::from_secs(2),
+            || async {
+                std::net::TcpListener::bind(addr.as_str())
+                    .map(drop)
+                    .map_err(|e| format!("port still held: {e}"))
+            },
+        )
+        .await?;
     }
     // Nothing of a stopped node keeps running: its handle sees no sessions
     // and no members but itself.
