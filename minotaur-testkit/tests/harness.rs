@@ -186,34 +186,3 @@ async fn shutdown_releases_every_port() -> Result<(), Box<dyn std::error::Error>
     }
     Ok(())
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_leaves_no_task_behind() -> Result<(), Box<dyn std::error::Error>> {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let before = metrics.num_alive_tasks();
-    let cluster = TestCluster::builder().nodes(3).in_memory().start().await?;
-    let engine = cluster.engine("n1")?;
-    for i in 0..20 {
-        engine.create_game(&format!("T{i:03}"), users(i)).await?;
-    }
-    assert!(metrics.num_alive_tasks() > before);
-    cluster.shutdown().await;
-    minotaur_testkit::eventually(
-        "every task of the cluster to end",
-        Duration::from_secs(5),
-        || {
-            let alive = metrics.num_alive_tasks();
-            async move {
-                if alive <= before {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{alive} tasks alive, {before} before the cluster started"
-                    ))
-                }
-            }
-        },
-    )
-    .await?;
-    Ok(())
-}
