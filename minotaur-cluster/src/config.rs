@@ -2,6 +2,7 @@
 //! process-global state, so nodes in one process never share a setting.
 
 use crate::placement::{Placement, Rendezvous};
+use crate::tls::TlsConfig;
 use futures::future::BoxFuture;
 use minotaur_core::GameConfig;
 use ractor_cluster::ClusterBidiStream;
@@ -47,6 +48,25 @@ pub enum Redistribution {
     Active,
 }
 
+/// Shortest cookie a node accepts without [`NodeConfig::allow_weak_cookie`].
+pub const MIN_COOKIE_LEN: usize = 16;
+
+/// The cookie of development setups (examples, local scripts). Well known,
+/// so a node refuses it unless [`NodeConfig::allow_weak_cookie`] is set.
+pub const DEV_COOKIE: &str = "minotaur-dev-cookie";
+
+/// Placeholders people leave in configuration files; refused like
+/// [`DEV_COOKIE`].
+const PLACEHOLDER_COOKIES: &[&str] = &[
+    DEV_COOKIE,
+    "cookie",
+    "secret",
+    "changeme",
+    "change-me",
+    "password",
+    "minotaur",
+];
+
 /// One node's configuration.
 ///
 /// ```
@@ -54,6 +74,13 @@ pub enum Redistribution {
 /// let cfg = NodeConfig::new("n1", "a-long-secret-cookie");
 /// assert_eq!(cfg.listen_addr.port(), 0); // the OS picks a free port
 /// assert_eq!(cfg.replication_factor, 1);
+/// assert!(cfg.validate().is_ok());
+///
+/// // A short or well-known cookie is refused outside development.
+/// let mut weak = NodeConfig::new("n1", "secret");
+/// assert!(weak.validate().is_err());
+/// weak.allow_weak_cookie = true;
+/// assert!(weak.validate().is_ok());
 /// ```
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -84,6 +111,13 @@ pub struct NodeConfig {
     pub transport: Transport,
     /// Restarts of a failed session actor before it is given up.
     pub max_restarts: u32,
+    /// Development flag: accept a short or well-known cookie (never an
+    /// empty one). Off by default; production clusters want a long random
+    /// cookie, since it is the only thing keeping strangers out.
+    pub allow_weak_cookie: bool,
+    /// Encrypt and mutually authenticate cluster links with TLS (TCP
+    /// transport only). Off by default.
+    pub tls: Option<TlsConfig>,
 }
 
 impl NodeConfig {
@@ -106,6 +140,60 @@ impl NodeConfig {
             call_timeout: Duration::from_secs(5),
             transport: Transport::Tcp,
             max_restarts: minotaur_core::local::DEFAULT_MAX_RESTARTS,
+            allow_weak_cookie: false,
+            tls: None,
         }
+    }
+
+    /// Whether the cookie is long and not a well-known placeholder.
+    pub(crate) fn validate_cookie_strength(&self) -> Result<(), String> {
+        let weak = self.cookie.len() < MIN_COOKIE_LEN
+            || PLACEHOLDER_COOKIES.contains(&self.cookie.to_ascii_lowercase().as_str());
+        if weak {
+            return Err(format!(
+                "the cluster cookie is weak (shorter than {MIN_COOKIE_LEN} bytes or a well-known \
+                 placeholder); use a long random secret, or set allow_weak_cookie for development"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration is usable; `Err` says what is wrong.
+    /// [`Node::start`](crate::Node::start) refuses a configuration that fails.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("the node name must not be empty".into());
+        }
+        if self.name.contains(['@', '/', ' ']) {
+            return Err(format!(
+                "node name {:?} must not contain '@', '/' or spaces",
+                self.name
+            ));
+        }
+        if self.cookie.is_empty() {
+            return Err("the cluster cookie must not be empty".into());
+        }
+        if !self.allow_weak_cookie {
+            self.validate_cookie_strength()?;
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.failure_timeout {
+            return Err(format!(
+                "heartbeat_interval ({:?}) must be non-zero and shorter than failure_timeout ({:?})",
+                self.heartbeat_interval, self.failure_timeout
+            ));
+        }
+        if self.call_timeout.is_zero() {
+            return Err("call_timeout must be non-zero".into());
+        }
+        if self.replication_factor > 1 {
+            return Err(format!(
+                "replication_factor {} is not supported (0 or 1)",
+                self.replication_factor
+            ));
+        }
+        if self.tls.is_some() && !matches!(self.transport, Transport::Tcp) {
+            return Err("TLS needs the TCP transport".into());
+        }
+        self.game.validate().map_err(|e| format!("game rules: {e}"))
     }
 }

@@ -10,6 +10,7 @@
 //! - [`placement`]: where new sessions go;
 //! - [`replication`]: backups of session state, for crash failover;
 //! - [`protocol`]: the wire messages;
+//! - [`tls`]: encrypted, mutually authenticated links;
 //! - `links`, `router`, `directory`, `supervisor`, `handoff`: the machinery.
 //!
 //! Design notes (see `../shared/notes/ractor-cluster-facts.md`): each node
@@ -31,10 +32,12 @@ pub mod replication;
 mod router;
 pub mod rpc;
 mod supervisor;
+pub mod tls;
 
-pub use config::{Connector, NodeConfig, Redistribution, Transport};
+pub use config::{Connector, NodeConfig, Redistribution, Transport, DEV_COOKIE, MIN_COOKIE_LEN};
 pub use directory::ClusterDirectory;
 pub use membership::{ClusterEvent, DownReason, MemberId, MemberStatus};
 pub use node::{Node, NodeError};
 pub use placement::{Candidate, LeastLoaded, Local, Placement, Rendezvous};
 pub use registry::{Registration, Registry};
+pub use tls::{TlsConfig, TlsError};

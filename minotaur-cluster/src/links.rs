@@ -37,14 +37,71 @@ impl NodeEventSubscription for Forward {
     }
 }
 
+/// The transport of a starting node.
+pub(crate) struct Server {
+    pub actor: ActorRef<NodeServerMessage>,
+    /// The port peers reach this node on.
+    pub port: u16,
+    /// With TLS, the listener whose accept loop the node runs itself.
+    pub tls_listener: Option<tokio::net::TcpListener>,
+}
+
+/// How long a new link may take to become a member (TLS handshake, cookie
+/// exchange and our Hello) before it is closed.
+pub(crate) fn handshake_deadline(config: &NodeConfig) -> Duration {
+    (config.failure_timeout * 2).max(Duration::from_secs(2))
+}
+
 /// Starts the ractor_cluster server on the configured address. Port 0 picks
 /// a free port (probed first, since the server does not report it back).
+/// With TLS the node accepts on its own listener (see [`crate::tls`]) and
+/// the server listens on a loopback port nobody is told about.
 pub(crate) async fn start_server(
     config: &NodeConfig,
     this: &MemberId,
-) -> Result<(ActorRef<NodeServerMessage>, u16), NodeError> {
-    let ip = config.listen_addr.ip();
-    let fixed = config.listen_addr.port();
+) -> Result<Server, NodeError> {
+    let bind_error = |reason: String| NodeError::Bind {
+        node: config.name.clone(),
+        addr: config.listen_addr,
+        reason,
+    };
+    let Some(tls) = &config.tls else {
+        let (actor, port) = spawn_server(config, this, config.listen_addr, None)
+            .await
+            .map_err(bind_error)?;
+        return Ok(Server {
+            actor,
+            port,
+            tls_listener: None,
+        });
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| bind_error(e.to_string()))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| bind_error(e.to_string()))?
+        .port();
+    let internal = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mode = ractor_cluster::IncomingEncryptionMode::Tls(tls.acceptor());
+    let (actor, _) = spawn_server(config, this, internal, Some(mode))
+        .await
+        .map_err(bind_error)?;
+    Ok(Server {
+        actor,
+        port,
+        tls_listener: Some(listener),
+    })
+}
+
+async fn spawn_server(
+    config: &NodeConfig,
+    this: &MemberId,
+    addr: std::net::SocketAddr,
+    encryption: Option<ractor_cluster::IncomingEncryptionMode>,
+) -> Result<(ActorRef<NodeServerMessage>, u16), String> {
+    let ip = addr.ip();
+    let fixed = addr.port();
     let mut last_error = String::new();
     for _ in 0..5 {
         let port = if fixed != 0 {
@@ -63,7 +120,7 @@ pub(crate) async fn start_server(
             config.cookie.clone(),
             this.to_string(),
             ip.to_string(),
-            None,
+            encryption.clone(),
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
         .with_listen_addr(ip);
@@ -75,11 +132,7 @@ pub(crate) async fn start_server(
             break;
         }
     }
-    Err(NodeError::Bind {
-        node: config.name.clone(),
-        addr: config.listen_addr,
-        reason: last_error,
-    })
+    Err(last_error)
 }
 
 /// Subscribes to the server's session events.
@@ -112,9 +165,19 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) {
         dialed.insert(addr.to_string(), Instant::now());
     }
     let result = match &shared.config.transport {
-        Transport::Tcp => ractor_cluster::client_connect(&shared.server, addr)
-            .await
-            .map_err(|e| e.to_string()),
+        Transport::Tcp => match &shared.config.tls {
+            Some(tls) => {
+                // The TLS handshake happens inside the dial: bound it, a
+                // stalled peer must not hold up the caller.
+                let deadline = handshake_deadline(&shared.config);
+                tokio::time::timeout(deadline, tls.dial(&shared.server, addr))
+                    .await
+                    .unwrap_or_else(|_| Err("TLS handshake timed out".into()))
+            }
+            None => ractor_cluster::client_connect(&shared.server, addr)
+                .await
+                .map_err(|e| e.to_string()),
+        },
         Transport::Custom { connector, .. } => {
             match connector.connect(&shared.this.to_string(), addr).await {
                 Ok(stream) => ractor_cluster::client_connect_external(&shared.server, stream)
@@ -274,7 +337,7 @@ pub(crate) fn member_down(shared: &Arc<Shared>, member: &MemberId, reason: DownR
 /// Heartbeats, failure detection, reconnects and handshake deadlines.
 pub(crate) async fn run_ticker(shared: Arc<Shared>) {
     let period = shared.config.heartbeat_interval;
-    let handshake_deadline = (shared.config.failure_timeout * 2).max(Duration::from_secs(2));
+    let handshake_deadline = handshake_deadline(&shared.config);
     let mut unready: HashMap<ActorId, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -114,8 +114,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// ```no_run
 /// use minotaur_cluster::{Node, NodeConfig};
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let n1 = Node::start(NodeConfig::new("n1", "secret-cookie")).await?;
-/// let mut cfg = NodeConfig::new("n2", "secret-cookie");
+/// let n1 = Node::start(NodeConfig::new("n1", "a-long-secret-cookie")).await?;
+/// let mut cfg = NodeConfig::new("n2", "a-long-secret-cookie");
 /// cfg.seeds = vec![n1.addr().to_string()];
 /// let n2 = Node::start(cfg).await?;
 /// let game = n2.engine().create_game("ABCD", vec!["ann".into(), "bob".into()]).await?;
@@ -155,13 +155,20 @@ impl Node {
             what,
             reason: e,
         };
-        if config.name.is_empty() || config.cookie.is_empty() {
+        if let Err(reason) = config.validate() {
             return Err(NodeError::Config {
                 node: config.name.clone(),
-                reason: "name and cookie must not be empty".into(),
+                reason,
             });
         }
-        let (server, port) = links::start_server(&config, &this).await?;
+        if config.allow_weak_cookie && config.validate_cookie_strength().is_err() {
+            tracing::warn!("running with a weak cluster cookie (development flag set)");
+        }
+        let links::Server {
+            actor: server,
+            port,
+            tls_listener,
+        } = links::start_server(&config, &this).await?;
         let addr = match &config.transport {
             Transport::Tcp => SocketAddr::new(config.listen_addr.ip(), port).to_string(),
             Transport::Custom { addr, .. } => addr.clone(),
@@ -213,7 +220,7 @@ impl Node {
         .map_err(|e| fail("router", e.to_string()))?;
 
         let link_events = links::subscribe(&server, &this);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(
                 links::run_link_events(shared.clone(), link_events).instrument(span.clone()),
             ),
@@ -222,6 +229,13 @@ impl Node {
                 supervisor::run_host_events(shared.clone(), host_rx).instrument(span.clone()),
             ),
         ];
+        if let (Some(listener), Some(tls)) = (tls_listener, shared.config.tls.clone()) {
+            let deadline = links::handshake_deadline(&shared.config);
+            tasks.push(tokio::spawn(
+                tls.accept_loop(listener, server.clone(), deadline)
+                    .instrument(span.clone()),
+            ));
+        }
         for seed in shared.config.seeds.clone() {
             links::dial(&shared, &seed).await;
         }

@@ -74,7 +74,56 @@ impl Default for GameConfig {
     }
 }
 
+/// Why a [`GameConfig`] cannot be played with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid game rules: {0}")]
+pub struct ConfigError(pub String);
+
+/// Largest grid radius accepted: walls are drawn from every hex, so the
+/// cost of creating a game grows with the square of the radius.
+pub const MAX_GRID_RADIUS: u32 = 256;
+
 impl GameConfig {
+    /// Checks the numbers can make a playable game: a grid with a distinct
+    /// starting hex for every player, a player range that is not empty, a
+    /// non-zero round length.
+    ///
+    /// ```
+    /// use minotaur_core::GameConfig;
+    /// assert!(GameConfig::default().validate().is_ok());
+    /// let crowded = GameConfig { grid_radius: 1, max_players: 7, ..GameConfig::default() };
+    /// assert!(crowded.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |what: String| Err(ConfigError(what));
+        if self.grid_radius == 0 || self.grid_radius > MAX_GRID_RADIUS {
+            return fail(format!(
+                "grid_radius {} must be between 1 and {MAX_GRID_RADIUS}",
+                self.grid_radius
+            ));
+        }
+        if self.min_players == 0 || self.min_players > self.max_players {
+            return fail(format!(
+                "players range {}..={} must be non-empty and start at 1 or more",
+                self.min_players, self.max_players
+            ));
+        }
+        let starts = 6 * self.grid_radius as usize;
+        if self.max_players > starts {
+            return fail(format!(
+                "max_players {} exceeds the {starts} starting hexes of a radius-{} grid",
+                self.max_players, self.grid_radius
+            ));
+        }
+        if self.max_user_len == 0 {
+            return fail("max_user_len must be at least 1".into());
+        }
+        if self.round_length_ms == 0 {
+            return fail("round_length_ms must be non-zero".into());
+        }
+        Ok(())
+    }
+
     /// The round length as a [`Duration`].
     pub fn round_length(&self) -> Duration {
         Duration::from_millis(self.round_length_ms)

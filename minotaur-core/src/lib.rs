@@ -36,7 +36,7 @@ pub mod session;
 
 pub use codec::CodecError;
 pub use command::{Command, Reply};
-pub use config::GameConfig;
+pub use config::{ConfigError, GameConfig};
 pub use engine::{Directory, EngineError, GameEngine};
 pub use error::{GameError, MoveError};
 pub use game::{Action, Event, EventKind, Game, GameStatus, Player, PlayerStatus, World};

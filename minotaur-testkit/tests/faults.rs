@@ -186,7 +186,7 @@ async fn silent_stall_is_detected_and_sessions_rehosted() -> Result<(), Box<dyn 
 async fn wrong_cookie_cannot_join_or_reach_sessions() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder().nodes(2).start().await?;
     let game = cluster.engine("n1")?.create_game("COOK", users()).await?;
-    let mut cfg = NodeConfig::new("intruder", "not-the-cookie");
+    let mut cfg = NodeConfig::new("intruder", "not-the-cluster-cookie");
     cfg.seeds = vec![cluster.node("n1")?.addr().to_string()];
     cfg.call_timeout = Duration::from_millis(500);
     let intruder = Node::start(cfg).await?;
