@@ -1,0 +1,1 @@
+//! The in-process cluster demo (placeholder while it is written).

@@ -1,0 +1,504 @@
+//! The HTTP JSON endpoint of a node: the game API and the cluster's status
+//! over HTTP, answering for any game in the cluster wherever it lives.
+//!
+//! | method | path | body | answer |
+//! | --- | --- | --- | --- |
+//! | `GET` | `/health` | | `{"status":"ok","node":...}` |
+//! | `POST` | `/games` | [`CreateGame`] | `201` and the [`Game`] |
+//! | `GET` | `/games/{id}` | | the [`Game`] |
+//! | `GET` | `/games/by-code/{code}` | | the [`Game`] |
+//! | `POST` | `/games/{id}/moves` | [`MoveRequest`] | the [`Game`] after it |
+//! | `POST` | `/games/{id}/attacks` | [`AttackRequest`] | the [`Game`] after it |
+//! | `POST` | `/games/{id}/end-round` | | the [`Game`] after it |
+//! | `GET` | `/games/{id}/players/{user}` | | the [`PlayerStatus`] |
+//! | `GET` | `/users/{user}/games` | | the user's active [`Game`]s |
+//! | `GET` | `/cluster` | | the [`ClusterStatus`] |
+//!
+//! Every error is a status code with an [`ErrorBody`] naming it. Bad input
+//! (malformed JSON, wrong types, unknown fields, bodies over
+//! [`MAX_BODY_BYTES`], bad ids, unknown routes or methods) is a 4xx, never
+//! a 5xx; 5xx means the cluster could not answer (timeout, unavailable).
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use minotaur_cluster::{MemberStatus, Node};
+use minotaur_core::{EngineError, Game, GameEngine, GameError, GameId, Hex, PlayerStatus, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Largest request body accepted; bigger ones get `413`.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How long [`HttpServer::stop`] lets open requests finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Body of `POST /games`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGame {
+    /// 4 to 8 letters or digits, case-insensitive.
+    pub join_code: String,
+    /// The players, 2 to 6 distinct user names.
+    pub users: Vec<UserId>,
+}
+
+/// Body of `POST /games/{id}/moves`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// Who moves.
+    pub user: UserId,
+    /// By how much, in axial coordinates: `{"q":1,"r":0}`.
+    pub vector: Hex,
+}
+
+/// Body of `POST /games/{id}/attacks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackRequest {
+    /// Who attacks.
+    pub user: UserId,
+    /// Whom.
+    pub target: UserId,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error's name, e.g. `GameNotAlive` or `NotEnoughActionPoints`.
+    pub error: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// One member as the answering node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Node name.
+    pub name: String,
+    /// Name and incarnation, unique per start of the node.
+    pub id: String,
+    /// `up`, `leaving` or `down`.
+    pub status: String,
+}
+
+/// Answer of `GET /cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node answering.
+    pub node: String,
+    /// Members as this node sees them, itself included.
+    pub members: Vec<MemberView>,
+    /// Live games per owning node, from this node's copy of the registry.
+    pub games_per_node: BTreeMap<String, usize>,
+    /// Sessions running on this node.
+    pub hosted_here: usize,
+}
+
+/// Where `GET /cluster` gets its answer.
+pub trait ClusterStatusSource: Send + Sync + 'static {
+    /// The cluster as this node sees it now.
+    fn cluster_status(&self) -> ClusterStatus;
+    /// The node's name, for log lines.
+    fn node_name(&self) -> String;
+    /// A process-unique id of the node, for log lines.
+    fn node_id(&self) -> String;
+}
+
+impl ClusterStatusSource for Node {
+    fn cluster_status(&self) -> ClusterStatus {
+        let members = self
+            .members()
+            .into_iter()
+            .map(|(id, status)| MemberView {
+                name: id.name.clone(),
+                id: id.to_string(),
+                status: match status {
+                    MemberStatus::Up => "up",
+                    MemberStatus::Leaving => "leaving",
+                    MemberStatus::Down => "down",
+                }
+                .to_string(),
+            })
+            .collect();
+        let mut games_per_node = BTreeMap::new();
+        for (owner, count) in self.registry().count_by_owner() {
+            *games_per_node.entry(owner.name).or_insert(0) += count;
+        }
+        ClusterStatus {
+            node: self.name().to_string(),
+            members,
+            games_per_node,
+            hosted_here: self.hosted().len(),
+        }
+    }
+
+    fn node_name(&self) -> String {
+        self.name().to_string()
+    }
+
+    fn node_id(&self) -> String {
+        self.id().to_string()
+    }
+}
+
+/// An error answer: status code plus [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// The body.
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.to_string(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// The variant name of a rule refusal, as clients see it.
+fn game_error_name(e: &GameError) -> &'static str {
+    match e {
+        GameError::PlayerNotFound(_) => "PlayerNotFound",
+        GameError::PlayerOut(_) => "PlayerOut",
+        GameError::InvalidMove(_) => "InvalidMove",
+        GameError::NotEnoughActionPoints { .. } => "NotEnoughActionPoints",
+        GameError::GameConcluded => "GameConcluded",
+        GameError::TargetNotFound(_) => "TargetNotFound",
+        GameError::TargetNotAlive(_) => "TargetNotAlive",
+        GameError::SelfAttack => "SelfAttack",
+        GameError::PlayerCount { .. } => "PlayerCount",
+        GameError::DuplicateUser(_) => "DuplicateUser",
+        GameError::InvalidUser(..) => "InvalidUser",
+        GameError::InvalidJoinCode(_) => "InvalidJoinCode",
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        let (status, name) = match &e {
+            EngineError::GameNotAlive(_) => (StatusCode::NOT_FOUND, "GameNotAlive"),
+            EngineError::UnknownJoinCode(_) => (StatusCode::NOT_FOUND, "UnknownJoinCode"),
+            EngineError::JoinCodeTaken(_) => (StatusCode::CONFLICT, "JoinCodeTaken"),
+            EngineError::AlreadyRunning(_) => (StatusCode::CONFLICT, "AlreadyRunning"),
+            EngineError::Rule(rule) => {
+                let status = match rule {
+                    // Malformed requests rather than refused moves.
+                    GameError::PlayerCount { .. }
+                    | GameError::DuplicateUser(_)
+                    | GameError::InvalidUser(..)
+                    | GameError::InvalidJoinCode(_) => StatusCode::BAD_REQUEST,
+                    GameError::PlayerNotFound(_) => StatusCode::NOT_FOUND,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                (status, game_error_name(rule))
+            }
+            EngineError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
+            EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            EngineError::Codec(_) => (StatusCode::BAD_GATEWAY, "Codec"),
+            EngineError::Protocol(_) => (StatusCode::BAD_GATEWAY, "Protocol"),
+        };
+        ApiError::new(status, name, message)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let name = match &r {
+            JsonRejection::JsonDataError(_) => "InvalidBody",
+            JsonRejection::JsonSyntaxError(_) => "MalformedJson",
+            JsonRejection::MissingJsonContentType(_) => "NotJson",
+            JsonRejection::BytesRejection(_) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                "BodyTooLarge"
+            }
+            _ => "BadRequest",
+        };
+        // Rejections are always about the request; keep them 4xx.
+        let status = if r.status().is_client_error() {
+            r.status()
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, name, r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidPath", r.body_text())
+    }
+}
+
+/// `axum::Json` with our JSON error answer.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+struct ApiJson<T>(T);
+
+/// `axum::extract::Path` with our JSON error answer.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+struct ApiPath<T>(T);
+
+fn game_id(s: &str) -> Result<GameId, ApiError> {
+    s.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidGameId",
+            format!(
+                "{:?} is not a game id: {e}",
+                s.chars().take(64).collect::<String>()
+            ),
+        )
+    })
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: GameEngine,
+    status: Arc<dyn ClusterStatusSource>,
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "node": app.status.node_name() }))
+}
+
+async fn create_game(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<CreateGame>,
+) -> Result<(StatusCode, Json<Game>), ApiError> {
+    let game = app.engine.create_game(&req.join_code, req.users).await?;
+    Ok((StatusCode::CREATED, Json(game)))
+}
+
+async fn get_game(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Game> {
+    Ok(Json(app.engine.get_game(game_id(&id)?).await?))
+}
+
+async fn get_by_code(
+    State(app): State<AppState>,
+    ApiPath(code): ApiPath<String>,
+) -> ApiResult<Game> {
+    Ok(Json(app.engine.get_game_by_join_code(&code).await?))
+}
+
+async fn register_move(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<MoveRequest>,
+) -> ApiResult<Game> {
+    let id = game_id(&id)?;
+    Ok(Json(
+        app.engine.register_move(id, req.user, req.vector).await?,
+    ))
+}
+
+async fn register_attack(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<AttackRequest>,
+) -> ApiResult<Game> {
+    let id = game_id(&id)?;
+    Ok(Json(
+        app.engine.register_attack(id, req.user, req.target).await?,
+    ))
+}
+
+async fn end_round(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Game> {
+    Ok(Json(app.engine.end_round(game_id(&id)?).await?))
+}
+
+async fn player_status(
+    State(app): State<AppState>,
+    ApiPath((id, user)): ApiPath<(String, String)>,
+) -> ApiResult<PlayerStatus> {
+    let id = game_id(&id)?;
+    Ok(Json(app.engine.get_player_status(id, user.into()).await?))
+}
+
+async fn user_games(
+    State(app): State<AppState>,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<Vec<Game>> {
+    Ok(Json(
+        app.engine
+            .get_active_games_for_user(&UserId::from(user))
+            .await?,
+    ))
+}
+
+async fn cluster(State(app): State<AppState>) -> Json<ClusterStatus> {
+    Json(app.status.cluster_status())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "this route does not take that method",
+    )
+}
+
+/// Runs every request inside the node's span, so its log lines carry the
+/// node's name like the node's own.
+async fn in_node_span(State(names): State<(String, String)>, req: Request, next: Next) -> Response {
+    let span = tracing::info_span!("node", node = %names.0, node_id = %names.1);
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    async move {
+        let response = next.run(req).await;
+        tracing::debug!(%method, %path, status = response.status().as_u16(), "http request");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// The endpoint's routes over `engine`, with `/cluster` answered by `status`.
+pub fn router(engine: GameEngine, status: Arc<dyn ClusterStatusSource>) -> Router {
+    let names = (status.node_name(), status.node_id());
+    Router::new()
+        .route("/health", get(health))
+        .route("/games", post(create_game))
+        .route("/games/{id}", get(get_game))
+        .route("/games/by-code/{code}", get(get_by_code))
+        .route("/games/{id}/moves", post(register_move))
+        .route("/games/{id}/attacks", post(register_attack))
+        .route("/games/{id}/end-round", post(end_round))
+        .route("/games/{id}/players/{user}", get(player_status))
+        .route("/users/{user}/games", get(user_games))
+        .route("/cluster", get(cluster))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(names, in_node_span))
+        .with_state(AppState { engine, status })
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The address could not be bound (in use, not local, no permission).
+    #[error("node {node}: cannot listen for HTTP on {addr}: {source}")]
+    Bind {
+        /// The node's name.
+        node: String,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// A running HTTP endpoint. Dropping it stops it at once; [`HttpServer::stop`]
+/// lets open requests finish first.
+pub struct HttpServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// The bound address (the real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking connections and waits (up to 5 s) for open requests.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the endpoint of `node` on `addr` (port 0: the OS picks one; see
+/// [`HttpServer::addr`]).
+///
+/// ```no_run
+/// use minotaur_cluster::{Node, NodeConfig};
+/// use std::sync::Arc;
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Arc::new(Node::start(NodeConfig::new("n1", "a-long-secret-cookie")).await?);
+/// let http = minotaur_examples::http::serve(node, "127.0.0.1:0".parse()?).await?;
+/// println!("HTTP on http://{}", http.addr());
+/// http.stop().await;
+/// # Ok(()) }
+/// ```
+pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> Result<HttpServer, HttpError> {
+    let engine = node.engine().clone();
+    serve_router(node.name().to_string(), router(engine, node), addr).await
+}
+
+/// Serves `app` on `addr`; `node` names the node in errors.
+pub async fn serve_router(
+    node: String,
+    app: Router,
+    addr: SocketAddr,
+) -> Result<HttpServer, HttpError> {
+    let bind_error = |source| HttpError::Bind {
+        node: node.clone(),
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(node = %node, "HTTP endpoint stopped: {e}");
+        }
+    });
+    Ok(HttpServer {
+        addr: bound,
+        stop: Some(stop_tx),
+        task,
+    })
+}

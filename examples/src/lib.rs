@@ -1,0 +1,20 @@
+//! # minotaur-examples
+//!
+//! The runnable side of Minotaur, as a library so its pieces can be tested:
+//!
+//! - [`http`]: the HTTP JSON endpoint of a node (axum): games, players,
+//!   cluster status; [`http::serve`] starts it next to a
+//!   [`Node`](minotaur_cluster::Node).
+//! - [`settings`]: the `minotaur-node` command line and TOML config file.
+//! - [`logging`]: tracing output with the node's name on every line.
+//! - [`demo`]: the in-process cluster demo (`minotaur-demo`): bots, a
+//!   rolling deploy, a crash, and the report.
+//!
+//! Binaries: `minotaur-demo` (the README's first command), `minotaur-node`
+//! (one cluster member per OS process), `minotaur-standalone` (one engine, no
+//! cluster).
+
+pub mod demo;
+pub mod http;
+pub mod logging;
+pub mod settings;

@@ -1,0 +1,591 @@
+//! `minotaur-node`'s settings: command-line flags (clap) over an optional
+//! TOML config file over defaults. A bad flag, a bad file or an unusable
+//! combination is a [`SettingsError`], which the binary prints and exits
+//! with code 2, as clap does for its own usage errors.
+
+use clap::{Parser, ValueEnum};
+use minotaur_cluster::{LeastLoaded, Local, NodeConfig, Placement, Rendezvous, TlsConfig};
+use serde::Deserialize;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Environment variable the cookie is read from when no flag gives it.
+pub const COOKIE_ENV: &str = "MINOTAUR_COOKIE";
+
+/// Where new games are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlacementKind {
+    /// Rendezvous hashing on the game id: every node computes the same owner.
+    #[default]
+    Rendezvous,
+    /// The node hosting the fewest sessions.
+    LeastLoaded,
+    /// The node the game was created through.
+    Local,
+}
+
+impl PlacementKind {
+    /// The placement strategy itself.
+    pub fn strategy(self) -> Arc<dyn Placement> {
+        match self {
+            PlacementKind::Rendezvous => Arc::new(Rendezvous),
+            PlacementKind::LeastLoaded => Arc::new(LeastLoaded),
+            PlacementKind::Local => Arc::new(Local),
+        }
+    }
+}
+
+/// The command line of `minotaur-node`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "minotaur-node",
+    version,
+    about = "One Minotaur cluster member per process, with an optional HTTP JSON endpoint.",
+    long_about = "One Minotaur cluster member per process, with an optional HTTP JSON endpoint.\n\n\
+        Settings come from flags, then the TOML file given with --config (same keys as the \
+        long flags, with underscores: name, cookie, listen, seeds, http, placement, \
+        replication, log_level, dev, tls_ca, tls_cert, tls_key, tls_name), then defaults. \
+        On SIGTERM or Ctrl-C the node leaves gracefully: it hands its games to the other \
+        members, then exits.",
+    after_help = "Example:\n  minotaur-node --name n1 --cookie \"$(openssl rand -hex 24)\" \
+        --listen 127.0.0.1:7001 --http 127.0.0.1:8001"
+)]
+pub struct Cli {
+    /// TOML config file; flags override its values.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node name, unique in the cluster (no '@', '/' or spaces).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Cluster cookie: the shared secret every member presents. Also read
+    /// from MINOTAUR_COOKIE. At least 16 bytes unless --dev.
+    #[arg(long)]
+    pub cookie: Option<String>,
+    /// Address to listen on for other members [default: 127.0.0.1:0, a free
+    /// port, printed on the ready line].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// A member to join through, as host:port; repeat or separate with
+    /// commas. Any one live member is enough.
+    #[arg(long = "seed", value_name = "ADDR", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+    /// Serve the HTTP JSON endpoint on this address (port 0: a free port).
+    /// Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Where new games are placed [default: rendezvous].
+    #[arg(long, value_enum)]
+    pub placement: Option<PlacementKind>,
+    /// Backup copies of each game kept on other members: 1 survives one
+    /// crash, 0 turns replication off [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub replication: Option<u8>,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing
+    /// directives such as "info,minotaur_cluster=debug" [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Development mode: accept a short or well-known cookie, and use the
+    /// well-known development cookie when none is given. Never in production.
+    #[arg(long)]
+    pub dev: bool,
+    /// PEM file of the cluster's CA certificate: turns on mutual TLS for
+    /// cluster links (with --tls-cert, --tls-key and --tls-name).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate chain (TLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of this node's private key (TLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Name every member's certificate is valid for (TLS).
+    #[arg(long, value_name = "NAME")]
+    pub tls_name: Option<String>,
+}
+
+/// The config file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    /// See `--name`.
+    pub name: Option<String>,
+    /// See `--cookie`.
+    pub cookie: Option<String>,
+    /// See `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// See `--seed`.
+    pub seeds: Option<Vec<String>>,
+    /// See `--http`.
+    pub http: Option<SocketAddr>,
+    /// See `--placement`.
+    pub placement: Option<PlacementKind>,
+    /// See `--replication`.
+    pub replication: Option<u8>,
+    /// See `--log-level`.
+    pub log_level: Option<String>,
+    /// See `--dev`.
+    pub dev: Option<bool>,
+    /// See `--tls-ca`.
+    pub tls_ca: Option<PathBuf>,
+    /// See `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// See `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// See `--tls-name`.
+    pub tls_name: Option<String>,
+}
+
+/// TLS files of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The cluster CA's certificate.
+    pub ca: PathBuf,
+    /// This node's certificate chain.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+    /// The name in every member's certificate.
+    pub name: String,
+}
+
+/// Everything `minotaur-node` runs with, after merging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Node name.
+    pub name: String,
+    /// Cluster cookie.
+    pub cookie: String,
+    /// Cluster listen address.
+    pub listen: SocketAddr,
+    /// Members to join through.
+    pub seeds: Vec<String>,
+    /// HTTP endpoint address, if any.
+    pub http: Option<SocketAddr>,
+    /// Placement strategy.
+    pub placement: PlacementKind,
+    /// Replication factor (0 or 1).
+    pub replication: usize,
+    /// Log filter.
+    pub log_level: String,
+    /// Development mode.
+    pub dev: bool,
+    /// Mutual TLS for cluster links, if configured.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Why the settings are unusable. Exit code 2, or 0 for `--help`/`--version`
+/// (which clap reports as an "error" carrying the text to print).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A bad flag, or `--help` / `--version`.
+    #[error("{0}")]
+    Cli(#[from] clap::Error),
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A required setting is missing.
+    #[error("missing setting: {0}")]
+    Missing(String),
+    /// A setting has an unusable value.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// Which setting.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl SettingsError {
+    /// The process exit code: 0 for `--help`/`--version`, else 2.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SettingsError::Cli(e) => u8::try_from(e.exit_code()).unwrap_or(2),
+            _ => 2,
+        }
+    }
+
+    /// Prints the error (or the help text) the way clap does: help to stdout,
+    /// errors to stderr.
+    pub fn print(&self) {
+        match self {
+            SettingsError::Cli(e) => {
+                let _ = e.print();
+            }
+            other => {
+                eprintln!("error: {other}\n\nFor more information, try '--help'.");
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// Parses the process's arguments and environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::parse_with(std::env::args_os(), |key| std::env::var(key).ok())
+    }
+
+    /// Parses `args` (the first is the program name), reading environment
+    /// variables through `env`.
+    pub fn parse_with<I, T>(
+        args: I,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        Settings::merge(cli, file, env)
+    }
+
+    fn merge(
+        cli: Cli,
+        file: FileSettings,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let dev = cli.dev || file.dev.unwrap_or(false);
+        let name = cli.name.or(file.name).ok_or_else(|| {
+            SettingsError::Missing("--name (or `name` in the config file)".into())
+        })?;
+        let cookie = match cli.cookie.or_else(|| env(COOKIE_ENV)).or(file.cookie) {
+            Some(cookie) => cookie,
+            None if dev => minotaur_cluster::DEV_COOKIE.to_string(),
+            None => {
+                return Err(SettingsError::Missing(format!(
+                    "--cookie (or {COOKIE_ENV}, or `cookie` in the config file; --dev uses a \
+                     well-known development cookie)"
+                )))
+            }
+        };
+        let log_level = cli
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            return Err(SettingsError::Invalid {
+                name: "log_level",
+                reason: format!("{log_level:?}: {e}"),
+            });
+        }
+        let replication = cli.replication.or(file.replication).unwrap_or(1);
+        if replication > 1 {
+            return Err(SettingsError::Invalid {
+                name: "replication",
+                reason: format!("{replication}: only 0 or 1 is supported"),
+            });
+        }
+        let seeds = if cli.seeds.is_empty() {
+            file.seeds.unwrap_or_default()
+        } else {
+            cli.seeds
+        };
+        let tls = tls_files(
+            cli.tls_ca.or(file.tls_ca),
+            cli.tls_cert.or(file.tls_cert),
+            cli.tls_key.or(file.tls_key),
+            cli.tls_name.or(file.tls_name),
+        )?;
+        let settings = Settings {
+            name,
+            cookie,
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            seeds,
+            http: cli.http.or(file.http),
+            placement: cli.placement.or(file.placement).unwrap_or_default(),
+            replication: replication as usize,
+            log_level,
+            dev,
+            tls,
+        };
+        // Catch what the node would refuse (weak cookie, bad name) now,
+        // as a settings error with exit code 2.
+        let mut check = NodeConfig::new(settings.name.clone(), settings.cookie.clone());
+        check.allow_weak_cookie = settings.dev;
+        check.replication_factor = settings.replication;
+        check.validate().map_err(|reason| SettingsError::Invalid {
+            name: "node",
+            reason: if reason.contains("allow_weak_cookie") {
+                format!("{reason} (here: --dev)")
+            } else {
+                reason
+            },
+        })?;
+        Ok(settings)
+    }
+
+    /// The node's configuration. Reads the TLS files, if any.
+    pub fn node_config(&self) -> Result<NodeConfig, SettingsError> {
+        let mut config = NodeConfig::new(self.name.clone(), self.cookie.clone());
+        config.listen_addr = self.listen;
+        config.seeds = self.seeds.clone();
+        config.placement = self.placement.strategy();
+        config.replication_factor = self.replication;
+        config.allow_weak_cookie = self.dev;
+        if let Some(tls) = &self.tls {
+            let read = |path: &Path| {
+                std::fs::read(path).map_err(|source| SettingsError::ReadFile {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            };
+            let built = TlsConfig::mutual_from_pem(
+                &read(&tls.ca)?,
+                &read(&tls.cert)?,
+                &read(&tls.key)?,
+                &tls.name,
+            )
+            .map_err(|e| SettingsError::Invalid {
+                name: "tls",
+                reason: e.to_string(),
+            })?;
+            config.tls = Some(built);
+        }
+        Ok(config)
+    }
+}
+
+fn tls_files(
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    name: Option<String>,
+) -> Result<Option<TlsFiles>, SettingsError> {
+    match (ca, cert, key, name) {
+        (None, None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key), Some(name)) => Ok(Some(TlsFiles {
+            ca,
+            cert,
+            key,
+            name,
+        })),
+        _ => Err(SettingsError::Invalid {
+            name: "tls",
+            reason: "give all of --tls-ca, --tls-cert, --tls-key and --tls-name, or none".into(),
+        }),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| SettingsError::ParseFile {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    const COOKIE: &str = "a-long-test-cookie-0123456789";
+
+    fn parse(args: &[&str]) -> Result<Settings, SettingsError> {
+        let argv = std::iter::once("minotaur-node").chain(args.iter().copied());
+        Settings::parse_with(argv, |_| None)
+    }
+
+    #[test]
+    fn flags_give_every_setting() {
+        let s = parse(&[
+            "--name",
+            "n1",
+            "--cookie",
+            COOKIE,
+            "--listen",
+            "127.0.0.1:7001",
+            "--seed",
+            "127.0.0.1:7002,127.0.0.1:7003",
+            "--seed",
+            "127.0.0.1:7004",
+            "--http",
+            "127.0.0.1:8001",
+            "--placement",
+            "least-loaded",
+            "--replication",
+            "0",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(s.name, "n1");
+        assert_eq!(s.cookie, COOKIE);
+        assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(
+            s.seeds,
+            ["127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004"]
+        );
+        assert_eq!(s.http, Some("127.0.0.1:8001".parse().unwrap()));
+        assert_eq!(s.placement, PlacementKind::LeastLoaded);
+        assert_eq!(s.replication, 0);
+        assert_eq!(s.log_level, "debug");
+        assert!(!s.dev);
+        let cfg = s.node_config().unwrap();
+        assert_eq!(cfg.listen_addr.port(), 7001);
+        assert_eq!(cfg.replication_factor, 0);
+    }
+
+    #[test]
+    fn defaults_and_http_off_unless_given() {
+        let s = parse(&["--name", "n1", "--cookie", COOKIE]).unwrap();
+        assert_eq!(s.http, None);
+        assert_eq!(s.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(s.placement, PlacementKind::Rendezvous);
+        assert_eq!(s.replication, 1);
+        assert_eq!(s.log_level, "info");
+        assert!(s.seeds.is_empty());
+    }
+
+    #[test]
+    fn cookie_from_env_and_dev_cookie() {
+        let s = Settings::parse_with(["minotaur-node", "--name", "n1"], |k| {
+            (k == COOKIE_ENV).then(|| COOKIE.to_string())
+        })
+        .unwrap();
+        assert_eq!(s.cookie, COOKIE);
+        let s = parse(&["--name", "n1", "--dev"]).unwrap();
+        assert_eq!(s.cookie, minotaur_cluster::DEV_COOKIE);
+        assert!(s.node_config().unwrap().allow_weak_cookie);
+    }
+
+    fn assert_usage_error(result: Result<Settings, SettingsError>, needle: &str) {
+        let err = result.expect_err("must be refused");
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains(needle), "{err:?} lacks {needle:?}");
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors_with_exit_code_2() {
+        assert_usage_error(parse(&["--name", "n1", "--bogus"]), "--bogus");
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--listen", "nowhere"]),
+            "nowhere",
+        );
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--replication", "2"]),
+            "2",
+        );
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--placement", "random"]),
+            "random",
+        );
+        assert_usage_error(parse(&["--cookie", COOKIE]), "--name");
+        assert_usage_error(parse(&["--name", "n1"]), "--cookie");
+        assert_usage_error(parse(&["--name", "n1", "--cookie", "short"]), "weak");
+        assert_usage_error(
+            parse(&["--name", "n 1", "--cookie", COOKIE]),
+            "must not contain",
+        );
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--log-level", "[[["]),
+            "log_level",
+        );
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--tls-ca", "ca.pem"]),
+            "--tls-key",
+        );
+    }
+
+    #[test]
+    fn config_file_is_read_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"from-file\"\ncookie = \"{COOKIE}\"\nlisten = \"127.0.0.1:7001\"\n\
+                 seeds = [\"127.0.0.1:7002\"]\nhttp = \"127.0.0.1:8001\"\n\
+                 placement = \"local\"\nreplication = 0\nlog_level = \"warn\"\n"
+            ),
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let s = parse(&["--config", file]).unwrap();
+        assert_eq!(s.name, "from-file");
+        assert_eq!(s.seeds, ["127.0.0.1:7002"]);
+        assert_eq!(s.http, Some("127.0.0.1:8001".parse().unwrap()));
+        assert_eq!(s.placement, PlacementKind::Local);
+        assert_eq!(s.replication, 0);
+        assert_eq!(s.log_level, "warn");
+        let s = parse(&["--config", file, "--name", "n9", "--seed", "10.0.0.1:1"]).unwrap();
+        assert_eq!(s.name, "n9");
+        assert_eq!(s.seeds, ["10.0.0.1:1"]);
+    }
+
+    #[test]
+    fn bad_config_files_are_clear_errors_with_exit_code_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.toml");
+        assert_usage_error(
+            parse(&["--config", missing.to_str().unwrap()]),
+            "cannot read config file",
+        );
+        for (text, needle) in [
+            ("name = \"n1\"\ncolour = \"red\"\n", "colour"),
+            ("name = 7\n", "name"),
+            ("name = \"n1\"\nlisten = \"not an address\"\n", "listen"),
+            ("this is not toml", "invalid config file"),
+        ] {
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, text).unwrap();
+            assert_usage_error(parse(&["--config", path.to_str().unwrap()]), needle);
+        }
+    }
+
+    #[test]
+    fn help_documents_every_setting_and_exits_0() {
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--config",
+            "--name",
+            "--cookie",
+            "MINOTAUR_COOKIE",
+            "--listen",
+            "--seed",
+            "--http",
+            "--placement",
+            "rendezvous",
+            "least-loaded",
+            "--replication",
+            "--log-level",
+            "--dev",
+            "--tls-ca",
+            "--tls-cert",
+            "--tls-key",
+            "--tls-name",
+            "SIGTERM",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+        }
+        let err = parse(&["--help"]).expect_err("help is reported as an early exit");
+        assert_eq!(err.exit_code(), 0);
+        Cli::command().debug_assert();
+    }
+}
