@@ -60,10 +60,10 @@ pub(crate) async fn host_unchecked(
     // A new game is refused if it cannot be copied; a game that already
     // lived (moved or failed over) must start here regardless, or be lost.
     let started = match shared.sink.save(&game).await {
-        Ok(()) => shared.local.start(game).await,
+        Ok(()) => shared.local.start_saved(game).await,
         Err(e) if epoch > 1 => {
             tracing::warn!(game = %id, error = %e, "starting without a backup copy");
-            shared.local.start(game).await
+            shared.local.start_saved(game).await
         }
         Err(e) => Err(e),
     };

@@ -24,6 +24,7 @@ pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 pub struct LocalDirectory {
     host: ActorRef<HostMsg>,
     sessions: HostedSessions,
+    sink: Option<Arc<dyn StateSink>>,
     call_timeout: Duration,
 }
 
@@ -44,7 +45,7 @@ impl LocalDirectory {
         let sessions = HostedSessions::default();
         let args = HostArgs {
             sessions: sessions.clone(),
-            sink,
+            sink: sink.clone(),
             events,
             max_restarts,
             unique_join_codes,
@@ -55,6 +56,7 @@ impl LocalDirectory {
         Ok(LocalDirectory {
             host,
             sessions,
+            sink,
             call_timeout: DEFAULT_CALL_TIMEOUT,
         })
     }
@@ -80,6 +82,24 @@ impl LocalDirectory {
         }
     }
 
+    /// Starts a session for `game` whose state the caller has already
+    /// saved (the cluster copies it to a backup member first).
+    /// [`Directory::start`] saves it to the sink, then does this.
+    pub async fn start_saved(&self, game: Game) -> Result<(), EngineError> {
+        let id = game.id;
+        match self
+            .host
+            .call(|reply| HostMsg::Start(game, reply), Some(self.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("starting game {id}"))),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(EngineError::Unavailable("session host stopped".into()))
+            }
+        }
+    }
+
     /// Stops every session and the host, waiting for them.
     pub async fn shutdown(&self) {
         self.host
@@ -101,19 +121,13 @@ impl Drop for LocalDirectory {
 
 #[async_trait]
 impl Directory for LocalDirectory {
+    // Saved before it starts: a session that crashes before its first
+    // change is restarted from the sink like any other.
     async fn start(&self, game: Game) -> Result<(), EngineError> {
-        let id = game.id;
-        match self
-            .host
-            .call(|reply| HostMsg::Start(game, reply), Some(self.call_timeout))
-            .await
-        {
-            Ok(CallResult::Success(result)) => result,
-            Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("starting game {id}"))),
-            Ok(CallResult::SenderError) | Err(_) => {
-                Err(EngineError::Unavailable("session host stopped".into()))
-            }
+        if let Some(sink) = &self.sink {
+            sink.save(&game).await?;
         }
+        self.start_saved(game).await
     }
 
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {
