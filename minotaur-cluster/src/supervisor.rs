@@ -11,7 +11,7 @@ use crate::replication::OwnedGame;
 use crate::rpc;
 use futures::StreamExt;
 use minotaur_core::host::{EndReason, HostEvent};
-use minotaur_core::{codec, Directory, EngineError, Game, StateSink};
+use minotaur_core::{codec, EngineError, Game, StateSink};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::Instrument;
