@@ -32,6 +32,7 @@ pub mod replication;
 mod router;
 pub mod rpc;
 mod supervisor;
+mod tasks;
 pub mod tls;
 
 pub use config::{Connector, NodeConfig, Redistribution, Transport, DEV_COOKIE, MIN_COOKIE_LEN};

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tracing::Instrument;
 
 /// What the NodeServer tells us about its sessions.
 pub(crate) enum LinkEvent {
@@ -220,8 +219,7 @@ pub(crate) async fn run_link_events(shared: Arc<Shared>, mut events: UnboundedRe
     while let Some(event) = events.recv().await {
         match event {
             LinkEvent::Ready(info) => {
-                let task = handshake(shared.clone(), info).instrument(shared.span.clone());
-                tokio::spawn(task);
+                shared.tasks.spawn(handshake(shared.clone(), info));
             }
             LinkEvent::Closed(info) => {
                 if let Some(member) = shared.members.by_session(&info.actor.get_id()) {
@@ -303,9 +301,9 @@ async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
         info.actor.clone(),
     );
     for old in replaced {
-        tokio::spawn(
-            supervisor::on_member_down(shared.clone(), old).instrument(shared.span.clone()),
-        );
+        shared
+            .tasks
+            .spawn(supervisor::on_member_down(shared.clone(), old));
     }
     if newly_up {
         tracing::info!(peer = %member, "member up");
@@ -329,8 +327,9 @@ pub(crate) fn member_down(shared: &Arc<Shared>, member: &MemberId, reason: DownR
         if let Some(session) = session {
             session.stop(Some(format!("member down: {reason:?}")));
         }
-        let task = supervisor::on_member_down(shared.clone(), member.clone());
-        tokio::spawn(task.instrument(shared.span.clone()));
+        shared
+            .tasks
+            .spawn(supervisor::on_member_down(shared.clone(), member.clone()));
     }
 }
 

@@ -9,6 +9,7 @@ use crate::protocol::{Notice, RouterMsg};
 use crate::registry::Registry;
 use crate::replication::{Owned, Replicas, ReplicationSink};
 use crate::router::Router;
+use crate::tasks::Tasks;
 use crate::{handoff, rpc, supervisor};
 use minotaur_core::{GameEngine, GameId, LocalDirectory};
 use ractor::{Actor, ActorRef, RpcReplyPort};
@@ -19,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 /// Why a node could not start.
@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub dialed: Mutex<HashMap<String, Instant>>,
     /// Members whose registrations this node has received in full.
     pub synced: Mutex<std::collections::HashSet<MemberId>>,
+    /// Every background task of the node.
+    pub tasks: Tasks,
 }
 
 impl Shared {
@@ -127,7 +129,6 @@ pub struct Node {
     shared: Arc<Shared>,
     router: ActorRef<RouterMsg>,
     engine: GameEngine,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
 }
 
@@ -210,6 +211,7 @@ impl Node {
             span: span.clone(),
             dialed: Mutex::new(HashMap::new()),
             synced: Mutex::new(std::collections::HashSet::new()),
+            tasks: Tasks::new(span.clone()),
         });
         let (router, _) = Actor::spawn(
             Some(crate::router::router_name(&this)),
@@ -220,21 +222,13 @@ impl Node {
         .map_err(|e| fail("router", e.to_string()))?;
 
         let link_events = links::subscribe(&server, &this);
-        let mut tasks = vec![
-            tokio::spawn(
-                links::run_link_events(shared.clone(), link_events).instrument(span.clone()),
-            ),
-            tokio::spawn(links::run_ticker(shared.clone()).instrument(span.clone())),
-            tokio::spawn(
-                supervisor::run_host_events(shared.clone(), host_rx).instrument(span.clone()),
-            ),
-        ];
+        let tasks = &shared.tasks;
+        tasks.spawn(links::run_link_events(shared.clone(), link_events));
+        tasks.spawn(links::run_ticker(shared.clone()));
+        tasks.spawn(supervisor::run_host_events(shared.clone(), host_rx));
         if let (Some(listener), Some(tls)) = (tls_listener, shared.config.tls.clone()) {
             let deadline = links::handshake_deadline(&shared.config);
-            tasks.push(tokio::spawn(
-                tls.accept_loop(listener, server.clone(), deadline)
-                    .instrument(span.clone()),
-            ));
+            tasks.spawn(tls.accept_loop(listener, server.clone(), deadline, tasks.clone()));
         }
         for seed in shared.config.seeds.clone() {
             links::dial(&shared, &seed).await;
@@ -246,7 +240,6 @@ impl Node {
             shared,
             router,
             engine,
-            tasks: Mutex::new(tasks),
             stopped: AtomicBool::new(false),
         })
     }
@@ -369,8 +362,9 @@ impl Node {
     }
 
     async fn stop_everything(&self) {
-        for task in lock(&self.tasks).drain(..) {
-            task.abort();
+        if !self.shared.tasks.stop(Duration::from_secs(2)).await {
+            tracing::error!(parent: &self.shared.span, tasks = self.shared.tasks.len(),
+                "background tasks did not end within 2 s");
         }
         self.router.stop(None);
         self.shared.local.shutdown().await;
@@ -404,9 +398,7 @@ fn kill_tree(cell: &ractor::ActorCell) -> Vec<ractor::ActorCell> {
 impl Drop for Node {
     fn drop(&mut self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
-            for task in lock(&self.tasks).drain(..) {
-                task.abort();
-            }
+            self.shared.tasks.cancel();
             self.router.stop(None);
             kill_tree(&self.shared.server.get_cell());
         }

@@ -62,9 +62,36 @@ struct Tables {
     codes: HashMap<JoinCode, GameId>,
     users: HashMap<UserId, HashSet<GameId>>,
     claims: HashMap<JoinCode, (GameId, Instant)>,
+    /// Games per owner, kept with `games` so counting is not a full scan
+    /// (placement asks for it on every create).
+    owners: HashMap<MemberId, usize>,
 }
 
 impl Tables {
+    /// Inserts `reg` into `games`, keeping `owners` in step.
+    fn put(&mut self, reg: Registration) {
+        *self.owners.entry(reg.owner.clone()).or_insert(0) += 1;
+        if let Some(old) = self.games.insert(reg.id, reg) {
+            self.uncount(&old.owner);
+        }
+    }
+
+    /// Removes game `id` from `games`, keeping `owners` in step.
+    fn take(&mut self, id: GameId) -> Option<Registration> {
+        let reg = self.games.remove(&id)?;
+        self.uncount(&reg.owner);
+        Some(reg)
+    }
+
+    fn uncount(&mut self, owner: &MemberId) {
+        if let Some(n) = self.owners.get_mut(owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.owners.remove(owner);
+            }
+        }
+    }
+
     fn index(&mut self, reg: &Registration) {
         let keep_code = match self.codes.get(&reg.join_code) {
             Some(other) => *other == reg.id || !self.games.contains_key(other) || reg.id < *other,
@@ -155,11 +182,7 @@ impl Registry {
 
     /// Number of games per owner.
     pub fn count_by_owner(&self) -> HashMap<MemberId, usize> {
-        let mut counts = HashMap::new();
-        for reg in self.read().games.values() {
-            *counts.entry(reg.owner.clone()).or_insert(0) += 1;
-        }
-        counts
+        self.read().owners.clone()
     }
 
     /// Registrations owned by `owner`.
@@ -179,7 +202,7 @@ impl Registry {
         match existing {
             Some(old) if old.owner == reg.owner && old.epoch == reg.epoch => {
                 if reg.version > old.version {
-                    t.games.insert(reg.id, reg);
+                    t.put(reg);
                 }
                 Applied::Stored
             }
@@ -187,12 +210,12 @@ impl Registry {
             Some(old) => {
                 t.unindex(&old);
                 t.index(&reg);
-                t.games.insert(reg.id, reg);
+                t.put(reg);
                 Applied::Replaced(old)
             }
             None => {
                 t.index(&reg);
-                t.games.insert(reg.id, reg);
+                t.put(reg);
                 Applied::Stored
             }
         }
@@ -212,7 +235,7 @@ impl Registry {
         let mut t = self.write();
         match t.games.get(&id) {
             Some(reg) if &reg.owner == owner => {
-                if let Some(reg) = t.games.remove(&id) {
+                if let Some(reg) = t.take(id) {
                     t.unindex(&reg);
                 }
                 true
@@ -291,6 +314,34 @@ mod tests {
         assert_eq!(r.of_user(&"ann".into()), vec![id]);
         assert!(r.remove(id, &MemberId::new("b", 1)));
         assert!(r.of_user(&"ann".into()).is_empty());
+    }
+
+    #[test]
+    fn owner_counts_follow_every_change() {
+        let r = Registry::default();
+        let recount = |r: &Registry| {
+            let mut counts = HashMap::new();
+            for reg in r.all() {
+                *counts.entry(reg.owner).or_insert(0) += 1;
+            }
+            counts
+        };
+        let ids: Vec<GameId> = (0..6).map(|_| GameId::random()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let owner = if i % 2 == 0 { "a" } else { "b" };
+            r.apply(reg(*id, &format!("CODE{i}"), owner, 1, 0));
+        }
+        // Newer version by the same owner, a move, a losing claim, removals.
+        r.apply(reg(ids[0], "CODE0", "a", 1, 4));
+        r.apply(reg(ids[1], "CODE1", "a", 2, 0));
+        r.apply(reg(ids[2], "CODE2", "b", 1, 0));
+        r.remove(ids[3], &MemberId::new("b", 1));
+        r.remove(ids[4], &MemberId::new("b", 1));
+        assert_eq!(r.count_by_owner(), recount(&r));
+        assert_eq!(r.count_by_owner().get(&MemberId::new("a", 1)), Some(&4));
+        r.purge_owner(&MemberId::new("a", 1));
+        assert_eq!(r.count_by_owner(), recount(&r));
+        assert_eq!(r.count_by_owner().get(&MemberId::new("a", 1)), None);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use crate::{directory, supervisor};
 use minotaur_core::{codec, Game};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
-use tracing::Instrument;
 
 /// The registered name of a member's router, from the member id's display form.
 pub(crate) fn router_name_of(member: &str) -> String {
@@ -54,8 +53,7 @@ impl Actor for Router {
             },
             RouterMsg::Request(bytes, reply) => match protocol::open::<Request>(&bytes) {
                 Ok(request) => {
-                    let task = on_request(shared.clone(), request, reply);
-                    tokio::spawn(task.instrument(shared.span.clone()));
+                    shared.tasks.spawn(on_request(shared.clone(), request, reply));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "refusing an undecodable request");
@@ -101,8 +99,7 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
         Notice::Leaving { from } => {
             if shared.members.set_leaving(&from) {
                 tracing::info!(peer = %from, "member leaving");
-                let task = crate::handoff::sweep(shared.clone());
-                tokio::spawn(task.instrument(shared.span.clone()));
+                shared.tasks.spawn(crate::handoff::sweep(shared.clone()));
             }
         }
         Notice::Bye { from } => links::member_down(shared, &from, DownReason::Left),

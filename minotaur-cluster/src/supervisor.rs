@@ -14,7 +14,6 @@ use minotaur_core::host::{EndReason, HostEvent};
 use minotaur_core::{codec, EngineError, Game, StateSink};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::Instrument;
 
 /// How many sessions are restarted or moved at once.
 pub(crate) const PARALLEL: usize = 64;
@@ -104,9 +103,9 @@ pub(crate) fn apply_registration(shared: &Arc<Shared>, reg: Registration) {
     match shared.registry.apply(reg.clone()) {
         Applied::Replaced(old) if old.owner == shared.this => {
             // Our copy lost: stop it, and report its state rather than drop it silently.
-            let span = shared.span.clone();
-            let shared = shared.clone();
+            let owner = shared.clone();
             let task = async move {
+                let shared = owner;
                 shared.owned.lock().remove(&old.id);
                 if let Ok(Some(state)) = shared.local.release(old.id).await {
                     tracing::warn!(game = %old.id, winner = %reg.owner, ours = state.version, theirs = reg.version,
@@ -119,7 +118,7 @@ pub(crate) fn apply_registration(shared: &Arc<Shared>, reg: Registration) {
                     });
                 }
             };
-            tokio::spawn(task.instrument(span));
+            shared.tasks.spawn(task);
         }
         Applied::Rejected(kept) if kept.owner == shared.this => {
             // Theirs lost against ours: make sure everyone sees our newest version.
@@ -148,14 +147,14 @@ pub(crate) async fn on_member_up(shared: &Arc<Shared>, member: &MemberId) {
             entries,
         },
     );
-    let shared = shared.clone();
+    let owner = shared.clone();
     let task = async move {
-        handoff::sweep(shared.clone()).await;
-        if shared.config.redistribution == crate::Redistribution::Active {
-            handoff::rebalance(&shared).await;
+        handoff::sweep(owner.clone()).await;
+        if owner.config.redistribution == crate::Redistribution::Active {
+            handoff::rebalance(&owner).await;
         }
     };
-    tokio::spawn(task.instrument(tracing::Span::current()));
+    shared.tasks.spawn(task);
 }
 
 /// A member went down: restart its sessions whose backup is here, re-place

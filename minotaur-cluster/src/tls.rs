@@ -177,6 +177,7 @@ impl TlsConfig {
         listener: TcpListener,
         server: ActorRef<NodeServerMessage>,
         deadline: Duration,
+        tasks: crate::tasks::Tasks,
     ) {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -189,7 +190,7 @@ impl TlsConfig {
             };
             let acceptor = self.acceptor.clone();
             let server = server.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 let _ = stream.set_nodelay(true);
                 match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {

@@ -128,6 +128,8 @@ impl Builder {
             wait: self.wait,
             nodes: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
+            started: Mutex::new(Vec::new()),
+            shut_down: false,
         };
         for name in &self.names {
             cluster.launch(name).await?;
@@ -146,7 +148,9 @@ struct Running {
     _service: Option<ServiceGuard>,
 }
 
-/// A running test cluster. Dropping it kills every node.
+/// A running test cluster. Dropping it kills every node; dropping it
+/// during a panic, or without [`TestCluster::shutdown`] (a test that
+/// returned an error), prints every node's captured log lines.
 ///
 /// ```
 /// use minotaur_testkit::TestCluster;
@@ -167,6 +171,11 @@ pub struct TestCluster {
     nodes: Mutex<BTreeMap<String, Running>>,
     /// Nodes started but not yet seen by everyone.
     pending: Mutex<BTreeMap<String, Arc<Node>>>,
+    /// (name, member id) of every node ever started, for the log dump.
+    started: Mutex<Vec<(String, String)>>,
+    /// Set by [`TestCluster::shutdown`]: a cluster dropped without it
+    /// belongs to a test that ended early, most likely with an error.
+    shut_down: bool,
 }
 
 fn lock_pending(
@@ -221,6 +230,10 @@ impl TestCluster {
         }
         let config = self.config_for(name);
         let node = Arc::new(Node::start(config).await?);
+        self.started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_string(), node.id().to_string()));
         if self.link == LinkKind::Memory {
             self.network
                 .attach(node.addr(), name, node.node_server().clone());
@@ -454,7 +467,8 @@ impl TestCluster {
     }
 
     /// Stops every node (crash-style, fast) and waits for them.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.shut_down = true;
         let nodes: Vec<Running> = std::mem::take(&mut *self.lock()).into_values().collect();
         for running in nodes {
             running.node.kill().await;
@@ -465,11 +479,11 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         let nodes = std::mem::take(&mut *self.lock());
-        if std::thread::panicking() {
-            let ids: Vec<(String, String)> = nodes
-                .iter()
-                .map(|(name, r)| (name.clone(), r.node.id().to_string()))
-                .collect();
+        // A failing test either panics or returns its error before calling
+        // `shutdown`: both get every node's captured lines (the test harness
+        // shows them only for failing tests).
+        if std::thread::panicking() || !self.shut_down {
+            let ids = std::mem::take(&mut *self.started.lock().unwrap_or_else(|e| e.into_inner()));
             let refs: Vec<(&str, &str)> =
                 ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             eprintln!("{}", logs::dump(&refs));

@@ -186,3 +186,63 @@ async fn shutdown_releases_every_port() -> Result<(), Box<dyn std::error::Error>
     }
     Ok(())
 }
+
+/// Runs a busy cluster (games, a graceful stop, a crash, a restart, a
+/// partition) and shuts it down: every task it started must end. Each
+/// `#[tokio::test]` has its own runtime, so its task count is this test's.
+async fn shutdown_leaves_no_task(in_memory: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let mut builder = TestCluster::builder().nodes(3).configure(|_, cfg| {
+        cfg.heartbeat_interval = Duration::from_millis(50);
+        cfg.failure_timeout = Duration::from_millis(400);
+    });
+    if in_memory {
+        builder = builder.in_memory();
+    }
+    let cluster = builder.start().await?;
+    let engine = cluster.engine("n1")?;
+    for i in 0..20 {
+        engine.create_game(&format!("T{i:03}"), users(i)).await?;
+    }
+    assert!(metrics.num_alive_tasks() > before);
+    cluster.stop_node("n2").await?;
+    cluster.add_node("n4").await?;
+    cluster.restart_node("n1").await?;
+    cluster.kill_node("n3").await?;
+    cluster.add_node("n3").await?;
+    if in_memory {
+        cluster.partition(&["n1"], &["n3", "n4"])?;
+        cluster.heal()?;
+    }
+    cluster.await_full_membership().await?;
+    cluster.shutdown().await;
+    minotaur_testkit::eventually(
+        "every task of the cluster to end",
+        Duration::from_secs(5),
+        || {
+            let alive = metrics.num_alive_tasks();
+            async move {
+                if alive <= before {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{alive} tasks alive, {before} before the cluster started"
+                    ))
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_no_task_behind_tcp() -> Result<(), Box<dyn std::error::Error>> {
+    shutdown_leaves_no_task(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_no_task_behind_in_memory() -> Result<(), Box<dyn std::error::Error>> {
+    shutdown_leaves_no_task(true).await
+}
