@@ -48,10 +48,10 @@ pub fn init_node(node: &str, filter: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Installs the demo's subscriber: `RUST_LOG`, or warnings only, so the
+/// Installs the demo's subscriber: `RUST_LOG`, or errors only, so the
 /// progress lines stay readable.
 pub fn init_demo() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
