@@ -1,0 +1,390 @@
+//! The node's HTTP endpoint against a real two-node cluster: every route,
+//! the error mapping, and hostile input (which gets a 4xx with a JSON error,
+//! after which the node keeps serving).
+
+mod common;
+
+use common::{client, url, with_http, Addrs};
+use minotaur_core::{Game, PlayerStatus};
+use minotaur_examples::http::{ClusterStatus, ErrorBody, MAX_BODY_BYTES};
+use minotaur_testkit::TestCluster;
+use reqwest::StatusCode;
+use serde_json::json;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn cluster() -> Result<(TestCluster, Addrs), Box<dyn std::error::Error>> {
+    let addrs = Addrs::default();
+    let cluster = with_http(TestCluster::builder().nodes(2), 0, addrs.clone())
+        .start()
+        .await?;
+    Ok((cluster, addrs))
+}
+
+/// Asserts `response` is `status` with a JSON error body named `error`.
+async fn expect_error(response: reqwest::Response, status: StatusCode, error: &str) -> TestResult {
+    assert_eq!(response.status(), status, "for expected error {error}");
+    let body: ErrorBody = response.json().await?;
+    assert_eq!(body.error, error, "{body:?}");
+    assert!(!body.message.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_for_games_anywhere_in_the_cluster() -> TestResult {
+    let (cluster, addrs) = cluster().await?;
+    let (n1, n2) = (url(&addrs, "n1"), url(&addrs, "n2"));
+    let http = client();
+
+    let created = http
+        .post(format!("{n1}/games"))
+        .json(&json!({"join_code": "abcd", "users": ["ann", "bob"]}))
+        .send()
+        .await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let game: Game = created.json().await?;
+    assert_eq!(game.join_code.as_str(), "ABCD");
+    let owner = cluster.where_is(game.id).expect("hosted somewhere");
+    let elsewhere = if owner == "n1" { &n2 } else { &n1 };
+
+    // Reads through the node that does not host the game.
+    let by_id: Game = http
+        .get(format!("{elsewhere}/games/{}", game.id))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(by_id, game);
+    let by_code: Game = http
+        .get(format!("{elsewhere}/games/by-code/AbCd"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(by_code.id, game.id);
+
+    // A move, then an attack the rules refuse (1 point left, 2 needed).
+    let ann = game.player(&"ann".into()).unwrap().position;
+    let step = minotaur_core::Hex::DIRECTIONS
+        .into_iter()
+        .find(|d| game.world.walkable(ann + *d))
+        .unwrap();
+    let moved: Game = http
+        .post(format!("{elsewhere}/games/{}/moves", game.id))
+        .json(&json!({"user": "ann", "vector": {"q": step.q, "r": step.r}}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(moved.version, 1);
+    let refused = http
+        .post(format!("{elsewhere}/games/{}/attacks", game.id))
+        .json(&json!({"user": "ann", "target": "bob"}))
+        .send()
+        .await?;
+    expect_error(
+        refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "NotEnoughActionPoints",
+    )
+    .await?;
+    let attacked: Game = http
+        .post(format!("{n1}/games/{}/attacks", game.id))
+        .json(&json!({"user": "bob", "target": "ann"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(attacked.version, 2);
+
+    let status: PlayerStatus = http
+        .get(format!("{n2}/games/{}/players/ann", game.id))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(status.action_points, 1);
+    assert_eq!(status.registered.len(), 1);
+    let unknown = http
+        .get(format!("{n2}/games/{}/players/zed", game.id))
+        .send()
+        .await?;
+    expect_error(unknown, StatusCode::NOT_FOUND, "PlayerNotFound").await?;
+
+    let ended: Game = http
+        .post(format!("{n2}/games/{}/end-round", game.id))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!((ended.round, ended.version), (2, 3));
+
+    let games: Vec<Game> = http
+        .get(format!("{n1}/users/bob/games"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(games.len(), 1);
+    assert_eq!(games[0].id, game.id);
+    let none: Vec<Game> = http
+        .get(format!("{n1}/users/nobody/games"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert!(none.is_empty());
+
+    let status: ClusterStatus = http
+        .get(format!("{n2}/cluster"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(status.node, "n2");
+    assert_eq!(status.members.len(), 2);
+    assert!(status.members.iter().all(|m| m.status == "up"));
+    assert_eq!(status.games_per_node.get(&owner), Some(&1));
+    assert_eq!(status.games_per_node.values().sum::<usize>(), 1);
+
+    // Errors of the engine map to their codes.
+    let taken = http
+        .post(format!("{n2}/games"))
+        .json(&json!({"join_code": "ABCD", "users": ["cy", "di"]}))
+        .send()
+        .await?;
+    expect_error(taken, StatusCode::CONFLICT, "JoinCodeTaken").await?;
+    let alone = http
+        .post(format!("{n2}/games"))
+        .json(&json!({"join_code": "WXYZ", "users": ["cy"]}))
+        .send()
+        .await?;
+    expect_error(alone, StatusCode::BAD_REQUEST, "PlayerCount").await?;
+    let missing = http
+        .get(format!("{n1}/games/{}", minotaur_core::GameId::random()))
+        .send()
+        .await?;
+    expect_error(missing, StatusCode::NOT_FOUND, "GameNotAlive").await?;
+    let no_code = http.get(format!("{n1}/games/by-code/QQQQ")).send().await?;
+    expect_error(no_code, StatusCode::NOT_FOUND, "UnknownJoinCode").await?;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_a_4xx_json_error_and_the_node_keeps_serving() -> TestResult {
+    let (cluster, addrs) = cluster().await?;
+    let n1 = url(&addrs, "n1");
+    let http = client();
+    let game: Game = http
+        .post(format!("{n1}/games"))
+        .json(&json!({"join_code": "HOST", "users": ["ann", "bob"]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let moves = format!("{n1}/games/{}/moves", game.id);
+
+    let raw = |url: &str, body: Vec<u8>| {
+        http.post(url)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            raw(&moves, b"{\"user\": \"ann\", \"vec".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "MalformedJson",
+        ),
+        (
+            raw(&moves, b"\xff\xfe\x00garbage".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "MalformedJson",
+        ),
+        (
+            raw(
+                &moves,
+                b"{\"user\": 5, \"vector\": {\"q\": 1, \"r\": 0}}".to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidBody",
+        ),
+        (
+            raw(
+                &moves,
+                b"{\"user\": \"ann\", \"vector\": {\"q\": \"far\", \"r\": 0}}".to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidBody",
+        ),
+        (
+            raw(
+                &moves,
+                b"{\"user\": \"ann\", \"vector\": {\"q\": 99999999999, \"r\": 0}}".to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidBody",
+        ),
+        (
+            raw(
+                &moves,
+                b"{\"user\": \"ann\", \"vector\": {\"q\": 1, \"r\": 0}, \"extra\": 1}".to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidBody",
+        ),
+        (
+            raw(&moves, b"[]".to_vec()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidBody",
+        ),
+        (
+            raw(&moves, vec![b' '; MAX_BODY_BYTES + 1]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BodyTooLarge",
+        ),
+        (
+            raw(
+                &format!("{n1}/games"),
+                format!(
+                    "{{\"join_code\":\"ABCD\",\"users\":[{}]}}",
+                    vec!["\"u\""; 100_000].join(",")
+                )
+                .into_bytes(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BodyTooLarge",
+        ),
+        (
+            http.post(&moves)
+                .header("content-type", "text/plain")
+                .body("{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "NotJson",
+        ),
+        (
+            http.post(&moves).body("{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "NotJson",
+        ),
+        // Moves the rules refuse, however large the numbers.
+        (
+            raw(
+                &moves,
+                b"{\"user\": \"ann\", \"vector\": {\"q\": 2147483647, \"r\": -2147483648}}"
+                    .to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidMove",
+        ),
+        (
+            raw(
+                &moves,
+                b"{\"user\": \"ann\", \"vector\": {\"q\": 0, \"r\": 0}}".to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidMove",
+        ),
+        (
+            raw(
+                &format!("{n1}/games"),
+                format!(
+                    "{{\"join_code\":\"ABCD\",\"users\":[\"{}\",\"b\"]}}",
+                    "x".repeat(1000)
+                )
+                .into_bytes(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "InvalidUser",
+        ),
+        (
+            raw(
+                &format!("{n1}/games"),
+                b"{\"join_code\":\"no spaces\",\"users\":[\"a\",\"b\"]}".to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "InvalidJoinCode",
+        ),
+        (
+            http.get(format!("{n1}/games/not-a-uuid")),
+            StatusCode::BAD_REQUEST,
+            "InvalidGameId",
+        ),
+        (
+            http.get(format!("{n1}/games/{}/players/{}", "1".repeat(500), "ann")),
+            StatusCode::BAD_REQUEST,
+            "InvalidGameId",
+        ),
+        (
+            http.get(format!("{n1}/games/by-code/{}", "Z".repeat(300))),
+            StatusCode::BAD_REQUEST,
+            "InvalidJoinCode",
+        ),
+        (
+            http.get(format!("{n1}/games/by-code/%00%01")),
+            StatusCode::BAD_REQUEST,
+            "InvalidJoinCode",
+        ),
+        (
+            http.get(format!("{n1}/no/such/route")),
+            StatusCode::NOT_FOUND,
+            "NotFound",
+        ),
+        (
+            http.get(format!("{n1}/")),
+            StatusCode::NOT_FOUND,
+            "NotFound",
+        ),
+        (
+            http.delete(format!("{n1}/games/{}", game.id)),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+        (
+            http.get(&moves),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+    ];
+    for (i, (request, status, error)) in cases.into_iter().enumerate() {
+        let response = request.send().await?;
+        assert!(
+            response.status().is_client_error(),
+            "case {i}: {} is not a 4xx",
+            response.status()
+        );
+        expect_error(response, status, error)
+            .await
+            .map_err(|e| format!("case {i}: {e}"))?;
+    }
+
+    // Nothing of that changed the game, and the node still serves.
+    let after: Game = http
+        .get(format!("{n1}/games/{}", game.id))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(after.version, 0);
+    let health = http.get(format!("{n1}/health")).send().await?;
+    assert_eq!(health.status(), StatusCode::OK);
+    let created = http
+        .post(format!("{n1}/games"))
+        .json(&json!({"join_code": "NEXT", "users": ["ann", "bob"]}))
+        .send()
+        .await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    cluster.shutdown().await;
+    Ok(())
+}
