@@ -103,6 +103,12 @@ pub(crate) fn apply_registration(shared: &Arc<Shared>, reg: Registration) {
     match shared.registry.apply(reg.clone()) {
         Applied::Replaced(old) if old.owner == shared.this => {
             // Our copy lost: stop it, and report its state rather than drop it silently.
+            // Pass the winner on: a peer that still has our registration cannot know
+            // it lost (the winner only announced a version it had before ours grew),
+            // and would keep routing the game to us, who no longer host it. The
+            // winner outranked our latest version, so it outranks any of ours a
+            // peer holds.
+            rpc::broadcast(&shared.members, &Notice::Registered(reg.clone()));
             let owner = shared.clone();
             let task = async move {
                 let shared = owner;
