@@ -1,0 +1,237 @@
+//! A cluster of three `minotaur-node` processes (the built binary) on
+//! 127.0.0.1: a game created through node 1's HTTP endpoint survives node 1
+//! leaving on SIGTERM, and reads the same through node 2. The same steps as
+//! `examples/local-cluster.sh`.
+
+mod common;
+
+use common::client;
+use minotaur_core::Game;
+use minotaur_examples::http::ClusterStatus;
+use minotaur_testkit::eventually;
+use serde_json::json;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const COOKIE: &str = "multi-process-test-cookie-4f2a9c";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `minotaur-node`; killed if the test ends early.
+struct NodeProcess {
+    name: String,
+    child: Child,
+    cluster: String,
+    http: String,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `log`; ends when the process has exited.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a node on free ports and waits for its ready line.
+async fn spawn(
+    name: &str,
+    seeds: &[&NodeProcess],
+) -> Result<NodeProcess, Box<dyn std::error::Error>> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_minotaur-node"));
+    command
+        .args([
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            // Games live on the node they are created through, so this
+            // test's game is on n1 and must be handed over when n1 leaves.
+            "--placement",
+            "local",
+        ])
+        .env("MINOTAUR_COOKIE", COOKIE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for seed in seeds {
+        command.args(["--seed", &seed.cluster]);
+    }
+    let mut child = command.spawn()?;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let sink = log.clone();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("minotaur-node ready:") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .map_err(|_| {
+        format!(
+            "{name} printed no ready line within {WAIT:?}: {:?}",
+            log.lock().unwrap()
+        )
+    })?
+    .ok_or_else(|| {
+        format!(
+            "{name} exited before it was ready: {:?}",
+            log.lock().unwrap()
+        )
+    })?;
+    let field = |key: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {key} in {ready:?}"))
+    };
+    Ok(NodeProcess {
+        name: name.to_string(),
+        cluster: field("cluster=")?,
+        http: format!("http://{}", field("http=")?),
+        child,
+        log,
+        reader,
+    })
+}
+
+/// The captured logs of `nodes`, for failure messages.
+fn logs(nodes: &[&NodeProcess]) -> String {
+    nodes
+        .iter()
+        .flat_map(|n| n.log.lock().unwrap().clone())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn cluster_status(
+    http: &reqwest::Client,
+    node: &NodeProcess,
+) -> Result<ClusterStatus, String> {
+    let response = http
+        .get(format!("{}/cluster", node.http))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    response.json().await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_survives_its_node_leaving_on_sigterm() -> Result<(), Box<dyn std::error::Error>> {
+    let n1 = spawn("n1", &[]).await?;
+    let n2 = spawn("n2", &[&n1]).await?;
+    let n3 = spawn("n3", &[&n1, &n2]).await?;
+    let http = client();
+    for node in [&n1, &n2, &n3] {
+        eventually(
+            &format!("{} to see 3 members up", node.name),
+            WAIT,
+            || async {
+                let status = cluster_status(&http, node).await?;
+                let up = status.members.iter().filter(|m| m.status == "up").count();
+                if up == 3 {
+                    Ok(())
+                } else {
+                    Err(format!("{status:?}"))
+                }
+            },
+        )
+        .await?;
+    }
+
+    let mut game: Game = http
+        .post(format!("{}/games", n1.http))
+        .json(&json!({"join_code": "SIGTERM", "users": ["ann", "bob", "cy"]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    for (user, target) in [("ann", "bob"), ("bob", "cy")] {
+        game = http
+            .post(format!("{}/games/{}/attacks", n1.http, game.id))
+            .json(&json!({"user": user, "target": target}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+    }
+    assert_eq!(game.version, 2);
+    let before = cluster_status(&http, &n1).await?;
+    assert_eq!(
+        before.hosted_here,
+        1,
+        "{before:?}\n{}",
+        logs(&[&n1, &n2, &n3])
+    );
+
+    // Graceful leave: SIGTERM, and the process exits by itself, cleanly.
+    let mut n1 = n1;
+    let pid = n1.child.id().ok_or("n1 already exited")?;
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    assert!(signalled.success());
+    let exit = tokio::time::timeout(WAIT, n1.child.wait())
+        .await
+        .map_err(|_| "n1 did not exit within the deadline after SIGTERM")??;
+    assert!(exit.success(), "n1 exited with {exit}");
+
+    let seen: Game = http
+        .get(format!("{}/games/{}", n2.http, game.id))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(seen, game, "the game's whole state survived the leave");
+    let by_code: Game = http
+        .get(format!("{}/games/by-code/sigterm", n2.http))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(by_code.id, game.id);
+    let status = cluster_status(&http, &n2).await?;
+    assert_eq!(status.games_per_node.values().sum::<usize>(), 1);
+    assert!(!status.games_per_node.contains_key("n1"), "{status:?}");
+    assert!(
+        status
+            .members
+            .iter()
+            .all(|m| m.name != "n1" || m.status == "down"),
+        "{status:?}"
+    );
+
+    // n1's log: every line names the node, and it says it handed over.
+    tokio::time::timeout(WAIT, &mut n1.reader)
+        .await
+        .map_err(|_| "n1's stderr did not close")??;
+    let log = n1.log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.contains("leaving the cluster")),
+        "{log:#?}"
+    );
+    assert!(log.iter().all(|l| l.starts_with("[n1] ")), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("handed sessions over") && l.contains("moved=1")),
+        "{log:#?}"
+    );
+    drop(n3);
+    Ok(())
+}
