@@ -19,6 +19,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// What the NodeServer tells us about its sessions.
 pub(crate) enum LinkEvent {
+    Opened(NodeServerSessionInformation),
     Ready(NodeServerSessionInformation),
     Closed(NodeServerSessionInformation),
 }
@@ -26,7 +27,9 @@ pub(crate) enum LinkEvent {
 struct Forward(UnboundedSender<LinkEvent>);
 
 impl NodeEventSubscription for Forward {
-    fn node_session_opened(&self, _: NodeServerSessionInformation) {}
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send(LinkEvent::Opened(ses));
+    }
     fn node_session_authenticated(&self, _: NodeServerSessionInformation) {}
     fn node_session_ready(&self, ses: NodeServerSessionInformation) {
         let _ = self.0.send(LinkEvent::Ready(ses));
@@ -218,6 +221,21 @@ pub(crate) fn compatible(h: &Hello) -> bool {
 pub(crate) async fn run_link_events(shared: Arc<Shared>, mut events: UnboundedReceiver<LinkEvent>) {
     while let Some(event) = events.recv().await {
         match event {
+            LinkEvent::Opened(info) => {
+                // ractor_cluster has no handshake timeout, and its session
+                // list (GetSessions) only shows authenticated sessions, so a
+                // peer that never authenticates is watched from the moment
+                // it connects.
+                let deadline = handshake_deadline(&shared.config);
+                let owner = shared.clone();
+                shared.tasks.spawn(async move {
+                    tokio::time::sleep(deadline).await;
+                    if owner.members.by_session(&info.actor.get_id()).is_none() {
+                        tracing::info!(peer = %info.peer_addr, "closing a connection that did not complete its handshake in time");
+                        close_session(&info.actor);
+                    }
+                });
+            }
             LinkEvent::Ready(info) => {
                 shared.tasks.spawn(handshake(shared.clone(), info));
             }
@@ -318,6 +336,12 @@ async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
             dial(&shared, &addr).await;
         }
     }
+}
+
+/// Closes a session's connection: its socket belongs to a child actor,
+/// which stopping the session alone would leave running.
+fn close_session(session: &ActorRef<ractor_cluster::NodeSessionMessage>) {
+    crate::node::kill_tree(&session.get_cell());
 }
 
 /// Marks `member` down and starts failover for it.

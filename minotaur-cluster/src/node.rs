@@ -385,7 +385,7 @@ impl Node {
 }
 
 /// Kills `cell` and all its descendants, leaves first; returns them all.
-fn kill_tree(cell: &ractor::ActorCell) -> Vec<ractor::ActorCell> {
+pub(crate) fn kill_tree(cell: &ractor::ActorCell) -> Vec<ractor::ActorCell> {
     let mut killed = Vec::new();
     for child in cell.get_children() {
         killed.extend(kill_tree(&child));
