@@ -152,7 +152,8 @@ pub struct Report {
     pub replacements: Vec<(String, String, u64, usize)>,
     /// The crashed node and the sessions it hosted.
     pub crashed: (String, usize),
-    /// From the kill until every game of the crashed node answered again.
+    /// From the kill until every game of the crashed node answered again,
+    /// through every surviving node.
     pub failover_ms: u64,
     /// Some of the errors seen, for the report.
     pub error_samples: Vec<String>,
@@ -212,7 +213,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "crash: {} killed with {} sessions; all of them answered again after {} ms",
+            "crash: {} killed with {} sessions; all of them answered again through every \
+             survivor after {} ms",
             self.crashed.0, self.crashed.1, self.failover_ms
         );
         let _ = writeln!(
@@ -698,12 +700,16 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
         victim_games.len()
     ));
     let survivor = running[0].clone();
-    let mut pending = victim_games.clone();
+    // Every game of the crashed node, through every survivor.
+    let mut pending: Vec<(Arc<Node>, GameId)> = running
+        .iter()
+        .flat_map(|n| victim_games.iter().map(move |id| (n.clone(), *id)))
+        .collect();
     while !pending.is_empty() {
         let mut still = Vec::new();
-        for id in pending {
-            if survivor.engine().get_game(id).await.is_err() {
-                still.push(id);
+        for (node, id) in pending {
+            if node.engine().get_game(id).await.is_err() {
+                still.push((node, id));
             }
         }
         pending = still;
@@ -712,7 +718,7 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
                 return Err(DemoError::Wait {
                     what: "the crashed node's games to answer again".into(),
                     waited: began.elapsed(),
-                    last: format!("{} games not answering", pending.len()),
+                    last: format!("{} (node, game) pairs not answering", pending.len()),
                 });
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -721,7 +727,7 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
     report.failover_ms = began.elapsed().as_millis() as u64;
     report.crashed = (victim.name().to_string(), victim_games.len());
     progress.say(format!(
-        "crash: all {} games of {} answer again after {} ms",
+        "crash: all {} games of {} answer again through every survivor after {} ms",
         victim_games.len(),
         victim.name(),
         report.failover_ms
