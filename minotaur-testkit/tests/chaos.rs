@@ -58,6 +58,15 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 static PANIC_MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Whether this thread runs a test's own body (a failing assertion of a
+/// test running alongside is not a node's panic). Node code runs on the
+/// runtimes' worker threads.
+fn on_a_test_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|n| n != "tokio-runtime-worker" && n != "main")
+}
+
 /// Counts every panic in the process (node tasks, actors, anything), while
 /// still printing it as usual.
 fn install_panic_counter() {
@@ -65,6 +74,10 @@ fn install_panic_counter() {
     ONCE.get_or_init(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if on_a_test_thread() {
+                previous(info);
+                return;
+            }
             PANICS.fetch_add(1, Ordering::SeqCst);
             if let Ok(mut m) = PANIC_MESSAGES.lock() {
                 if m.len() < 20 {
