@@ -77,6 +77,11 @@ pub struct DemoOptions {
     /// Print no progress lines, only the report.
     #[arg(long)]
     pub quiet: bool,
+    /// Keep sending calls through a node while it leaves, until it has
+    /// stopped, instead of draining it first like a load balancer would.
+    /// Calls caught inside the node as it stops then fail (`failed` > 0).
+    #[arg(long)]
+    pub no_drain: bool,
 }
 
 impl Default for DemoOptions {
@@ -87,6 +92,7 @@ impl Default for DemoOptions {
             duration: 5,
             seed: None,
             quiet: false,
+            no_drain: false,
         }
     }
 }
@@ -626,7 +632,12 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
         progress.say(format!("deploy: {new_name} joined"));
         // Stop sending to the old node and let its calls finish, as a load
         // balancer drains a backend, then stop it gracefully.
-        if let Some(gateway) = fleet.remove(old) {
+        let drained = if options.no_drain {
+            None
+        } else {
+            fleet.remove(old)
+        };
+        if let Some(gateway) = drained {
             let in_flight = gateway.in_flight.clone();
             wait_for(&format!("calls through {old} to finish"), WAIT, || {
                 let n = in_flight.load(Ordering::SeqCst);
@@ -648,6 +659,7 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
         let began = Instant::now();
         node.shutdown().await;
         let ms = began.elapsed().as_millis() as u64;
+        fleet.remove(old);
         await_views(&running).await?;
         progress.say(format!(
             "deploy: {old} left gracefully, {sessions} sessions handed over in {ms} ms"

@@ -12,6 +12,7 @@ async fn rolling_deploy_and_crash_lose_nothing_acknowledged(
         duration: 1,
         seed: Some(7),
         quiet: true,
+        no_drain: false,
     })
     .await?;
     let text = report.render();

@@ -79,13 +79,16 @@ async fn run(settings: Settings, config: NodeConfig) -> Result<(), Box<dyn std::
     }
 
     let signal = shutdown_signal().await?;
-    tracing::info!(signal, "leaving the cluster: handing games over");
-    // The endpoint keeps answering during the handoff (the node forwards
-    // commands for games already moved); it stops once the node is gone.
-    node.shutdown().await;
+    // Like a load balancer draining a backend: first stop taking HTTP
+    // connections and let open requests finish while the node still works
+    // fully (clients go to another node), then hand the games over. A call
+    // still in flight inside the node when it stops would fail.
     if let Some(endpoint) = endpoint {
+        tracing::info!(signal, "stopping the HTTP endpoint");
         endpoint.stop().await;
     }
+    tracing::info!(signal, "leaving the cluster: handing games over");
+    node.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
