@@ -235,3 +235,50 @@ async fn a_game_survives_its_node_leaving_on_sigterm() -> Result<(), Box<dyn std
     drop(n3);
     Ok(())
 }
+
+/// Runs the binary to completion with `args`; returns (code, stdout, stderr).
+fn run_node(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minotaur-node"))
+        .args(args)
+        .env_remove("MINOTAUR_COOKIE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run minotaur-node");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_and_files_exit_with_code_2_and_help_with_0() {
+    let (code, stdout, _) = run_node(&["--help"]);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--name",
+        "--cookie",
+        "--seed",
+        "--http",
+        "--placement",
+        "--config",
+    ] {
+        assert!(stdout.contains(flag), "--help lacks {flag}");
+    }
+    let (code, _, stderr) = run_node(&["--name", "n1", "--bogus"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--bogus"), "{stderr}");
+    let (code, _, stderr) = run_node(&["--name", "n1"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--cookie"), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, "name = \"n1\"\nport = 5\n").expect("write");
+    let (code, _, stderr) = run_node(&["--config", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("node.toml") && stderr.contains("port"),
+        "{stderr}"
+    );
+}
