@@ -502,3 +502,59 @@ pub async fn serve_router(
         task,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minotaur_core::{CodecError, MoveError};
+
+    #[test]
+    fn engine_errors_map_to_status_codes_and_names() {
+        let id = GameId::random();
+        let cases = [
+            (EngineError::GameNotAlive(id), 404, "GameNotAlive"),
+            (
+                EngineError::UnknownJoinCode("ABCD".parse().unwrap()),
+                404,
+                "UnknownJoinCode",
+            ),
+            (
+                EngineError::JoinCodeTaken("ABCD".parse().unwrap()),
+                409,
+                "JoinCodeTaken",
+            ),
+            (EngineError::AlreadyRunning(id), 409, "AlreadyRunning"),
+            (EngineError::Timeout("slow".into()), 504, "Timeout"),
+            (EngineError::Unavailable("gone".into()), 503, "Unavailable"),
+            (EngineError::Protocol("odd".into()), 502, "Protocol"),
+            (
+                EngineError::Codec(CodecError::Decode("bad".into())),
+                502,
+                "Codec",
+            ),
+            (GameError::GameConcluded.into(), 422, "GameConcluded"),
+            (
+                GameError::InvalidMove(MoveError::ZeroVector).into(),
+                422,
+                "InvalidMove",
+            ),
+            (
+                GameError::PlayerNotFound("zed".into()).into(),
+                404,
+                "PlayerNotFound",
+            ),
+            (
+                GameError::InvalidJoinCode("!".into()).into(),
+                400,
+                "InvalidJoinCode",
+            ),
+        ];
+        for (error, status, name) in cases {
+            let message = error.to_string();
+            let api = ApiError::from(error);
+            assert_eq!(api.status.as_u16(), status, "{name}");
+            assert_eq!(api.body.error, name);
+            assert_eq!(api.body.message, message);
+        }
+    }
+}
