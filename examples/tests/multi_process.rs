@@ -181,10 +181,11 @@ async fn a_game_survives_its_node_leaving_on_sigterm() -> Result<(), Box<dyn std
     // Graceful leave: SIGTERM, and the process exits by itself, cleanly.
     let mut n1 = n1;
     let pid = n1.child.id().ok_or("n1 already exited")?;
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    assert!(signalled.success());
+    let pid = libc::pid_t::try_from(pid)?;
+    // SAFETY: kill(2) only sends a signal; `pid` is our own child, which
+    // has not been waited for, so the id cannot have been reused.
+    let signalled = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(signalled, 0, "kill(SIGTERM) failed");
     let exit = tokio::time::timeout(WAIT, n1.child.wait())
         .await
         .map_err(|_| "n1 did not exit within the deadline after SIGTERM")??;
