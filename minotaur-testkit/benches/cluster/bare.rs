@@ -251,39 +251,60 @@ pub fn sample_game(index: u64) -> Game {
 }
 
 /// A local actor owning a game, answering a call with a copy of it.
+/// (The game sits in the actor's state; the timer slot is used only by
+/// [`HolderMsg::Rearm`].)
 pub struct Holder;
 
-/// The holder's one message.
+type Timer = ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<HolderMsg>>>;
+
+/// The holder's messages.
 pub enum HolderMsg {
     /// Reply with a copy of the game.
     Get(RpcReplyPort<Box<Game>>),
+    /// Like a session ending a round: copy the game, reply with a copy,
+    /// and re-arm a 30 s timer (abort the old one, `send_after` a new one).
+    Rearm(RpcReplyPort<Box<Game>>),
+    /// The timer fired (never, within a benchmark).
+    Tick,
 }
 
 impl ractor::Message for HolderMsg {}
 
 impl Actor for Holder {
     type Msg = HolderMsg;
-    type State = Game;
+    type State = (Game, Option<Timer>);
     type Arguments = Game;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<HolderMsg>,
         game: Game,
-    ) -> Result<Game, ActorProcessingErr> {
-        Ok(game)
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok((game, None))
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<HolderMsg>,
+        myself: ActorRef<HolderMsg>,
         message: HolderMsg,
-        game: &mut Game,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let game = &mut state.0;
         match message {
             HolderMsg::Get(reply) => {
                 let _ = reply.send(Box::new(game.clone()));
             }
+            HolderMsg::Rearm(reply) => {
+                let next = game.clone();
+                *game = next;
+                let _ = reply.send(Box::new(game.clone()));
+                if let Some(old) = state.1.take() {
+                    old.abort();
+                }
+                let timer = myself.send_after(Duration::from_secs(30), || HolderMsg::Tick);
+                state.1 = Some(timer);
+            }
+            HolderMsg::Tick => {}
         }
         Ok(())
     }
@@ -299,8 +320,14 @@ pub async fn spawn_holder(game: Game) -> ActorRef<HolderMsg> {
 
 /// One local call round trip to a holder.
 pub async fn local_call(holder: &ActorRef<HolderMsg>) -> Duration {
+    local_call_with(holder, HolderMsg::Get).await
+}
+pub async fn local_call_with(
+    holder: &ActorRef<HolderMsg>,
+    f: fn(RpcReplyPort<Box<Game>>) -> HolderMsg,
+) -> Duration {
     let start = Instant::now();
-    match holder.call(HolderMsg::Get, Some(CALL_TIMEOUT)).await {
+    match holder.call(f, Some(CALL_TIMEOUT)).await {
         Ok(CallResult::Success(_)) => start.elapsed(),
         _ => panic!("bare local call failed"),
     }

@@ -67,14 +67,21 @@ pub async fn throughput(scale: &Scale, report: &mut Report) {
     let pair = BarePair::start(request_size, 16).await;
     pair.cast_throughput(scale.casts / 10).await;
     let (mut rates, mut casts, mut errors) = (vec![], vec![], 0);
+    let (mut cmd_cpu, mut cast_cpu) = (vec![], vec![]);
     for i in 0..scale.throughput_windows.max(scale.cast_samples) {
         if i < scale.throughput_windows {
+            let cpu = common::cpu_time();
+            let t = Instant::now();
             let (rate, err) = hammer(&engines, &ids, scale.clients, scale.throughput_window).await;
+            let commands = rate * t.elapsed().as_secs_f64();
+            cmd_cpu.push((common::cpu_time() - cpu).as_secs_f64() * 1e6 / commands);
             rates.push(rate);
             errors += err;
         }
         if i < scale.cast_samples {
+            let cpu = common::cpu_time();
             casts.push(pair.cast_throughput(scale.casts).await);
+            cast_cpu.push((common::cpu_time() - cpu).as_secs_f64() * 1e6 / scale.casts as f64);
         }
     }
     pair.stop().await;
@@ -88,13 +95,15 @@ pub async fn throughput(scale: &Scale, report: &mut Report) {
             Some(median(&casts)),
         )
         .note(format!(
-            "median of {} windows of {:?}; 3 nodes, {} games, {} clients, EndRound, replication 1; {errors} errors; casts: median of {} x {}",
+            "median of {} windows of {:?}; 3 nodes, {} games, {} clients, EndRound, replication 1; {errors} errors; casts: median of {} x {}; CPU per command {} us vs per cast {} us",
             rates.len(),
             scale.throughput_window,
             ids.len(),
             scale.clients,
             casts.len(),
-            scale.casts
+            scale.casts,
+            num(median(&cmd_cpu)),
+            num(median(&cast_cpu))
         )),
     );
 }
@@ -110,11 +119,13 @@ pub async fn placement(scale: &Scale, report: &mut Report) {
     let game = bare::sample_game(0);
     let mut spawn_rates = vec![];
     let mut spawned = vec![];
+    let cpu = common::cpu_time();
     for _ in 0..chunks {
         let (actors, rate) = bare::spawn_many(chunk, PARALLEL, &game).await;
         spawn_rates.push(rate);
         spawned.extend(actors);
     }
+    let bare_cpu = (common::cpu_time() - cpu).as_secs_f64() * 1e6 / (chunk * chunks) as f64;
     bare::stop_all(spawned).await;
 
     let cluster = common::cluster(3, true, |_| {}).await;
@@ -125,6 +136,7 @@ pub async fn placement(scale: &Scale, report: &mut Report) {
         .collect();
     let mut rates = vec![];
     let start = Instant::now();
+    let cpu = common::cpu_time();
     for c in 0..chunks {
         let range = (c * chunk)..((c + 1) * chunk).min(n);
         let len = range.len();
@@ -133,6 +145,7 @@ pub async fn placement(scale: &Scale, report: &mut Report) {
         rates.push(len as f64 / t.elapsed().as_secs_f64());
     }
     let overall = n as f64 / start.elapsed().as_secs_f64();
+    let create_cpu = (common::cpu_time() - cpu).as_secs_f64() * 1e6 / n as f64;
     let registered = cluster
         .node("n1")
         .map(|node| node.registry().len())
@@ -150,10 +163,12 @@ pub async fn placement(scale: &Scale, report: &mut Report) {
         )
         .goal(Goal::RatioAtLeast(0.5))
         .note(format!(
-            "median of {chunks} chunks of {chunk}; {n} sessions on 3 nodes, {PARALLEL} in flight, replication 1; first chunk {} /s, last {} /s, overall {} /s; {registered} registered",
+            "median of {chunks} chunks of {chunk}; {n} sessions on 3 nodes, {PARALLEL} in flight, replication 1; first chunk {} /s, last {} /s, overall {} /s; {registered} registered; CPU per create {} us vs per spawn {} us",
             num(first),
             num(last),
-            num(overall)
+            num(overall),
+            num(create_cpu),
+            num(bare_cpu)
         )),
     );
 }

@@ -5,7 +5,8 @@
 //! ```sh
 //! cargo bench -p minotaur-testkit --bench cluster              # full run
 //! cargo bench -p minotaur-testkit --bench cluster -- --quick   # < 60 s
-//! cargo bench -p minotaur-testkit --bench cluster -- --only rtt
+//! cargo bench -p minotaur-testkit --bench cluster -- --only rtt,drain
+//! cargo bench -p minotaur-testkit --bench cluster -- --quick --only placement --sessions 20000
 //! ```
 //!
 //! It prints a markdown table and writes one JSON object per line per figure
@@ -56,11 +57,22 @@ fn main() {
         return;
     }
 
-    let scale = if args.iter().any(|a| a == "--quick") {
+    let mut scale = if args.iter().any(|a| a == "--quick") {
         Scale::quick()
     } else {
         Scale::full()
     };
+    // For profiling one size: `--sessions N` sets the placement and memory
+    // figures' session counts.
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--sessions")
+        .and_then(|at| args.get(at + 1))
+        .and_then(|s| s.parse().ok())
+    {
+        scale.placement_sessions = n;
+        scale.memory_sessions = n;
+    }
     let only: Vec<String> = args
         .iter()
         .position(|a| a == "--only")

@@ -2,45 +2,98 @@
 //! local) against bare ractor calls of the same payload, and how soon a new
 //! registration is visible on another node.
 //!
-//! The command is `EndRound`: a write (so replication is on its path) that
-//! can be repeated forever on a game nobody plays. Each game is first taken
-//! through 100 rounds so its events log is full and the reply's size stays
-//! the same from one sample to the next. Baselines and figures are measured
-//! in interleaved rounds, so a noisy neighbour hits all of them alike.
+//! The timed command is a move registration, the commonest thing a player
+//! sends, and a write (so replication is on its path): Ann steps off her
+//! start and back, two moves a round, and after each pair the round is ended
+//! to give her action points back. Those round ends are timed apart, as
+//! `local_end_round_rtt`: ending a round re-arms the session's round timer.
+//! Each game is first played for 40 rounds so its events log is full and
+//! the replies keep their size. Baselines and figures are measured in
+//! interleaved rounds, so a noisy neighbour hits all of them alike.
 
-use crate::bare::{self, BarePair};
+use crate::bare::{self, BarePair, HolderMsg};
 use crate::common::{self, Scale};
-use crate::report::{median, us, Figure, Goal, Report};
+use crate::report::{median, num, us, Figure, Goal, Report};
 use minotaur_cluster::protocol::{self, Request, Response};
-use minotaur_core::{Command, Game, GameEngine, GameId, Reply};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use minotaur_core::{Command, Game, GameEngine, GameId, Hex, Reply};
 use std::time::{Duration, Instant};
 
-const WARM_ROUNDS: usize = 100;
+const WARM_ROUNDS: usize = 40;
 
-async fn end_round(engine: &GameEngine, id: GameId) -> Duration {
-    let start = Instant::now();
-    engine
-        .end_round(id)
-        .await
-        .unwrap_or_else(|e| panic!("end_round: {e}"));
-    start.elapsed()
+/// One game played by Ann through one engine.
+struct Play {
+    engine: GameEngine,
+    id: GameId,
+    /// One step off her start, and back.
+    steps: [Hex; 2],
+    moves: u64,
+    last: Game,
 }
 
-async fn warm(engine: &GameEngine, id: GameId) -> Game {
-    let mut last = None;
-    for _ in 0..WARM_ROUNDS {
-        last = Some(engine.end_round(id).await.expect("warm-up end_round"));
+impl Play {
+    async fn new(engine: &GameEngine, id: GameId) -> Play {
+        let game = engine.get_game(id).await.expect("get_game");
+        let start = game.players[0].position;
+        let step = Hex::DIRECTIONS
+            .into_iter()
+            .find(|d| game.world.walkable(start + *d))
+            .expect("a free hex next to the start");
+        let mut play = Play {
+            engine: engine.clone(),
+            id,
+            steps: [step, Hex::new(-step.q, -step.r)],
+            moves: 0,
+            last: game,
+        };
+        for _ in 0..WARM_ROUNDS * 2 {
+            play.command().await;
+        }
+        play
     }
-    last.expect("at least one round")
+
+    /// A timed move; after every second one, a timed round end.
+    async fn command(&mut self) -> (Duration, Option<Duration>) {
+        let vector = self.steps[(self.moves % 2) as usize];
+        let start = Instant::now();
+        self.last = self
+            .engine
+            .register_move(self.id, "ann".into(), vector)
+            .await
+            .unwrap_or_else(|e| panic!("register_move: {e}"));
+        let took = start.elapsed();
+        self.moves += 1;
+        if self.moves % 2 != 0 {
+            return (took, None);
+        }
+        let start = Instant::now();
+        self.engine
+            .end_round(self.id)
+            .await
+            .unwrap_or_else(|e| panic!("end_round: {e}"));
+        (took, Some(start.elapsed()))
+    }
+
+    /// Sizes of the request and response of one remote move, as sent.
+    fn wire_sizes(&self) -> (usize, usize) {
+        let command = Command::RegisterMove {
+            user: "ann".into(),
+            vector: self.steps[0],
+        };
+        sizes(&self.last, command)
+    }
 }
 
-/// Sizes of the request and response of one remote `EndRound`, as sent.
-pub fn wire_sizes(game: &Game) -> (usize, usize) {
+/// Adds the CPU time used since `since` to `total`; returns now's reading.
+fn lap(total: &mut Duration, since: Duration) -> Duration {
+    let now = common::cpu_time();
+    *total += now.saturating_sub(since);
+    now
+}
+
+fn sizes(game: &Game, command: Command) -> (usize, usize) {
     let request = protocol::seal(Request::Command {
         id: game.id,
-        command: Command::EndRound,
+        command,
     })
     .expect("encode request");
     let response = protocol::seal(Response::Command(Ok(Reply::Game(Box::new(game.clone())))))
@@ -48,10 +101,15 @@ pub fn wire_sizes(game: &Game) -> (usize, usize) {
     (request.len(), response.len())
 }
 
+/// Sizes of the request and response of one remote `EndRound`, as sent.
+pub fn wire_sizes(game: &Game) -> (usize, usize) {
+    sizes(game, Command::EndRound)
+}
+
 /// Figures 1, 2 and 9.
 pub async fn run(scale: &Scale, report: &mut Report) {
     // Replication off, and on (the default); sessions go where created, so
-    // the game lives on n2 and is commanded from n1.
+    // the games live on n2 and are commanded from n1 (and from n2 itself).
     let plain = common::cluster(2, true, |c| {
         c.replication_factor = 0;
         common::local_placement(c);
@@ -63,72 +121,153 @@ pub async fn run(scale: &Scale, report: &mut Report) {
     let b = plain.engine("n2").expect("n2");
     let ra = replicated.engine("n1").expect("n1");
     let rb = replicated.engine("n2").expect("n2");
-    let game = b.create_game("RTTP", users.clone()).await.expect("create");
-    let rgame = rb.create_game("RTTR", users).await.expect("create");
-    let last = warm(&a, game.id).await;
-    warm(&ra, rgame.id).await;
-    let (request_size, response_size) = wire_sizes(&last);
+    let remote_game = b.create_game("RTTP", users.clone()).await.expect("create");
+    let local_game = b.create_game("RTTL", users.clone()).await.expect("create");
+    let repl_game = rb.create_game("RTTR", users).await.expect("create");
+    let mut remote = Play::new(&a, remote_game.id).await;
+    let mut local = Play::new(&b, local_game.id).await;
+    let mut remote_repl = Play::new(&ra, repl_game.id).await;
+    // The same session without any cluster: where the local overhead lives.
+    let standalone = GameEngine::standalone(minotaur_core::GameConfig::default())
+        .await
+        .expect("standalone engine");
+    let solo_game = standalone
+        .create_game("RTTS", common::users())
+        .await
+        .expect("create");
+    let mut solo = Play::new(&standalone, solo_game.id).await;
+    let (request_size, response_size) = remote.wire_sizes();
     let pair = BarePair::start(request_size, response_size).await;
-    let holder = bare::spawn_holder(last.clone()).await;
+    let holder = bare::spawn_holder(local.last.clone()).await;
     for _ in 0..WARM_ROUNDS {
         pair.call().await;
         bare::local_call(&holder).await;
+        bare::local_call_with(&holder, HolderMsg::Rearm).await;
     }
 
-    let (mut bare_remote, mut remote, mut remote_repl, mut bare_local, mut local) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    #[derive(Default)]
+    struct Samples {
+        bare_remote: Vec<f64>,
+        remote: Vec<f64>,
+        remote_repl: Vec<f64>,
+        bare_local: Vec<f64>,
+        local: Vec<f64>,
+        local_end: Vec<f64>,
+        bare_rearm: Vec<f64>,
+        solo: Vec<f64>,
+    }
+    let mut x = Samples::default();
+    // CPU time of the whole process per round trip, for each kind.
+    let mut cpu = [Duration::ZERO; 5];
+    let per_round = scale.rtt_per_round.next_multiple_of(2);
     for _ in 0..scale.rtt_rounds {
-        for _ in 0..scale.rtt_per_round {
-            bare_remote.push(us(pair.call().await));
+        let t = common::cpu_time();
+        for _ in 0..per_round {
+            x.bare_remote.push(us(pair.call().await));
         }
-        for _ in 0..scale.rtt_per_round {
-            remote.push(us(end_round(&a, game.id).await));
+        let t = lap(&mut cpu[0], t);
+        for _ in 0..per_round {
+            x.remote.push(us(remote.command().await.0));
         }
-        for _ in 0..scale.rtt_per_round {
-            remote_repl.push(us(end_round(&ra, rgame.id).await));
+        let t = lap(&mut cpu[1], t);
+        for _ in 0..per_round {
+            x.remote_repl.push(us(remote_repl.command().await.0));
         }
-        for _ in 0..scale.rtt_per_round {
-            bare_local.push(us(bare::local_call(&holder).await));
+        let t = lap(&mut cpu[2], t);
+        for _ in 0..per_round {
+            x.bare_local.push(us(bare::local_call(&holder).await));
         }
-        for _ in 0..scale.rtt_per_round {
-            local.push(us(end_round(&b, game.id).await));
+        let t = lap(&mut cpu[3], t);
+        for _ in 0..per_round {
+            let (took, end) = local.command().await;
+            x.local.push(us(took));
+            x.local_end.extend(end.map(us));
+        }
+        lap(&mut cpu[4], t);
+        for _ in 0..per_round {
+            x.solo.push(us(solo.command().await.0));
+        }
+        for _ in 0..per_round / 2 {
+            x.bare_rearm
+                .push(us(bare::local_call_with(&holder, HolderMsg::Rearm).await));
         }
     }
-    let n = remote.len();
-    let floor = median(&bare_remote);
+    let n = x.remote.len();
+    let floor = median(&x.bare_remote);
+    let per = |d: Duration| num(us(d) / n as f64);
+    // The plays also end a round after every second move.
+    let per_command = |d: Duration| num(us(d) / (n + n / 2) as f64);
     let payload = format!("{request_size} B request, {response_size} B reply");
     report.add(
         Figure::new(
             "remote_command_rtt",
-            median(&remote),
+            median(&x.remote),
             "us",
             "bare ractor_cluster remote call, same payload",
             Some(floor),
         )
         .goal(Goal::RatioAtMost(1.25))
-        .note(format!("median of {n}; {payload}")),
+        .note(format!(
+            "median of {n} move registrations; {payload}; CPU per command {} us vs per bare call {} us",
+            per_command(cpu[1]),
+            per(cpu[0])
+        )),
     );
     report.add(
         Figure::new(
             "remote_command_rtt_replicated",
-            median(&remote_repl),
+            median(&x.remote_repl),
             "us",
             "bare ractor_cluster remote call, same payload",
             Some(floor),
         )
         .goal(Goal::RatioAtMost(2.3))
-        .note(format!("median of {n}; floor is 2 bare calls")),
+        .note(format!(
+            "median of {n}; floor is 2 bare calls; CPU per command {} us",
+            per_command(cpu[2])
+        )),
     );
     report.add(
         Figure::new(
             "local_command_rtt",
-            median(&local),
+            median(&x.local),
             "us",
             "bare ractor local call replying a copy of the game",
-            Some(median(&bare_local)),
+            Some(median(&x.bare_local)),
         )
         .goal(Goal::RatioAtMost(1.5))
-        .note(format!("median of {n}")),
+        .note(format!(
+            "median of {n} move registrations; CPU per command {} us vs per bare call {} us",
+            per_command(cpu[4]),
+            per(cpu[3])
+        )),
+    );
+    report.add(
+        Figure::new(
+            "local_command_rtt_standalone",
+            median(&x.solo),
+            "us",
+            "bare ractor local call replying a copy of the game",
+            Some(median(&x.bare_local)),
+        )
+        .note(format!(
+            "median of {}; the same moves through a standalone engine (LocalDirectory, no cluster)",
+            x.solo.len()
+        )),
+    );
+    report.add(
+        Figure::new(
+            "local_end_round_rtt",
+            median(&x.local_end),
+            "us",
+            "bare local call that also re-arms a send_after timer",
+            Some(median(&x.bare_rearm)),
+        )
+        .note(format!(
+            "median of {}; a plain bare local call: {} us",
+            x.local_end.len(),
+            num(median(&x.bare_local))
+        )),
     );
     holder.stop(None);
     plain.shutdown().await;
@@ -138,9 +277,15 @@ pub async fn run(scale: &Scale, report: &mut Report) {
     pair.stop().await;
 }
 
-/// Figure 9: a game created on n1 (its registration made there) until a
-/// lookup on n2 finds it. A spinning observer thread records the first
-/// moment each node's registry copy has the join code.
+/// Figure 9: a game created through n1 (so registered by n1) until a lookup
+/// on n2 finds it. `create_game` returns only once every live member has
+/// recorded the game, so the lookup is made on n2 right after it returns
+/// and must succeed: the figure is the time until that lookup answered.
+/// The raw propagation inside it (n1 recorded the game, n2 recorded it) is
+/// one leg of the `Register` round trip each create waits for; an observer
+/// fine enough to time that leg (a spinning thread, a yielding task, a
+/// lowest-priority thread were tried) either steals one of the two cores
+/// from the nodes or is not scheduled until the create is over.
 async fn visibility(
     scale: &Scale,
     cluster: &minotaur_testkit::TestCluster,
@@ -149,81 +294,30 @@ async fn visibility(
 ) {
     let n1 = cluster.node("n1").expect("n1");
     let n2 = cluster.node("n2").expect("n2");
-    let (mut to_peer, mut propagation, mut acked) = (vec![], vec![], vec![]);
+    let mut seen = vec![];
     for i in 0..scale.visibility_samples {
         let code = common::code('V', i);
-        let parsed: minotaur_core::JoinCode = code.parse().expect("code");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r1, r2, flag) = (n1.registry().clone(), n2.registry().clone(), stop.clone());
-        let observer = std::thread::spawn(move || {
-            let (mut on1, mut on2) = (None, None);
-            while !flag.load(Ordering::Relaxed) && (on1.is_none() || on2.is_none()) {
-                if on1.is_none() && r1.by_join_code(&parsed).is_some() {
-                    on1 = Some(Instant::now());
-                }
-                if on2.is_none() && r2.by_join_code(&parsed).is_some() {
-                    on2 = Some(Instant::now());
-                }
-                std::thread::yield_now();
-            }
-            (on1, on2)
-        });
         let start = Instant::now();
         n1.engine()
             .create_game(&code, common::users())
             .await
             .expect("create");
-        let done = start.elapsed();
-        // The create is acknowledged only once every live member recorded
-        // it, so both have it by now; let the observer notice and stop.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while !observer.is_finished() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        stop.store(true, Ordering::Relaxed);
-        let observed = observer.join().expect("observer");
-        if let (Some(on1), Some(on2)) = observed {
-            to_peer.push(us(on2.duration_since(start)));
-            propagation.push(us(on2.saturating_duration_since(on1)));
-        }
-        acked.push(us(done));
+        let found = n2.engine().get_game_by_join_code(&code).await;
+        let took = start.elapsed();
+        assert!(found.is_ok(), "n2 does not see {code} yet: {found:?}");
+        seen.push(us(took));
     }
-    let n = to_peer.len();
     report.add(
         Figure::new(
             "registry_visibility",
-            median(&to_peer),
+            median(&seen),
             "us",
             "bare ractor_cluster remote call",
             Some(floor),
         )
         .note(format!(
-            "median of {n}; create_game on n1 until n2's lookup finds it"
-        )),
-    );
-    report.add(
-        Figure::new(
-            "registry_visibility_propagation",
-            median(&propagation),
-            "us",
-            "bare ractor_cluster remote call",
-            Some(floor),
-        )
-        .note(format!(
-            "median of {n}; recorded on n1 until recorded on n2"
-        )),
-    );
-    report.add(
-        Figure::new(
-            "registry_visibility_acked",
-            median(&acked),
-            "us",
-            "bare ractor_cluster remote call",
-            Some(floor),
-        )
-        .note(format!(
-            "median of {}; create_game returns (visible on every member by then)",
-            acked.len()
+            "median of {}; create_game on n1 until get_game_by_join_code on n2 answers (found on the first try every time)",
+            seen.len()
         )),
     );
 }
