@@ -14,6 +14,7 @@ use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long a session waits before retrying a round end its sink refused.
 const SINK_RETRY: Duration = Duration::from_millis(200);
@@ -62,7 +63,16 @@ impl ractor::Message for SessionMsg {}
 pub struct SessionState {
     game: Game,
     sink: Option<Arc<dyn StateSink>>,
-    timer: Option<JoinHandle<Result<(), MessagingErr<SessionMsg>>>>,
+    /// When the current round ends, on the runtime's clock (computed once
+    /// per round from the game's wall-clock deadline).
+    deadline: Instant,
+    timer: Option<RoundTimer>,
+}
+
+/// The pending round timer and when it fires.
+struct RoundTimer {
+    handle: JoinHandle<Result<(), MessagingErr<SessionMsg>>>,
+    fires_at: Instant,
 }
 
 impl SessionState {
@@ -81,13 +91,38 @@ impl SessionState {
         Ok(reply)
     }
 
-    fn arm_timer(&mut self, myself: &ActorRef<SessionMsg>, delay: Duration) {
-        if let Some(old) = self.timer.take() {
-            old.abort();
+    // Ending a round early moves the deadline later, so a pending timer is
+    // kept: it fires early, finds its round over and re-arms. Replacing the
+    // timer task on every command that ends a round would cost more than
+    // the command itself.
+    fn ensure_timer(&mut self, myself: &ActorRef<SessionMsg>) {
+        match &self.timer {
+            _ if !self.game.is_active() => self.cancel_timer(),
+            Some(t) if t.fires_at <= self.deadline && !t.handle.is_finished() => {}
+            _ => self.arm_timer(myself, self.deadline),
         }
-        if self.game.is_active() {
-            let round = self.game.round;
-            self.timer = Some(myself.send_after(delay, move || SessionMsg::RoundTimer { round }));
+    }
+
+    /// A new round began: its deadline, then its timer.
+    fn round_began(&mut self, myself: &ActorRef<SessionMsg>) {
+        self.deadline = Instant::now() + clock::until(self.game.round_ends_at_ms);
+        self.ensure_timer(myself);
+    }
+
+    fn arm_timer(&mut self, myself: &ActorRef<SessionMsg>, at: Instant) {
+        self.cancel_timer();
+        let round = self.game.round;
+        let delay = at.saturating_duration_since(Instant::now());
+        let handle = myself.send_after(delay, move || SessionMsg::RoundTimer { round });
+        self.timer = Some(RoundTimer {
+            handle,
+            fires_at: at,
+        });
+    }
+
+    fn cancel_timer(&mut self) {
+        if let Some(old) = self.timer.take() {
+            old.handle.abort();
         }
     }
 }
@@ -105,10 +140,11 @@ impl Actor for GameSession {
         let mut state = SessionState {
             game: args.game,
             sink: args.sink,
+            deadline: Instant::now(),
             timer: None,
         };
         // A deadline that passed while the game was elsewhere fires at once.
-        state.arm_timer(&myself, clock::until(state.game.round_ends_at_ms));
+        state.round_began(&myself);
         Ok(state)
     }
 
@@ -117,9 +153,7 @@ impl Actor for GameSession {
         _myself: ActorRef<SessionMsg>,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(timer) = state.timer.take() {
-            timer.abort();
-        }
+        state.cancel_timer();
         Ok(())
     }
 
@@ -136,19 +170,21 @@ impl Actor for GameSession {
                 let _ = reply.send(result);
             }
             SessionMsg::RoundTimer { round } => {
+                // This timer is spent (or superseded); forget it so that
+                // `ensure_timer` arms one for the current deadline.
+                state.timer = None;
                 if round != state.game.round || !state.game.is_active() {
+                    state.ensure_timer(&myself);
                     return Ok(());
                 }
                 if let Err(e) = state.execute(&Command::EndRound).await {
                     tracing::warn!(game = %state.game.id, error = %e, "round end not saved; retrying");
-                    state.arm_timer(&myself, SINK_RETRY);
+                    state.arm_timer(&myself, Instant::now() + SINK_RETRY);
                     return Ok(());
                 }
             }
             SessionMsg::Release(reply) => {
-                if let Some(timer) = state.timer.take() {
-                    timer.abort();
-                }
+                state.cancel_timer();
                 let _ = reply.send(state.game.clone());
                 myself.stop(Some("released".into()));
                 return Ok(());
@@ -158,7 +194,7 @@ impl Actor for GameSession {
             tracing::info!(game = %state.game.id, "game concluded; session stopping");
             myself.stop(Some("concluded".into()));
         } else if state.game.round != round_before {
-            state.arm_timer(&myself, clock::until(state.game.round_ends_at_ms));
+            state.round_began(&myself);
         }
         Ok(())
     }
