@@ -101,30 +101,12 @@ async fn announce(shared: &Arc<Shared>, reg: &Registration) {
 /// that involves a session hosted here.
 pub(crate) fn apply_registration(shared: &Arc<Shared>, reg: Registration) {
     match shared.registry.apply(reg.clone()) {
-        Applied::Replaced(old) if old.owner == shared.this => {
-            // Our copy lost: stop it, and report its state rather than drop it silently.
-            // Pass the winner on: a peer that still has our registration cannot know
-            // it lost (the winner only announced a version it had before ours grew),
-            // and would keep routing the game to us, who no longer host it. The
-            // winner outranked our latest version, so it outranks any of ours a
-            // peer holds.
-            rpc::broadcast(&shared.members, &Notice::Registered(reg.clone()));
-            let owner = shared.clone();
-            let task = async move {
-                let shared = owner;
-                shared.owned.lock().remove(&old.id);
-                if let Ok(Some(state)) = shared.local.release(old.id).await {
-                    tracing::warn!(game = %old.id, winner = %reg.owner, ours = state.version, theirs = reg.version,
-                        "registry conflict lost; stopping our copy");
-                    shared.members.emit(ClusterEvent::ConflictResolved {
-                        id: old.id,
-                        winner: reg.owner.clone(),
-                        loser: shared.this.clone(),
-                        loser_state: Some(Box::new(state)),
-                    });
-                }
-            };
-            shared.tasks.spawn(task);
+        Applied::Replaced(old) if old.owner == shared.this => lose(shared, old.id, reg),
+        // Our own new registration (a failover, a move) lost to a copy that
+        // outranks it, which arrived while our session was starting: that
+        // session must not run on unregistered.
+        Applied::Rejected(kept) if reg.owner == shared.this && kept.owner != shared.this => {
+            lose(shared, reg.id, kept)
         }
         Applied::Rejected(kept) if kept.owner == shared.this => {
             // Theirs lost against ours: make sure everyone sees our newest version.
@@ -139,6 +121,33 @@ pub(crate) fn apply_registration(shared: &Arc<Shared>, reg: Registration) {
         }
         _ => {}
     }
+}
+
+/// Our copy of game `id` lost to `winner`: stop it, and report its state
+/// rather than drop it silently.
+fn lose(shared: &Arc<Shared>, id: minotaur_core::GameId, winner: Registration) {
+    // Pass the winner on: a peer that still has our registration cannot know
+    // it lost (the winner only announced a version it had before ours grew),
+    // and would keep routing the game to us, who no longer host it. The
+    // winner outranked our latest version, so it outranks any of ours a
+    // peer holds.
+    rpc::broadcast(&shared.members, &Notice::Registered(winner.clone()));
+    let owner = shared.clone();
+    let task = async move {
+        let shared = owner;
+        shared.owned.lock().remove(&id);
+        if let Ok(Some(state)) = shared.local.release(id).await {
+            tracing::warn!(game = %id, winner = %winner.owner, ours = state.version, theirs = winner.version,
+                "registry conflict lost; stopping our copy");
+            shared.members.emit(ClusterEvent::ConflictResolved {
+                id,
+                winner: winner.owner.clone(),
+                loser: shared.this.clone(),
+                loser_state: Some(Box::new(state)),
+            });
+        }
+    };
+    shared.tasks.spawn(task);
 }
 
 /// A member came up: tell it what we own, re-place backups, and move
