@@ -1128,6 +1128,13 @@ async fn chaos() {
     let verdict = check(&cluster, &recorder, &games, &windows, &tally).await;
     failures.extend(verdict.failures);
 
+    // For a failing run: what the nodes logged about the games concerned.
+    let evidence = if failures.is_empty() {
+        String::new()
+    } else {
+        logs_about(&cluster, &failures)
+    };
+
     // Shutdown leaves nothing behind.
     recorder.stop();
     drop(ctx);
@@ -1225,12 +1232,69 @@ async fn chaos() {
         for w in &windows {
             text.push_str(&format!("  {}: {}\n", w.step, w.text));
         }
+        text.push_str(&evidence);
         text.push_str("failures:\n");
         for f in failures.iter().take(60) {
             text.push_str(&format!("  {f}\n"));
         }
         panic!("{text}");
     }
+}
+
+/// The log lines of every running node that mention the first few game
+/// ids named in `failures`.
+fn logs_about(cluster: &TestCluster, failures: &[String]) -> String {
+    let mut ids: Vec<String> = Vec::new();
+    for f in failures {
+        for word in f.split(|c: char| !(c.is_ascii_hexdigit() || c == '-')) {
+            if word.len() == 36
+                && word.parse::<GameId>().is_ok()
+                && !ids.contains(&word.to_string())
+            {
+                ids.push(word.to_string());
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in cluster.nodes() {
+        for line in cluster.logs(&name).unwrap_or_default() {
+            if line.contains("member")
+                || line.contains("conflict")
+                || line.contains("handshake")
+                || line.contains("refused")
+                || line.contains("failed over")
+            {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    for id in ids.iter().take(2) {
+        if let Ok(gid) = id.parse::<GameId>() {
+            for name in cluster.nodes() {
+                if let Ok(node) = cluster.node(&name) {
+                    out.push_str(&format!(
+                        "{name} ({}): hosts game {id}: {}, registers it as {:?}\n",
+                        node.id(),
+                        node.hosted().contains(&gid),
+                        node.registry().lookup(gid).map(|r| (
+                            r.owner.to_string(),
+                            r.epoch,
+                            r.version
+                        ))
+                    ));
+                }
+            }
+        }
+        out.push_str(&format!("logs about game {id}:\n"));
+        for name in cluster.nodes() {
+            for line in cluster.logs(&name).unwrap_or_default() {
+                if line.contains(id.as_str()) {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The invariant checks after the run.
