@@ -1256,18 +1256,6 @@ fn logs_about(cluster: &TestCluster, failures: &[String]) -> String {
         }
     }
     let mut out = String::new();
-    for name in cluster.nodes() {
-        for line in cluster.logs(&name).unwrap_or_default() {
-            if line.contains("member")
-                || line.contains("conflict")
-                || line.contains("handshake")
-                || line.contains("refused")
-                || line.contains("failed over")
-            {
-                out.push_str(&format!("  {line}\n"));
-            }
-        }
-    }
     for id in ids.iter().take(2) {
         if let Ok(gid) = id.parse::<GameId>() {
             for name in cluster.nodes() {
