@@ -236,6 +236,21 @@ impl Actor for SessionHost {
         Ok(())
     }
 
+    // ractor kills (does not stop) the children an actor still has when it
+    // exits, so their `post_stop` never runs and a session's round timer
+    // task would outlive it (until the round's deadline). Stop them
+    // properly first: the host takes no more starts by now.
+    async fn post_stop(
+        &self,
+        myself: ActorRef<HostMsg>,
+        _state: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(None, Some(std::time::Duration::from_secs(5)))
+            .await;
+        Ok(())
+    }
+
     async fn handle_supervisor_evt(
         &self,
         myself: ActorRef<HostMsg>,
