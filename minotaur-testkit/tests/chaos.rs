@@ -989,6 +989,8 @@ async fn apply(cluster: &TestCluster, recorder: &Arc<Recorder>, step: &Step) -> 
 struct Verdict {
     lines: Vec<String>,
     failures: Vec<String>,
+    /// `key=value` figures for the summary line.
+    figures: String,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1222,6 +1224,22 @@ async fn chaos() {
     for line in &verdict.lines {
         eprintln!("  {line}");
     }
+    eprintln!(
+        "  figures: seed={} seconds={:.0} steps={} faults={faults:?} games={} writes={} acked={} refused={} unknown={} reads={} {} conflicts={} failed_over={} panics={panics} result={}",
+        s.seed,
+        start.elapsed().as_secs_f64(),
+        windows.len(),
+        tally.creates_ok,
+        tally.writes,
+        tally.acked,
+        tally.refused,
+        tally.unknown,
+        tally.reads,
+        verdict.figures,
+        recorded.conflicts.len(),
+        recorded.failed_over,
+        if failures.is_empty() { "pass" } else { "FAIL" }
+    );
     drop(recorded);
     if !failures.is_empty() {
         let mut text = format!(
@@ -1484,6 +1502,7 @@ async fn check(
         ));
     }
 
+    let covered_losses = lost_covered.len();
     failures.extend(lost_covered.into_iter().take(30));
     if !unexplained.is_empty() {
         failures.push(format!(
@@ -1494,7 +1513,15 @@ async fn check(
         failures.push(format!("a client saw the game go back: {}", r.1));
     }
     failures.extend(tally.anomalies.iter().take(10).cloned());
-    Verdict { lines, failures }
+    let figures = format!(
+        "acked_checked={acked_checked} covered_losses={covered_losses} split_losses={lost_split} lost_read_states={lost_reads} duplicates={duplicates} unreachable={unreachable} regressions={}",
+        regressions.len()
+    );
+    Verdict {
+        lines,
+        failures,
+        figures,
+    }
 }
 
 // ---------------------------------------------------------------- double crash
