@@ -57,7 +57,7 @@ const WAIT: Duration = Duration::from_secs(30);
              was lost.",
     after_help = "The last line is: summary: games=<n> alive=<n> acked=<n> rejected=<n> \
                   failed=<n> crash_failed=<n> lost=<n> handoff_ms=<n> failover_ms=<n>\n\
-                  Exit code 0 when failed=0 and lost=0, 1 otherwise."
+                  Exit code 0 when failed=0 and lost=0 (and nothing was applied twice), 1 otherwise."
 )]
 pub struct DemoOptions {
     /// Nodes in the cluster (each is replaced once during the rolling deploy).
