@@ -927,6 +927,13 @@ fn alive_tasks() -> usize {
 
 // ---------------------------------------------------------------- the run
 
+/// How long after a split has healed and settled an acknowledgement is
+/// still attributed to it: a failover decided during the split may still
+/// be starting its session (its backup calls wait up to two call timeouts,
+/// its announcement one more), and that copy loses its conflict only once
+/// it is up. Settling cannot see such a start in flight.
+const SPLIT_GRACE_MS: u64 = 3 * 2_000;
+
 struct Window {
     step: usize,
     text: String,
@@ -1316,7 +1323,7 @@ async fn check(
     let in_split = |at: u64| {
         windows
             .iter()
-            .any(|w| w.splits && (w.start_ms..=w.end_ms).contains(&at))
+            .any(|w| w.splits && (w.start_ms..=w.end_ms + SPLIT_GRACE_MS).contains(&at))
     };
     let conflicted: HashSet<GameId> = recorder.lock().conflicts.iter().map(|c| c.2).collect();
 
