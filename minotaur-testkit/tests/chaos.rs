@@ -1480,6 +1480,14 @@ async fn check(
         .flat_map(|g| g.regressions.iter())
         .filter(|(at, _)| !in_split(*at))
         .collect();
+    // A member seen down by its silence outside any injected split: a node
+    // starved of CPU past the failure timeout, which behaves as a split.
+    let false_suspicions = recorder
+        .lock()
+        .downs
+        .iter()
+        .filter(|(at, _, _, reason)| reason == "Timeout" && !in_split(*at))
+        .count();
     let not_alive_covered: Vec<&(u64, String)> = tally
         .not_alive
         .iter()
@@ -1495,6 +1503,9 @@ async fn check(
         lost_covered.len(),
         lost_split_games.len(),
         lost_split_games.len() - unexplained.len()
+    ));
+    lines.push(format!(
+        "members seen down by silence outside injected splits (false suspicions) {false_suspicions}"
     ));
     lines.push(format!(
         "regressions seen by a client outside splits {}, 'not alive' answers for live games outside splits {} (inside {})",
@@ -1521,7 +1532,7 @@ async fn check(
     }
     failures.extend(tally.anomalies.iter().take(10).cloned());
     let figures = format!(
-        "acked_checked={acked_checked} covered_losses={covered_losses} split_losses={lost_split} lost_read_states={lost_reads} duplicates={duplicates} unreachable={unreachable} regressions={}",
+        "acked_checked={acked_checked} false_suspicions={false_suspicions} covered_losses={covered_losses} split_losses={lost_split} lost_read_states={lost_reads} duplicates={duplicates} unreachable={unreachable} regressions={}",
         regressions.len()
     );
     Verdict {
