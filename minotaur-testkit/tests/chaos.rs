@@ -1008,7 +1008,7 @@ async fn chaos() {
     let panics_before = PANICS.load(Ordering::SeqCst);
     let tasks_before = alive_tasks();
     let sockets_before = listening_sockets();
-    let plan = schedule(s.seed, s.steps.unwrap_or(400));
+    let plan = schedule(s.seed, s.steps.unwrap_or(5_000));
     eprintln!(
         "chaos: seed {} ({} s of faults{}); replay with CHAOS_SEED={}",
         s.seed,
