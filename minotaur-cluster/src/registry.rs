@@ -12,7 +12,7 @@
 use crate::membership::MemberId;
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,10 @@ struct Tables {
     /// Games per owner, kept with `games` so counting is not a full scan
     /// (placement asks for it on every create).
     owners: HashMap<MemberId, usize>,
+    /// Every game in `games` under its join code, so the code can pass to
+    /// another game without a full scan when its holder goes (every move
+    /// and failover re-indexes a game).
+    by_code: HashMap<JoinCode, BTreeSet<GameId>>,
 }
 
 impl Tables {
@@ -101,22 +105,30 @@ impl Tables {
             self.codes.insert(reg.join_code.clone(), reg.id);
         }
         self.claims.remove(&reg.join_code);
+        self.by_code
+            .entry(reg.join_code.clone())
+            .or_default()
+            .insert(reg.id);
         for user in &reg.users {
             self.users.entry(user.clone()).or_default().insert(reg.id);
         }
     }
 
     fn unindex(&mut self, reg: &Registration) {
+        let others = match self.by_code.get_mut(&reg.join_code) {
+            Some(ids) => {
+                ids.remove(&reg.id);
+                ids.first().copied()
+            }
+            None => None,
+        };
+        if others.is_none() {
+            self.by_code.remove(&reg.join_code);
+        }
         if self.codes.get(&reg.join_code) == Some(&reg.id) {
             self.codes.remove(&reg.join_code);
             // Another live game with the same code (a lost conflict) gets it back.
-            if let Some(other) = self
-                .games
-                .values()
-                .filter(|g| g.join_code == reg.join_code && g.id != reg.id)
-                .map(|g| g.id)
-                .min()
-            {
+            if let Some(other) = others {
                 self.codes.insert(reg.join_code.clone(), other);
             }
         }
@@ -342,6 +354,27 @@ mod tests {
         r.purge_owner(&MemberId::new("a", 1));
         assert_eq!(r.count_by_owner(), recount(&r));
         assert_eq!(r.count_by_owner().get(&MemberId::new("a", 1)), None);
+    }
+
+    #[test]
+    fn a_shared_code_passes_to_the_smallest_remaining_game() {
+        let mut ids: Vec<GameId> = (0..3).map(|_| GameId::random()).collect();
+        ids.sort();
+        let code: JoinCode = "SAME".parse().expect("code");
+        let r = Registry::default();
+        for (i, id) in ids.iter().enumerate().rev() {
+            r.apply(reg(*id, "SAME", &format!("o{i}"), 1, 0));
+        }
+        assert_eq!(r.by_join_code(&code), Some(ids[0]));
+        // A move of the holder keeps the code with it.
+        r.apply(reg(ids[0], "SAME", "o9", 2, 0));
+        assert_eq!(r.by_join_code(&code), Some(ids[0]));
+        r.remove(ids[0], &MemberId::new("o9", 1));
+        assert_eq!(r.by_join_code(&code), Some(ids[1]));
+        r.remove(ids[1], &MemberId::new("o1", 1));
+        assert_eq!(r.by_join_code(&code), Some(ids[2]));
+        r.remove(ids[2], &MemberId::new("o2", 1));
+        assert_eq!(r.by_join_code(&code), None);
     }
 
     #[test]

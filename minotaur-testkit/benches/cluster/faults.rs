@@ -7,6 +7,7 @@
 use crate::common::{self, Scale, PARALLEL};
 use crate::report::{median, ms, percentile, Figure, Goal, Report};
 use futures::StreamExt;
+use minotaur_cluster::ClusterEvent;
 use minotaur_core::{Game, GameEngine, GameId};
 use minotaur_testkit::TestCluster;
 use rand::rngs::SmallRng;
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
 
 /// How long one failover probe may take before it is asked again.
 const PROBE: Duration = Duration::from_millis(100);
@@ -79,13 +81,36 @@ async fn all_answer(engine: &GameEngine, games: &HashMap<GameId, u64>, since: In
 }
 
 /// One failover: `stalled` stalls n3's links silently instead of closing them.
-async fn failover_once(scale: &Scale, stalled: bool) -> (Duration, Duration) {
+/// Returns (all answered, the failure timeout, last FailedOver event).
+async fn failover_once(scale: &Scale, stalled: bool) -> (Duration, Duration, Duration) {
     let cluster = common::cluster(3, !stalled, common::local_placement).await;
     let timeout = cluster.node("n1").expect("n1").config().failure_timeout;
     let games = games_on_n3(&cluster, scale.failover_sessions).await;
     let n1 = cluster.engine("n1").expect("n1");
     let n3 = cluster.node("n3").expect("n3");
+    // When each survivor reports its failover done (it restarted its
+    // share of the sessions and announced them).
+    let mut events: Vec<_> = ["n1", "n2"]
+        .iter()
+        .map(|n| cluster.node(n).expect("survivor").subscribe())
+        .collect();
     let since = Instant::now();
+    let reported = tokio::spawn(async move {
+        let mut done = vec![];
+        for rx in &mut events {
+            loop {
+                match rx.recv().await {
+                    Ok(ClusterEvent::FailedOver { .. }) => {
+                        done.push(since.elapsed());
+                        break;
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }
+        done
+    });
     if stalled {
         cluster.stall("n3", "n1").expect("stall");
         cluster.stall("n3", "n2").expect("stall");
@@ -93,19 +118,29 @@ async fn failover_once(scale: &Scale, stalled: bool) -> (Duration, Duration) {
         kill_transport(&n3.node_server().get_cell());
     }
     let took = all_answer(&n1, &games, since).await;
+    let reported = tokio::time::timeout(Duration::from_secs(10), reported)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     cluster.kill_node("n3").await.expect("kill n3");
     cluster.shutdown().await;
-    (took, timeout)
+    (
+        took,
+        timeout,
+        reported.into_iter().max().unwrap_or_default(),
+    )
 }
 
 /// Figure 5.
 pub async fn failover(scale: &Scale, report: &mut Report) {
     for (stalled, name) in [(false, "failover_time"), (true, "failover_time_stalled")] {
-        let mut samples = vec![];
+        let (mut samples, mut reported) = (vec![], vec![]);
         let mut timeout = Duration::ZERO;
         for _ in 0..scale.failover_repeats {
-            let (took, t) = failover_once(scale, stalled).await;
+            let (took, t, done) = failover_once(scale, stalled).await;
             samples.push(ms(took));
+            reported.push(ms(done));
             timeout = t;
         }
         let how = if stalled {
@@ -121,9 +156,10 @@ pub async fn failover(scale: &Scale, report: &mut Report) {
             Some(ms(timeout)),
         )
         .note(format!(
-            "median of {}; {} sessions on the dead node, replication 1; {how}",
+            "median of {}; {} sessions on the dead node, replication 1; {how}; survivors reported FailedOver after {} ms (median)",
             samples.len(),
-            scale.failover_sessions
+            scale.failover_sessions,
+            crate::report::num(median(&reported))
         ));
         if !stalled {
             figure = figure.goal(Goal::ValueBelow(500.0));

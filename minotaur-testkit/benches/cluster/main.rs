@@ -62,8 +62,8 @@ fn main() {
     } else {
         Scale::full()
     };
-    // For profiling one size: `--sessions N` sets the placement and memory
-    // figures' session counts.
+    // For profiling one size: `--sessions N` sets the session counts of the
+    // placement, failover, drain and memory figures.
     if let Some(n) = args
         .iter()
         .position(|a| a == "--sessions")
@@ -71,6 +71,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
     {
         scale.placement_sessions = n;
+        scale.failover_sessions = n;
+        scale.drain_sessions = n;
         scale.memory_sessions = n;
     }
     let only: Vec<String> = args
