@@ -90,6 +90,10 @@ fn main() {
     );
     let started = Instant::now();
     let mut report = Report::default();
+    if only.iter().any(|o| o == "profile-local") {
+        runtime.block_on(rtt::profile_local());
+        return;
+    }
     for group in GROUPS.iter().copied().filter(|g| wanted(g)) {
         let t = Instant::now();
         eprintln!("[{group}]");

@@ -101,6 +101,28 @@ fn sizes(game: &Game, command: Command) -> (usize, usize) {
     (request.len(), response.len())
 }
 
+/// Mean time to encode and decode one move request and its reply (the
+/// codec work a remote command adds to a bare call), in microseconds.
+fn codec_cost(game: &Game, vector: Hex) -> f64 {
+    const N: usize = 2000;
+    let start = Instant::now();
+    for _ in 0..N {
+        let request = protocol::seal(Request::Command {
+            id: game.id,
+            command: Command::RegisterMove {
+                user: "ann".into(),
+                vector,
+            },
+        })
+        .expect("encode");
+        let _: Request = protocol::open(&request).expect("decode");
+        let reply = protocol::seal(Response::Command(Ok(Reply::Game(Box::new(game.clone())))))
+            .expect("encode");
+        let _: Response = protocol::open(&reply).expect("decode");
+    }
+    us(start.elapsed()) / N as f64
+}
+
 /// Sizes of the request and response of one remote `EndRound`, as sent.
 pub fn wire_sizes(game: &Game) -> (usize, usize) {
     sizes(game, Command::EndRound)
@@ -197,7 +219,10 @@ pub async fn run(scale: &Scale, report: &mut Report) {
     let per = |d: Duration| num(us(d) / n as f64);
     // The plays also end a round after every second move.
     let per_command = |d: Duration| num(us(d) / (n + n / 2) as f64);
-    let payload = format!("{request_size} B request, {response_size} B reply");
+    let payload = format!(
+        "{request_size} B request, {response_size} B reply (encode + decode both: {} us)",
+        num(codec_cost(&remote.last, remote.steps[0]))
+    );
     report.add(
         Figure::new(
             "remote_command_rtt",
@@ -320,4 +345,30 @@ async fn visibility(
             seen.len()
         )),
     );
+}
+
+/// Only local moves and round ends, for a few seconds: a workload to
+/// profile (`--only profile-local`), not a figure.
+pub async fn profile_local() {
+    let cluster = common::cluster(1, true, |c| c.replication_factor = 0).await;
+    let engine = cluster.engine("n1").expect("n1");
+    let game = engine
+        .create_game("PROF", common::users())
+        .await
+        .expect("create");
+    let mut play = Play::new(&engine, game.id).await;
+    let holder = bare::spawn_holder(play.last.clone()).await;
+    let (mut moves, mut bare_calls) = (vec![], vec![]);
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        moves.push(us(play.command().await.0));
+        bare_calls.push(us(bare::local_call(&holder).await));
+    }
+    eprintln!(
+        "  profile-local: {} moves, median {} us; bare median {} us",
+        moves.len(),
+        num(median(&moves)),
+        num(median(&bare_calls))
+    );
+    cluster.shutdown().await;
 }
