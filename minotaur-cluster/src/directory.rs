@@ -10,9 +10,9 @@ use crate::protocol::{Request, Response};
 use crate::rpc::{self, RpcError};
 use crate::supervisor;
 use async_trait::async_trait;
-use minotaur_core::local::call_session;
+use minotaur_core::local::{call_session, call_session_write};
 use minotaur_core::{
-    codec, Command, Directory, EngineError, Game, GameId, JoinCode, Reply, UserId,
+    codec, Command, Directory, EngineError, Game, GameId, JoinCode, OpId, Reply, UserId,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,10 +27,21 @@ pub(crate) enum Route {
     Retry,
 }
 
-/// Delivers a command to a session hosted on this node, if it is here.
-pub(crate) async fn command_here(shared: &Shared, id: GameId, command: Command) -> Route {
+/// Delivers a command (write `op`, if given) to a session hosted on this
+/// node, if it is here.
+pub(crate) async fn command_here(
+    shared: &Shared,
+    id: GameId,
+    command: Command,
+    op: Option<OpId>,
+) -> Route {
     if let Some(session) = shared.local.sessions().session(id) {
-        match call_session(&session, id, command, shared.config.call_timeout).await {
+        let timeout = shared.config.call_timeout;
+        let result = match op {
+            Some(op) => call_session_write(&session, id, op, command, timeout).await,
+            None => call_session(&session, id, command, timeout).await,
+        };
+        match result {
             // Released or concluded while we asked: look again below.
             Err(EngineError::GameNotAlive(_)) => {}
             other => return Route::Done(other),
@@ -63,10 +74,16 @@ impl ClusterDirectory {
         owner: &MemberId,
         id: GameId,
         command: Command,
+        op: Option<OpId>,
         left: Duration,
     ) -> Route {
-        let is_write = command.is_write();
-        let request = Request::Command { id, command };
+        // A write without an id may have been applied when the link broke;
+        // one with an id is applied at most once, so it can be sent again.
+        let repeatable = !command.is_write() || op.is_some();
+        let request = match op {
+            Some(op) => Request::Write { id, op, command },
+            None => Request::Command { id, command },
+        };
         match rpc::request(&self.shared.members, owner, request, left).await {
             Ok(Response::Command(result)) => Route::Done(result),
             Ok(Response::Moved(to)) => Route::Moved(to),
@@ -78,9 +95,63 @@ impl ClusterDirectory {
             Err(RpcError::Timeout(..)) => Route::Done(Err(EngineError::Timeout(format!(
                 "{owner} did not answer for game {id} within {left:?}"
             )))),
-            // A read is safe to repeat; a write may have been applied.
-            Err(RpcError::Closed(_)) if !is_write => Route::Retry,
+            // The owner is gone or going: once failover or the handoff
+            // completes, the registry names the game's new owner.
+            Err(RpcError::Closed(_)) if repeatable => Route::Retry,
             Err(e) => Route::Done(Err(EngineError::Unavailable(e.to_string()))),
+        }
+    }
+
+    /// Delivers a command to game `id` wherever it lives, following moves
+    /// and waiting out failovers within the call timeout.
+    async fn route(
+        &self,
+        id: GameId,
+        command: Command,
+        op: Option<OpId>,
+    ) -> Result<Reply, EngineError> {
+        let shared = &self.shared;
+        let timeout = shared.config.call_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut hint: Option<MemberId> = None;
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            let owner = match hint.take() {
+                Some(owner) => owner,
+                None => match shared.registry.lookup(id) {
+                    Some(reg) => reg.owner,
+                    None if shared.is_synced() => return Err(EngineError::GameNotAlive(id)),
+                    // Just joined: the registry is still arriving.
+                    None => shared.this.clone(),
+                },
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let route = if owner == shared.this {
+                command_here(shared, id, command.clone(), op).await
+            } else {
+                self.remote(
+                    &owner,
+                    id,
+                    command.clone(),
+                    op,
+                    left.max(Duration::from_millis(1)),
+                )
+                .await
+            };
+            match route {
+                Route::Done(result) => return result,
+                Route::Moved(to) => hint = Some(to),
+                Route::Retry => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Unavailable(format!(
+                    "game {id} is between owners; gave up after {timeout:?}"
+                )));
+            }
+            if hint.is_none() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
         }
     }
 
@@ -170,48 +241,16 @@ impl Directory for ClusterDirectory {
     }
 
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {
-        let shared = &self.shared;
-        let timeout = shared.config.call_timeout;
-        let deadline = Instant::now() + timeout;
-        let mut hint: Option<MemberId> = None;
-        let mut backoff = Duration::from_millis(2);
-        loop {
-            let owner = match hint.take() {
-                Some(owner) => owner,
-                None => match shared.registry.lookup(id) {
-                    Some(reg) => reg.owner,
-                    None if shared.is_synced() => return Err(EngineError::GameNotAlive(id)),
-                    // Just joined: the registry is still arriving.
-                    None => shared.this.clone(),
-                },
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            let route = if owner == shared.this {
-                command_here(shared, id, command.clone()).await
-            } else {
-                self.remote(
-                    &owner,
-                    id,
-                    command.clone(),
-                    left.max(Duration::from_millis(1)),
-                )
-                .await
-            };
-            match route {
-                Route::Done(result) => return result,
-                Route::Moved(to) => hint = Some(to),
-                Route::Retry => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(EngineError::Unavailable(format!(
-                    "game {id} is between owners; gave up after {timeout:?}"
-                )));
-            }
-            if hint.is_none() {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(50));
-            }
-        }
+        self.route(id, command, None).await
+    }
+
+    async fn send_write(
+        &self,
+        id: GameId,
+        op: OpId,
+        command: Command,
+    ) -> Result<Reply, EngineError> {
+        self.route(id, command, Some(op)).await
     }
 
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {

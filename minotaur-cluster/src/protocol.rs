@@ -11,7 +11,7 @@
 use crate::membership::MemberId;
 use crate::registry::Registration;
 use minotaur_core::codec::{self, CodecError};
-use minotaur_core::{Command, EngineError, GameId, JoinCode, Reply};
+use minotaur_core::{Command, EngineError, GameId, JoinCode, OpId, Reply};
 use ractor::RpcReplyPort;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,17 @@ pub enum Request {
     /// Record this registration; answered once it is applied, so a game is
     /// visible everywhere by the time its creation is acknowledged.
     Register(Registration),
+    /// Apply write `op` to game `id` at most once; answered like
+    /// [`Request::Command`]. Safe to send again when an attempt's fate is
+    /// unknown.
+    Write {
+        /// The game.
+        id: GameId,
+        /// The write's identity.
+        op: OpId,
+        /// The write.
+        command: Command,
+    },
 }
 
 /// A router's answer to a [`Request`].

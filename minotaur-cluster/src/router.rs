@@ -53,7 +53,9 @@ impl Actor for Router {
             },
             RouterMsg::Request(bytes, reply) => match protocol::open::<Request>(&bytes) {
                 Ok(request) => {
-                    shared.tasks.spawn(on_request(shared.clone(), request, reply));
+                    shared
+                        .tasks
+                        .spawn(on_request(shared.clone(), request, reply));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "refusing an undecodable request");
@@ -134,7 +136,20 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
                     return;
                 }
             }
-            match directory::command_here(&shared, id, command).await {
+            match directory::command_here(&shared, id, command, None).await {
+                directory::Route::Done(result) => Response::Command(result),
+                directory::Route::Moved(to) => Response::Moved(to),
+                directory::Route::Retry => Response::NotHere,
+            }
+        }
+        Request::Write { id, op, command } => {
+            if shared.is_moving(id) {
+                if let Some(waiting) = lock(&shared.moving).get_mut(&id) {
+                    waiting.push(reply);
+                    return;
+                }
+            }
+            match directory::command_here(&shared, id, command, Some(op)).await {
                 directory::Route::Done(result) => Response::Command(result),
                 directory::Route::Moved(to) => Response::Moved(to),
                 directory::Route::Retry => Response::NotHere,

@@ -8,7 +8,7 @@
 
 use crate::clock;
 use crate::codec::CodecError;
-use crate::command::{Command, Reply};
+use crate::command::{Command, OpId, Reply};
 use crate::config::GameConfig;
 use crate::error::GameError;
 use crate::game::{Game, PlayerStatus};
@@ -60,6 +60,18 @@ pub trait Directory: Send + Sync + 'static {
     async fn start(&self, game: Game) -> Result<(), EngineError>;
     /// Delivers `command` to game `id`'s session and returns its reply.
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError>;
+    /// Delivers write `op`; the session applies it at most once, so the
+    /// directory may deliver it again when it cannot tell whether an attempt
+    /// arrived (its node crashed, say). The default simply sends it once.
+    async fn send_write(
+        &self,
+        id: GameId,
+        op: OpId,
+        command: Command,
+    ) -> Result<Reply, EngineError> {
+        let _ = op;
+        self.send(id, command).await
+    }
     /// The live game registered under `code`.
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError>;
     /// The live games `user` plays in.
@@ -206,7 +218,13 @@ impl GameEngine {
     }
 
     async fn game_reply(&self, id: GameId, command: Command) -> Result<Game, EngineError> {
-        match self.directory.send(id, command).await? {
+        let reply = if command.is_write() {
+            let op: OpId = rand::random();
+            self.directory.send_write(id, op, command).await?
+        } else {
+            self.directory.send(id, command).await?
+        };
+        match reply {
             Reply::Game(game) => Ok(*game),
             Reply::Status(_) => Err(EngineError::Protocol("expected a game".into())),
         }

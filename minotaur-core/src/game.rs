@@ -233,6 +233,10 @@ pub struct Game {
     pub version: u64,
     /// The most recent events, oldest first, at most `config.max_events`.
     pub events: VecDeque<Event>,
+    /// Ids of the most recent writes applied, oldest first (kept by the
+    /// session, not the rules): a write delivered again after a crash or a
+    /// handoff is recognised and not applied twice.
+    pub applied_ops: VecDeque<crate::command::OpId>,
 }
 
 impl Game {
@@ -307,6 +311,7 @@ impl Game {
             status: GameStatus::Active,
             version: 0,
             events: VecDeque::new(),
+            applied_ops: VecDeque::new(),
             config,
         })
     }

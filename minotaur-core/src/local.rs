@@ -1,7 +1,7 @@
 //! `LocalDirectory`: every session in this process. The directory of a
 //! standalone engine, and the building block a cluster node hosts with.
 
-use crate::command::{Command, Reply};
+use crate::command::{Command, OpId, Reply};
 use crate::engine::{Directory, EngineError};
 use crate::game::Game;
 use crate::host::{HostArgs, HostEvent, HostMsg, HostedSessions, SessionHost};
@@ -138,6 +138,19 @@ impl Directory for LocalDirectory {
         call_session(&session, id, command, self.call_timeout).await
     }
 
+    async fn send_write(
+        &self,
+        id: GameId,
+        op: OpId,
+        command: Command,
+    ) -> Result<Reply, EngineError> {
+        let session = self
+            .sessions
+            .session(id)
+            .ok_or(EngineError::GameNotAlive(id))?;
+        call_session_write(&session, id, op, command, self.call_timeout).await
+    }
+
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {
         self.sessions
             .by_join_code(code)
@@ -157,10 +170,34 @@ pub async fn call_session(
     command: Command,
     timeout: Duration,
 ) -> Result<Reply, EngineError> {
-    match session
-        .call(|reply| SessionMsg::Command(command, reply), Some(timeout))
-        .await
-    {
+    deliver(session, id, timeout, |reply| {
+        SessionMsg::Command(command, reply)
+    })
+    .await
+}
+
+/// Like [`call_session`] for write `op`, which the session applies at most
+/// once however often it is delivered.
+pub async fn call_session_write(
+    session: &ActorRef<SessionMsg>,
+    id: GameId,
+    op: OpId,
+    command: Command,
+    timeout: Duration,
+) -> Result<Reply, EngineError> {
+    deliver(session, id, timeout, |reply| {
+        SessionMsg::Write(op, command, reply)
+    })
+    .await
+}
+
+async fn deliver(
+    session: &ActorRef<SessionMsg>,
+    id: GameId,
+    timeout: Duration,
+    message: impl FnOnce(ractor::RpcReplyPort<Result<Reply, EngineError>>) -> SessionMsg,
+) -> Result<Reply, EngineError> {
+    match session.call(message, Some(timeout)).await {
         Ok(CallResult::Success(result)) => result,
         Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("command to game {id}"))),
         Ok(CallResult::SenderError) | Err(_) => Err(EngineError::GameNotAlive(id)),

@@ -5,7 +5,7 @@
 //! acknowledging it, and stops itself once the game has concluded.
 
 use crate::clock;
-use crate::command::{Command, Reply};
+use crate::command::{Command, OpId, Reply};
 use crate::engine::EngineError;
 use crate::game::Game;
 use crate::ids::GameId;
@@ -18,6 +18,11 @@ use tokio::time::Instant;
 
 /// How long a session waits before retrying a round end its sink refused.
 const SINK_RETRY: Duration = Duration::from_millis(200);
+
+/// Write ids remembered per game. A retried write arrives within one call
+/// timeout of the first attempt, by when a game has taken a few dozen writes
+/// at most; each id costs 8 bytes in every snapshot.
+pub const MAX_APPLIED_OPS: usize = 32;
 
 /// Durable (or replicated) storage for session state.
 ///
@@ -47,6 +52,9 @@ pub struct SessionArgs {
 pub enum SessionMsg {
     /// Apply a command and reply with its result.
     Command(Command, RpcReplyPort<Result<Reply, EngineError>>),
+    /// Apply write `op` unless it was applied already (then reply with the
+    /// current game): safe to deliver more than once.
+    Write(OpId, Command, RpcReplyPort<Result<Reply, EngineError>>),
     /// The deadline of `round` has passed.
     RoundTimer {
         /// The round the timer was armed for; stale timers are ignored.
@@ -78,11 +86,22 @@ struct RoundTimer {
 impl SessionState {
     // Applies a command on a copy, saves the copy, then commits it: a change
     // that cannot be saved never becomes visible.
-    async fn execute(&mut self, command: &Command) -> Result<Reply, EngineError> {
+    async fn execute(&mut self, command: &Command, op: Option<OpId>) -> Result<Reply, EngineError> {
         if !command.is_write() {
             return Ok(command.apply(&mut self.game, clock::now_ms())?);
         }
+        if op.is_some_and(|op| self.game.applied_ops.contains(&op)) {
+            return Ok(Reply::Game(Box::new(self.game.clone())));
+        }
         let mut next = self.game.clone();
+        // Recorded before applying, so the reply shows the state as stored;
+        // a refused command discards `next`, and its id with it.
+        if let Some(op) = op {
+            next.applied_ops.push_back(op);
+            while next.applied_ops.len() > MAX_APPLIED_OPS {
+                next.applied_ops.pop_front();
+            }
+        }
         let reply = command.apply(&mut next, clock::now_ms())?;
         if let Some(sink) = &self.sink {
             sink.save(&next).await?;
@@ -166,7 +185,11 @@ impl Actor for GameSession {
         let round_before = state.game.round;
         match message {
             SessionMsg::Command(command, reply) => {
-                let result = state.execute(&command).await;
+                let result = state.execute(&command, None).await;
+                let _ = reply.send(result);
+            }
+            SessionMsg::Write(op, command, reply) => {
+                let result = state.execute(&command, Some(op)).await;
                 let _ = reply.send(result);
             }
             SessionMsg::RoundTimer { round } => {
@@ -177,7 +200,7 @@ impl Actor for GameSession {
                     state.ensure_timer(&myself);
                     return Ok(());
                 }
-                if let Err(e) = state.execute(&Command::EndRound).await {
+                if let Err(e) = state.execute(&Command::EndRound, None).await {
                     tracing::warn!(game = %state.game.id, error = %e, "round end not saved; retrying");
                     state.arm_timer(&myself, Instant::now() + SINK_RETRY);
                     return Ok(());

@@ -428,3 +428,38 @@ async fn the_sink_receives_every_accepted_change() {
     let versions: Vec<u64> = saved.iter().map(|g| g.version).collect();
     assert_eq!(versions, vec![1, 2, 3, 4, 5]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_write_delivered_twice_is_applied_once() {
+    let sink = Arc::new(TestSink::default());
+    let (actor, _handle) = spawn(new_game(), Some(sink.clone())).await;
+    let id = GameId(Uuid::nil());
+    let once =
+        minotaur_core::local::call_session_write(&actor, id, 7, step("ann", 0, 1), CALL_TIMEOUT)
+            .await
+            .unwrap();
+    let again =
+        minotaur_core::local::call_session_write(&actor, id, 7, step("ann", 0, 1), CALL_TIMEOUT)
+            .await
+            .unwrap();
+    assert_eq!(once, again, "the repeat answers with the state, unchanged");
+    let game = get(&actor).await;
+    assert_eq!(game.version, 1);
+    assert_eq!(game.player(&u("ann")).unwrap().actions_accepted, 1);
+    assert_eq!(sink.saved().len(), 1, "saved once");
+    // Another id is another write; a refused write leaves no id behind.
+    assert!(minotaur_core::local::call_session_write(
+        &actor,
+        id,
+        8,
+        step("ann", 9, 9),
+        CALL_TIMEOUT
+    )
+    .await
+    .is_err());
+    assert_eq!(get(&actor).await.applied_ops, vec![7]);
+    minotaur_core::local::call_session_write(&actor, id, 8, step("bob", 0, 1), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(get(&actor).await.applied_ops, vec![7, 8]);
+}

@@ -167,3 +167,115 @@ async fn active_redistribution_moves_sessions_with_state_and_passive_moves_none(
     }
     Ok(())
 }
+
+/// Writes racing a crash are retried by the engine under their write id:
+/// callers see no error, and each acknowledged write is applied exactly once
+/// (a round ends once per acknowledged `end_round`, never twice, never lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_a_crash_see_no_error_and_apply_exactly_once(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder()
+        .nodes(3)
+        .configure(|_, cfg| {
+            cfg.game.round_length_ms = 3_600_000; // only end_round ends rounds
+            cfg.heartbeat_interval = Duration::from_millis(50);
+            cfg.failure_timeout = Duration::from_millis(400);
+        })
+        .start()
+        .await?;
+    let creator = cluster.engine("n1")?;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(creator.create_game(&format!("X{i:03}"), users(i)).await?.id);
+    }
+    let per_node = cluster.sessions_per_node();
+    let victim = per_node
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(name, _)| name.clone())
+        .ok_or("no nodes")?;
+    let survivors: Vec<String> = cluster
+        .nodes()
+        .into_iter()
+        .filter(|n| *n != victim)
+        .collect();
+
+    // Twenty clients per survivor, each ending rounds on three games in
+    // turn: many writes are in flight to the victim when it dies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for name in &survivors {
+        for k in 0..20 {
+            let engine = cluster.engine(name)?;
+            let mine: Vec<GameId> = ids.iter().copied().skip(k).step_by(20).collect();
+            let stop = stop.clone();
+            clients.push(tokio::spawn(async move {
+                // A client stops at its first error: the test fails on it.
+                let mut acked: HashMap<GameId, u32> = HashMap::new();
+                while !stop.load(Ordering::SeqCst) {
+                    for id in &mine {
+                        match engine.end_round(*id).await {
+                            Ok(_) => *acked.entry(*id).or_default() += 1,
+                            Err(e) => return (acked, Some(e)),
+                        }
+                    }
+                }
+                (acked, None)
+            }));
+        }
+    }
+    // Let the clients get going, crash the node with most games, and keep
+    // writing until every game answers from a survivor.
+    let survivor = cluster.engine(&survivors[0])?;
+    cluster
+        .eventually("clients under way", Duration::from_secs(5), || {
+            let survivor = survivor.clone();
+            let id = ids[0];
+            async move {
+                match survivor.get_game(id).await {
+                    Ok(g) if g.round > 3 => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await?;
+    cluster.kill_node(&victim).await?;
+    cluster
+        .eventually(
+            "every game back on a survivor",
+            Duration::from_secs(10),
+            || {
+                let hosted = cluster.sessions_per_node().values().sum::<usize>();
+                async move {
+                    if hosted == 60 {
+                        Ok(())
+                    } else {
+                        Err(format!("{hosted} of 60 sessions hosted"))
+                    }
+                }
+            },
+        )
+        .await?;
+    stop.store(true, Ordering::SeqCst);
+
+    let mut acked: HashMap<GameId, u32> = HashMap::new();
+    for client in clients {
+        let (theirs, error) = client.await?;
+        assert!(error.is_none(), "a client saw an error: {error:?}");
+        for (id, n) in theirs {
+            *acked.entry(id).or_default() += n;
+        }
+    }
+    for id in &ids {
+        let game = survivor.get_game(*id).await?;
+        let ended = acked.get(id).copied().unwrap_or(0);
+        assert_eq!(
+            game.round,
+            1 + ended,
+            "game {id}: {ended} acknowledged round ends, now in round {}",
+            game.round
+        );
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
