@@ -9,6 +9,7 @@ use crate::placement::ranked;
 use crate::protocol::{Request, Response};
 use crate::rpc::{self, RpcError};
 use crate::supervisor;
+use crate::tasks::CallGuard;
 use async_trait::async_trait;
 use minotaur_core::local::{call_session, call_session_write};
 use minotaur_core::{
@@ -200,9 +201,30 @@ impl ClusterDirectory {
     }
 }
 
+impl ClusterDirectory {
+    /// Admits an engine call, counted until it ends so that a leaving node
+    /// finishes the calls it accepted before closing its links. Once the
+    /// node has handed its sessions over (or was killed) calls are refused
+    /// at once, before anything is sent: never applied, safe to send through
+    /// another node.
+    fn begin(&self) -> Result<CallGuard, EngineError> {
+        self.shared
+            .calls
+            .begin()
+            .filter(|_| !self.shared.tasks.is_stopped())
+            .ok_or_else(|| {
+                EngineError::Unavailable(format!(
+                    "node {} has left the cluster; call another node",
+                    self.shared.this
+                ))
+            })
+    }
+}
+
 #[async_trait]
 impl Directory for ClusterDirectory {
     async fn start(&self, game: Game) -> Result<(), EngineError> {
+        let _call = self.begin()?;
         let shared = &self.shared;
         if let Some(reg) = shared.registry.lookup(game.id) {
             if shared.members.status(&reg.owner) != Some(crate::MemberStatus::Down) {
@@ -241,6 +263,7 @@ impl Directory for ClusterDirectory {
     }
 
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {
+        let _call = self.begin()?;
         self.route(id, command, None).await
     }
 
@@ -250,10 +273,12 @@ impl Directory for ClusterDirectory {
         op: OpId,
         command: Command,
     ) -> Result<Reply, EngineError> {
+        let _call = self.begin()?;
         self.route(id, command, Some(op)).await
     }
 
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {
+        let _call = self.begin()?;
         self.await_sync().await;
         self.shared
             .registry
@@ -262,6 +287,7 @@ impl Directory for ClusterDirectory {
     }
 
     async fn games_of_user(&self, user: &UserId) -> Result<Vec<GameId>, EngineError> {
+        let _call = self.begin()?;
         self.await_sync().await;
         Ok(self.shared.registry.of_user(user))
     }

@@ -9,7 +9,7 @@ use crate::protocol::{Notice, RouterMsg};
 use crate::registry::Registry;
 use crate::replication::{Owned, Replicas, ReplicationSink};
 use crate::router::Router;
-use crate::tasks::Tasks;
+use crate::tasks::{Calls, Tasks};
 use crate::{handoff, rpc, supervisor};
 use minotaur_core::{GameEngine, GameId, LocalDirectory};
 use ractor::{Actor, ActorRef, RpcReplyPort};
@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub synced: Mutex<std::collections::HashSet<MemberId>>,
     /// Every background task of the node.
     pub tasks: Tasks,
+    /// Engine calls in flight through this node.
+    pub calls: Arc<Calls>,
 }
 
 impl Shared {
@@ -212,6 +214,7 @@ impl Node {
             dialed: Mutex::new(HashMap::new()),
             synced: Mutex::new(std::collections::HashSet::new()),
             tasks: Tasks::new(span.clone()),
+            calls: Arc::default(),
         });
         let (router, _) = Actor::spawn(
             Some(crate::router::router_name(&this)),
@@ -337,6 +340,15 @@ impl Node {
                 },
             );
             handoff::drain(&shared).await;
+            // Calls made through this node's engine may be following games
+            // that just moved: let them finish while the links are up.
+            shared.calls.close();
+            if !shared.calls.idle(shared.config.call_timeout).await {
+                tracing::warn!(
+                    "engine calls still in flight after {:?}; leaving anyway",
+                    shared.config.call_timeout
+                );
+            }
             rpc::broadcast(
                 &shared.members,
                 &Notice::Bye {
@@ -362,6 +374,7 @@ impl Node {
     }
 
     async fn stop_everything(&self) {
+        self.shared.calls.close();
         if !self.shared.tasks.stop(Duration::from_secs(2)).await {
             tracing::error!(parent: &self.shared.span, tasks = self.shared.tasks.len(),
                 "background tasks did not end within 2 s");

@@ -1,8 +1,13 @@
 //! Every background task of one node, so that stopping the node ends them
 //! all and waits for them: a stopped node leaves nothing running behind.
+//! Also the engine calls in flight through the node, so that a graceful
+//! leave lets them finish before the links close.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -58,5 +63,58 @@ impl Tasks {
     /// Tasks still running.
     pub fn len(&self) -> usize {
         self.tracker.len()
+    }
+
+    /// Whether the node has stopped (tasks cancelled).
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+}
+
+/// Counts engine calls in flight through a node.
+#[derive(Default)]
+pub(crate) struct Calls {
+    count: AtomicUsize,
+    idle: Notify,
+    closed: AtomicBool,
+}
+
+/// One call in flight; dropping it ends the call.
+pub(crate) struct CallGuard(Arc<Calls>);
+
+impl Calls {
+    /// Admits a call, unless [`Calls::close`] was called.
+    pub fn begin(self: &Arc<Self>) -> Option<CallGuard> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let guard = CallGuard(self.clone());
+        // Checked after counting, so `close` then `idle` cannot miss a call.
+        (!self.closed.load(Ordering::SeqCst)).then_some(guard)
+    }
+
+    /// Admits no more calls.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until no call is in flight, at most `within`.
+    pub async fn idle(&self, within: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(within, wait).await.is_ok()
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }

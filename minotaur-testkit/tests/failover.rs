@@ -279,3 +279,68 @@ async fn writes_racing_a_crash_see_no_error_and_apply_exactly_once(
     cluster.shutdown().await;
     Ok(())
 }
+
+fn refused_up_front(e: &EngineError) -> bool {
+    matches!(e, EngineError::Unavailable(why) if why.contains("has left the cluster"))
+}
+
+/// Callers of a leaving node's own engine: calls it accepted finish (even
+/// for games it is handing over), later ones are refused before anything is
+/// sent, and a killed node's engine refuses at once. Nothing acknowledged is
+/// lost or applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_through_a_leaving_node_finish_or_are_refused_up_front(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder()
+        .nodes(3)
+        .configure(|_, cfg| cfg.game.round_length_ms = 3_600_000)
+        .start()
+        .await?;
+    let creator = cluster.engine("n2")?;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(creator.create_game(&format!("L{i:03}"), users(i)).await?.id);
+    }
+    let leaving = cluster.engine("n1")?;
+    let mut clients = Vec::new();
+    for k in 0..10 {
+        let engine = leaving.clone();
+        let mine: Vec<GameId> = ids.iter().copied().skip(k).step_by(10).collect();
+        clients.push(tokio::spawn(async move {
+            let mut acked: HashMap<GameId, u32> = HashMap::new();
+            loop {
+                for id in &mine {
+                    match engine.end_round(*id).await {
+                        Ok(_) => *acked.entry(*id).or_default() += 1,
+                        Err(e) if refused_up_front(&e) => return (acked, None),
+                        Err(e) => return (acked, Some(e)),
+                    }
+                }
+            }
+        }));
+    }
+    cluster.stop_node("n1").await?;
+    let mut acked: HashMap<GameId, u32> = HashMap::new();
+    for client in clients {
+        let (theirs, error) = tokio::time::timeout(Duration::from_secs(10), client).await??;
+        assert!(error.is_none(), "a client saw an error: {error:?}");
+        for (id, n) in theirs {
+            *acked.entry(id).or_default() += n;
+        }
+    }
+    let reader = cluster.engine("n3")?;
+    for id in &ids {
+        let game = reader.get_game(*id).await?;
+        let ended = acked.get(id).copied().unwrap_or(0);
+        assert_eq!(game.round, 1 + ended, "game {id}");
+    }
+
+    let doomed = cluster.engine("n2")?;
+    cluster.kill_node("n2").await?;
+    match doomed.get_game(ids[0]).await {
+        Err(e) if refused_up_front(&e) => {}
+        other => panic!("a killed node's engine answered {other:?}"),
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
