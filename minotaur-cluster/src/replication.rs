@@ -169,12 +169,30 @@ impl ReplicationSink {
     }
 }
 
+impl ReplicationSink {
+    fn still_owned(&self, id: GameId) -> Result<(), EngineError> {
+        if self.owned.lock().contains_key(&id) {
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable(format!(
+                "game {id} is no longer owned by {}",
+                self.members.this()
+            )))
+        }
+    }
+}
+
 #[async_trait]
 impl StateSink for ReplicationSink {
     async fn save(&self, game: &Game) -> Result<(), EngineError> {
+        // A copy that lost its registration (a conflict) is being stopped:
+        // it must not acknowledge anything more, or the acknowledgement is
+        // lost with it. Checked again after the copy, which takes a while.
+        self.still_owned(game.id)?;
         if self.factor > 0 {
             let snapshot = codec::encode(game)?;
             self.replicate(game, snapshot).await?;
+            self.still_owned(game.id)?;
         }
         self.registry
             .bump_version(game.id, self.members.this(), game.version);

@@ -101,7 +101,11 @@ async fn announce(shared: &Arc<Shared>, reg: &Registration) {
 /// that involves a session hosted here.
 pub(crate) fn apply_registration(shared: &Arc<Shared>, reg: Registration) {
     match shared.registry.apply(reg.clone()) {
-        Applied::Replaced(old) if old.owner == shared.this => lose(shared, old.id, reg),
+        // (Not when the newcomer is ours too: a session restarted here under
+        // a new epoch, after a failed handoff, replaces our older entry.)
+        Applied::Replaced(old) if old.owner == shared.this && reg.owner != shared.this => {
+            lose(shared, old.id, reg)
+        }
         // Our own new registration (a failover, a move) lost to a copy that
         // outranks it, which arrived while our session was starting: that
         // session must not run on unregistered.
@@ -132,10 +136,11 @@ fn lose(shared: &Arc<Shared>, id: minotaur_core::GameId, winner: Registration) {
     // winner outranked our latest version, so it outranks any of ours a
     // peer holds.
     rpc::broadcast(&shared.members, &Notice::Registered(winner.clone()));
+    // From now on the session's writes are refused (see ReplicationSink).
+    shared.owned.lock().remove(&id);
     let owner = shared.clone();
     let task = async move {
         let shared = owner;
-        shared.owned.lock().remove(&id);
         if let Ok(Some(state)) = shared.local.release(id).await {
             tracing::warn!(game = %id, winner = %winner.owner, ours = state.version, theirs = winner.version,
                 "registry conflict lost; stopping our copy");
@@ -209,8 +214,14 @@ async fn fail_over(shared: &Arc<Shared>, down: &MemberId) {
                 return false;
             }
             let epoch = replica.epoch.max(current.map(|r| r.epoch).unwrap_or(0)) + 1;
-            match host_game(shared, game, epoch).await {
-                Ok(_) => true,
+            let started = if shared.is_leaving() {
+                // On our way out ourselves: a member that stays takes it.
+                start_elsewhere(shared, id, replica.snapshot, epoch).await
+            } else {
+                host_game(shared, game, epoch).await.map(|_| ())
+            };
+            match started {
+                Ok(()) => true,
                 Err(e) => {
                     tracing::error!(game = %id, error = %e, "failover start failed");
                     false
@@ -226,6 +237,42 @@ async fn fail_over(shared: &Arc<Shared>, down: &MemberId) {
         from: down.clone(),
         sessions: restarted,
     });
+}
+
+/// Starts a session from `snapshot` on a member that is not leaving.
+async fn start_elsewhere(
+    shared: &Arc<Shared>,
+    id: minotaur_core::GameId,
+    snapshot: Vec<u8>,
+    epoch: u64,
+) -> Result<(), EngineError> {
+    let targets: Vec<_> = handoff::candidates(shared)
+        .into_iter()
+        .filter(|c| c.id != shared.this)
+        .collect();
+    if targets.is_empty() {
+        return Err(EngineError::Unavailable("every member is leaving".into()));
+    }
+    let target = shared.config.placement.place(id, &targets, &shared.this);
+    let request = crate::protocol::Request::Start { snapshot, epoch };
+    match rpc::request(
+        &shared.members,
+        &target,
+        request,
+        shared.config.call_timeout,
+    )
+    .await
+    {
+        Ok(crate::protocol::Response::Started(Ok(reg))) => {
+            apply_registration(shared, reg);
+            Ok(())
+        }
+        Ok(crate::protocol::Response::Started(Err(e))) => Err(e),
+        Ok(other) => Err(EngineError::Protocol(format!(
+            "unexpected answer {other:?}"
+        ))),
+        Err(e) => Err(EngineError::Unavailable(e.to_string())),
+    }
 }
 
 /// Cleans up after sessions that ended for good.
