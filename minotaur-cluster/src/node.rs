@@ -316,6 +316,26 @@ impl Node {
         self.shared.replicas.len()
     }
 
+    /// Games hosted here whose state is not copied to a backup member that
+    /// is up: 0 once re-replication has caught up after a membership change
+    /// (always 0 with replication off, or with no other member up). Until
+    /// then, a crash of this node loses those games.
+    pub fn unreplicated(&self) -> usize {
+        if self.shared.config.replication_factor == 0 {
+            return 0;
+        }
+        let up = self.shared.members.up();
+        if up.len() <= 1 {
+            return 0;
+        }
+        self.shared
+            .owned
+            .lock()
+            .values()
+            .filter(|o| !o.backup.as_ref().is_some_and(|b| up.contains(b)))
+            .count()
+    }
+
     /// The ractor_cluster server of this node (for custom transports).
     pub fn node_server(&self) -> &ActorRef<NodeServerMessage> {
         &self.shared.server

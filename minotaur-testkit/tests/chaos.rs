@@ -875,6 +875,13 @@ fn quiet(cluster: &TestCluster) -> Result<(), String> {
             }
         }
         for node in &nodes {
+            let unreplicated = node.unreplicated();
+            if unreplicated > 0 {
+                return Err(format!(
+                    "{} hosts {unreplicated} games without a backup copy on a member that is up",
+                    node.name()
+                ));
+            }
             let want = expected.get(node.name()).copied().unwrap_or(0);
             let held = node.replicas_held();
             if held < want {
