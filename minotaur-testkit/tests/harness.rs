@@ -246,3 +246,45 @@ async fn shutdown_leaves_no_task_behind_tcp() -> Result<(), Box<dyn std::error::
 async fn shutdown_leaves_no_task_behind_in_memory() -> Result<(), Box<dyn std::error::Error>> {
     shutdown_leaves_no_task(true).await
 }
+
+/// Dropping a cluster (a test that ends early, or panics) stops every node
+/// without waiting; its tasks still all end, and its ports are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_cluster_leaves_no_task_or_port_behind() -> Result<(), Box<dyn std::error::Error>>
+{
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let cluster = TestCluster::builder().nodes(3).start().await?;
+    let engine = cluster.engine("n1")?;
+    for i in 0..20 {
+        engine.create_game(&format!("D{i:03}"), users(i)).await?;
+    }
+    let addrs: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| cluster.node(n).map(|node| node.addr().to_string()))
+        .collect::<Result<_, _>>()?;
+    drop(engine);
+    drop(cluster);
+    minotaur_testkit::eventually(
+        "tasks and ports of a dropped cluster",
+        Duration::from_secs(5),
+        || {
+            let alive = metrics.num_alive_tasks();
+            let bound: Vec<&String> = addrs
+                .iter()
+                .filter(|a| std::net::TcpListener::bind(a.as_str()).is_err())
+                .collect();
+            let result = if alive <= before && bound.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{alive} tasks alive ({before} before); still bound: {bound:?}"
+                ))
+            };
+            async move { result }
+        },
+    )
+    .await?;
+    Ok(())
+}
