@@ -223,15 +223,30 @@ pub(crate) async fn run_link_events(shared: Arc<Shared>, mut events: UnboundedRe
         match event {
             LinkEvent::Opened(info) => {
                 // ractor_cluster has no handshake timeout, and its session
-                // list (GetSessions) only shows authenticated sessions, so a
-                // peer that never authenticates is watched from the moment
-                // it connects.
+                // list (GetSessions, which `reap_unready` reads) only shows
+                // authenticated sessions, so a peer that never authenticates
+                // is watched from the moment it connects. One that did
+                // authenticate is left to `reap_unready`, whose clock starts
+                // then: under load the Minotaur handshake after it can take
+                // a while, and closing it would only start it over.
                 let deadline = handshake_deadline(&shared.config);
                 let owner = shared.clone();
                 shared.tasks.spawn(async move {
                     tokio::time::sleep(deadline).await;
-                    if owner.members.by_session(&info.actor.get_id()).is_none() {
-                        tracing::info!(peer = %info.peer_addr, "closing a connection that did not complete its handshake in time");
+                    let id = info.actor.get_id();
+                    if owner.members.by_session(&id).is_some() {
+                        return;
+                    }
+                    let authenticated = match ractor::call_t!(
+                        owner.server,
+                        NodeServerMessage::GetSessions,
+                        1000
+                    ) {
+                        Ok(sessions) => sessions.values().any(|s| s.actor.get_id() == id),
+                        Err(_) => return,
+                    };
+                    if !authenticated {
+                        tracing::info!(peer = %info.peer_addr, "closing a connection that did not authenticate in time");
                         close_session(&info.actor);
                     }
                 });
