@@ -395,20 +395,20 @@ impl Node {
 
     async fn stop_everything(&self) {
         self.shared.calls.close();
+        // The transport goes first: killing (not stopping) it releases the
+        // listener's port and closes every link at once, so peers see the
+        // node gone immediately, whatever is left to stop here. Children
+        // first: ractor does not stop an actor's children with it.
+        let server = self.shared.server.get_cell();
+        for cell in kill_tree(&server) {
+            let _ = cell.wait(Some(Duration::from_secs(2))).await;
+        }
         if !self.shared.tasks.stop(Duration::from_secs(2)).await {
             tracing::error!(parent: &self.shared.span, tasks = self.shared.tasks.len(),
                 "background tasks did not end within 2 s");
         }
         self.router.stop(None);
         self.shared.local.shutdown().await;
-        // Killing (not stopping) tears the transport down at once: the
-        // listener's port is released and every link closes, so peers see
-        // the node gone immediately. Children first: ractor does not stop
-        // an actor's children with it.
-        let server = self.shared.server.get_cell();
-        for cell in kill_tree(&server) {
-            let _ = cell.wait(Some(Duration::from_secs(2))).await;
-        }
         let _ = self
             .router
             .get_cell()

@@ -83,6 +83,14 @@ struct RoundTimer {
     fires_at: Instant,
 }
 
+// A killed session skips `post_stop` but still drops its state: the timer
+// task (a sleep of up to a round) must end with it, not linger.
+impl Drop for RoundTimer {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 impl SessionState {
     // Applies a command on a copy, saves the copy, then commits it: a change
     // that cannot be saved never becomes visible.
@@ -140,9 +148,7 @@ impl SessionState {
     }
 
     fn cancel_timer(&mut self) {
-        if let Some(old) = self.timer.take() {
-            old.handle.abort();
-        }
+        self.timer = None;
     }
 }
 
