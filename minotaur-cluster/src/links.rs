@@ -51,7 +51,13 @@ pub(crate) struct Server {
 /// How long a new link may take to become a member (TLS handshake, cookie
 /// exchange and our Hello) before it is closed.
 pub(crate) fn handshake_deadline(config: &NodeConfig) -> Duration {
-    (config.failure_timeout * 2).max(Duration::from_secs(2))
+    // Never shorter than the handshake itself can take: finding the peer's
+    // router (up to 1 s) and a `Hello` call (up to `call_timeout`). A
+    // shorter deadline closes slow but honest links under load, which then
+    // redial and are closed again.
+    (config.failure_timeout * 2)
+        .max(Duration::from_secs(2))
+        .max(config.call_timeout + Duration::from_secs(1))
 }
 
 /// Starts the ractor_cluster server on the configured address. Port 0 picks
