@@ -197,7 +197,8 @@ async fn slow_loris_peers_are_dropped_at_the_handshake_deadline() {
     }
     // While they sit there, the node serves as usual.
     still_serving(&cluster, &game).await;
-    let deadline = Duration::from_secs(5); // 2 x the 2.5 s failure timeout
+    // At least 2 x the 2.5 s failure timeout (6 s: call_timeout + 1 s).
+    let deadline = Duration::from_secs(5);
     for (connected, stream) in &mut idle {
         closed_within(stream, Duration::from_secs(20))
             .await
