@@ -30,52 +30,57 @@ pub struct Replica {
     pub snapshot: Vec<u8>,
 }
 
-/// Copies this node keeps for other owners. Cheap to clone.
+/// Backup copies this node holds for other members, one per game *and
+/// owner*: after a split two members may each have owned a game, and the
+/// copy of the one that owns it now must never be shadowed by the other's,
+/// whatever their epochs and versions (a conflict's winner can have the
+/// lower epoch).
 #[derive(Clone, Default)]
 pub struct Replicas {
-    inner: Arc<Mutex<HashMap<GameId, Replica>>>,
+    inner: Arc<Mutex<HashMap<(GameId, MemberId), Replica>>>,
 }
 
 impl Replicas {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GameId, Replica>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(GameId, MemberId), Replica>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a copy unless a newer one of the same lineage is already here.
+    /// Keeps `replica` unless this owner already sent a newer one.
     pub fn store(&self, id: GameId, replica: Replica) {
         let mut map = self.lock();
+        let key = (id, replica.owner.clone());
         let stale = map
-            .get(&id)
+            .get(&key)
             .is_some_and(|have| (have.epoch, have.version) > (replica.epoch, replica.version));
         if !stale {
-            map.insert(id, replica);
+            map.insert(key, replica);
         }
     }
 
-    /// Drops the copy of `id` if it came from `owner`.
+    /// Forgets `owner`'s copy of game `id`.
     pub fn drop_from(&self, id: GameId, owner: &MemberId) {
-        let mut map = self.lock();
-        if map.get(&id).is_some_and(|r| &r.owner == owner) {
-            map.remove(&id);
-        }
+        self.lock().remove(&(id, owner.clone()));
     }
 
-    /// Removes and returns every copy sent by `owner`.
+    /// Removes and returns every copy `owner` sent (it is down: fail over).
     pub fn take_owned_by(&self, owner: &MemberId) -> Vec<(GameId, Replica)> {
         let mut map = self.lock();
-        let ids: Vec<GameId> = map
-            .iter()
-            .filter(|(_, r)| &r.owner == owner)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| map.remove(&id).map(|r| (id, r)))
+        let keys: Vec<(GameId, MemberId)> =
+            map.keys().filter(|(_, o)| o == owner).cloned().collect();
+        keys.into_iter()
+            .filter_map(|key| map.remove(&key).map(|r| (key.0, r)))
             .collect()
     }
 
-    /// The copy of `id`, if any.
+    /// The copy of game `id` that would win a registry conflict (highest
+    /// version, then epoch), whoever sent it.
     pub fn get(&self, id: GameId) -> Option<Replica> {
-        self.lock().get(&id).cloned()
+        self.lock()
+            .iter()
+            .filter(|((game, _), _)| *game == id)
+            .map(|(_, r)| r)
+            .max_by_key(|r| (r.version, r.epoch))
+            .cloned()
     }
 
     /// Number of copies held.
@@ -206,5 +211,51 @@ impl StateSink for ReplicationSink {
             Ok(Response::Snapshot(Some(bytes))) => codec::decode(&bytes).ok(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(owner: &MemberId, epoch: u64, version: u64) -> Replica {
+        Replica {
+            owner: owner.clone(),
+            epoch,
+            version,
+            snapshot: vec![version as u8],
+        }
+    }
+
+    #[test]
+    fn another_owners_copy_never_shadows_the_current_owners() {
+        let id = GameId::random();
+        let (loser, winner) = (MemberId::new("loser", 1), MemberId::new("winner", 2));
+        let replicas = Replicas::default();
+        // The split's loser failed over with a higher epoch; the winner has
+        // the higher version and a lower epoch.
+        replicas.store(id, replica(&loser, 3, 40));
+        replicas.store(id, replica(&winner, 2, 51));
+        assert_eq!(replicas.get(id).map(|r| r.version), Some(51));
+        let taken = replicas.take_owned_by(&winner);
+        assert_eq!(
+            taken.len(),
+            1,
+            "the winner's copy is there to fail over from"
+        );
+        assert_eq!(taken[0].1.version, 51);
+        replicas.drop_from(id, &loser);
+        assert!(replicas.is_empty());
+    }
+
+    #[test]
+    fn an_owners_older_copy_does_not_replace_its_newer_one() {
+        let id = GameId::random();
+        let owner = MemberId::new("a", 1);
+        let replicas = Replicas::default();
+        replicas.store(id, replica(&owner, 1, 5));
+        replicas.store(id, replica(&owner, 1, 4));
+        assert_eq!(replicas.get(id).map(|r| r.version), Some(5));
+        assert_eq!(replicas.len(), 1);
     }
 }
