@@ -403,6 +403,7 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>) {
         }
 
         reconnect(&shared).await;
+        supervisor::adopt_orphans(&shared);
         reap_unready(&shared, &mut unready, handshake_deadline).await;
         lock(&shared.moved).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
     }

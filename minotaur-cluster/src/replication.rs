@@ -72,6 +72,11 @@ impl Replicas {
             .collect()
     }
 
+    /// Every owner this node holds copies from.
+    pub fn owners(&self) -> std::collections::BTreeSet<MemberId> {
+        self.lock().keys().map(|(_, owner)| owner.clone()).collect()
+    }
+
     /// The copy of game `id` that would win a registry conflict (highest
     /// version, then epoch), whoever sent it.
     pub fn get(&self, id: GameId) -> Option<Replica> {

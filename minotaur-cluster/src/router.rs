@@ -169,7 +169,16 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             epoch,
             snapshot,
         } => match codec::decode::<Game>(&snapshot) {
-            Ok(game) if shared.members.status(&owner) != Some(MemberStatus::Down) => {
+            // Only from a member this node knows is live: a copy from one
+            // whose handshake with us has not finished would be orphaned if
+            // it died now, as its link closing would not count as a member
+            // going down here (the owner then keeps its previous backup).
+            Ok(game)
+                if matches!(
+                    shared.members.status(&owner),
+                    Some(MemberStatus::Up | MemberStatus::Leaving)
+                ) =>
+            {
                 shared.replicas.store(
                     game.id,
                     Replica {
@@ -181,7 +190,7 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
                 );
                 Response::Stored
             }
-            Ok(_) => Response::Refused(format!("{owner} is down here")),
+            Ok(_) => Response::Refused(format!("{owner} is not a live member here")),
             Err(e) => Response::Refused(format!("undecodable snapshot: {e}")),
         },
         Request::Fetch { id } => Response::Snapshot(shared.replicas.get(id).map(|r| r.snapshot)),

@@ -7,11 +7,11 @@ use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::node::Shared;
 use crate::protocol::Notice;
 use crate::registry::{Applied, Registration};
-use crate::replication::OwnedGame;
+use crate::replication::{OwnedGame, Replica};
 use crate::rpc;
 use futures::StreamExt;
 use minotaur_core::host::{EndReason, HostEvent};
-use minotaur_core::{codec, EngineError, Game, StateSink};
+use minotaur_core::{codec, EngineError, Game, GameId, StateSink};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -192,8 +192,28 @@ pub(crate) async fn on_member_down(shared: Arc<Shared>, member: MemberId) {
     }
 }
 
+/// Fails over copies held from members that are down here. Normally
+/// [`on_member_down`] has taken them already; this catches a copy stored
+/// while its owner was going down (the store and the failover race).
+pub(crate) fn adopt_orphans(shared: &Arc<Shared>) {
+    for owner in shared.replicas.owners() {
+        if shared.members.status(&owner) == Some(MemberStatus::Down) {
+            let replicas = shared.replicas.take_owned_by(&owner);
+            tracing::warn!(peer = %owner, copies = replicas.len(), "failing over copies left from a down member");
+            let task = restart_from(shared.clone(), owner, replicas);
+            shared.tasks.spawn(task);
+        }
+    }
+}
+
 async fn fail_over(shared: &Arc<Shared>, down: &MemberId) {
     let replicas = shared.replicas.take_owned_by(down);
+    restart_from(shared.clone(), down.clone(), replicas).await;
+}
+
+/// Restarts the sessions of `down`, a member gone, from its copies held here.
+async fn restart_from(shared: Arc<Shared>, down: MemberId, replicas: Vec<(GameId, Replica)>) {
+    let (shared, down) = (&shared, &down);
     if replicas.is_empty() {
         return;
     }
