@@ -515,6 +515,40 @@ async fn malformed_payloads_in_an_authenticated_session_get_errors_and_change_no
     cluster.shutdown().await;
 }
 
+/// A backup keeps copies only from members it knows are live: a copy from
+/// a peer whose handshake has not finished would be orphaned if that peer
+/// died, since its link closing is no member going down here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_from_a_peer_that_is_not_a_live_member_are_refused() {
+    let (cluster, game) = two_nodes().await;
+    let owner = cluster.where_is(game.id).expect("hosted");
+    let node = cluster.node(&owner).expect("node");
+    let held = node.replicas_held();
+    // The silent router never answers the node's Hello: the peer is linked
+    // and authenticated, but never becomes a member.
+    let (intruder, router, silent) = inside(&cluster, &owner).await;
+    let mut copy = game.clone();
+    copy.id = GameId::random();
+    let replicate = protocol::seal(Request::Replicate {
+        owner: MemberId::new(intruder.name.clone(), 1),
+        epoch: 1,
+        snapshot: codec::encode(&copy).expect("encode"),
+    })
+    .expect("encode");
+    match request(&router, replicate).await {
+        CallResult::Success(bytes) => match protocol::open::<Response>(&bytes) {
+            Ok(Response::Refused(why)) => assert!(why.contains("not a live member"), "{why}"),
+            other => panic!("a copy from a non-member: {other:?}"),
+        },
+        other => panic!("no answer: {other:?}"),
+    }
+    assert_eq!(node.replicas_held(), held, "no copy kept");
+    still_serving(&cluster, &game).await;
+    silent.stop(None);
+    intruder.stop();
+    cluster.shutdown().await;
+}
+
 /// Valid wire values whose encodings the fuzzers below corrupt.
 fn samples(game: GameId) -> Vec<Vec<u8>> {
     let member = MemberId::new("n9", 9);
