@@ -8,7 +8,7 @@ use crate::node::{lock, Shared};
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use crate::replication::Replica;
 use crate::{directory, supervisor};
-use minotaur_core::{codec, Game};
+use minotaur_core::{codec, Command, Game, GameId, OpId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 
@@ -130,30 +130,10 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             }
         }
         Request::Command { id, command } => {
-            if shared.is_moving(id) {
-                if let Some(waiting) = lock(&shared.moving).get_mut(&id) {
-                    waiting.push(reply);
-                    return;
-                }
-            }
-            match directory::command_here(&shared, id, command, None).await {
-                directory::Route::Done(result) => Response::Command(result),
-                directory::Route::Moved(to) => Response::Moved(to),
-                directory::Route::Retry => Response::NotHere,
-            }
+            return on_command(&shared, id, command, None, reply).await
         }
         Request::Write { id, op, command } => {
-            if shared.is_moving(id) {
-                if let Some(waiting) = lock(&shared.moving).get_mut(&id) {
-                    waiting.push(reply);
-                    return;
-                }
-            }
-            match directory::command_here(&shared, id, command, Some(op)).await {
-                directory::Route::Done(result) => Response::Command(result),
-                directory::Route::Moved(to) => Response::Moved(to),
-                directory::Route::Retry => Response::NotHere,
-            }
+            return on_command(&shared, id, command, Some(op), reply).await
         }
         Request::Start { snapshot, epoch } => match codec::decode::<Game>(&snapshot) {
             Ok(game) => Response::Started(supervisor::host_game(&shared, game, epoch).await),
@@ -198,6 +178,29 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             supervisor::apply_registration(&shared, reg);
             Response::Stored
         }
+    };
+    answer(reply, response);
+}
+
+/// Runs a command on a session hosted here. While the game is moving the
+/// request waits, and is then pointed at the new owner.
+async fn on_command(
+    shared: &Arc<Shared>,
+    id: GameId,
+    command: Command,
+    op: Option<OpId>,
+    reply: RpcReplyPort<Vec<u8>>,
+) {
+    if shared.is_moving(id) {
+        if let Some(waiting) = lock(&shared.moving).get_mut(&id) {
+            waiting.push(reply);
+            return;
+        }
+    }
+    let response = match directory::command_here(shared, id, command, op).await {
+        directory::Route::Done(result) => Response::Command(result),
+        directory::Route::Moved(to) => Response::Moved(to),
+        directory::Route::Retry => Response::NotHere,
     };
     answer(reply, response);
 }
