@@ -13,6 +13,7 @@ use futures::StreamExt;
 use minotaur_core::local::call_session;
 use minotaur_core::{codec, Command, GameId, Reply, StateSink};
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,6 +148,17 @@ pub(crate) async fn rebalance(shared: &Arc<Shared>) {
     if moved > 0 {
         tracing::info!(moved, "rebalanced sessions onto a new member");
     }
+}
+
+/// [`sweep`], unless the previous periodic one is still running. Catches
+/// copies that failed when membership changed (a new member refuses them
+/// until it counts us live, a call timed out).
+pub(crate) async fn sweep_again(shared: Arc<Shared>) {
+    if shared.sweeping.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    sweep(shared.clone()).await;
+    shared.sweeping.store(false, Ordering::SeqCst);
 }
 
 /// Copies each owned game to its current preferred backup when that changed

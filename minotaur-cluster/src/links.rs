@@ -8,7 +8,7 @@ use crate::membership::{DownReason, MemberId, MemberStatus};
 use crate::node::{lock, NodeError, Shared};
 use crate::protocol::{self, Hello, Notice, Request, Response, RouterMsg};
 use crate::router::router_name_of;
-use crate::{rpc, supervisor};
+use crate::{handoff, rpc, supervisor};
 use ractor::{Actor, ActorId, ActorRef};
 use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
@@ -383,6 +383,9 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>) {
     let period = shared.config.heartbeat_interval;
     let handshake_deadline = handshake_deadline(&shared.config);
     let mut unready: HashMap<ActorId, Instant> = HashMap::new();
+    // A sweep finding nothing to do costs a scan of the owned games; every
+    // ten heartbeats is often enough for a retry.
+    let mut ticks: u64 = 0;
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -404,6 +407,10 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>) {
 
         reconnect(&shared).await;
         supervisor::adopt_orphans(&shared);
+        ticks += 1;
+        if ticks % 10 == 0 {
+            shared.tasks.spawn(handoff::sweep_again(shared.clone()));
+        }
         reap_unready(&shared, &mut unready, handshake_deadline).await;
         lock(&shared.moved).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
     }

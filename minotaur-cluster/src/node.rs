@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     /// Games recently handed over, and to whom.
     pub moved: Mutex<HashMap<GameId, (MemberId, Instant)>>,
     pub leaving: AtomicBool,
+    /// Whether a periodic backup sweep is running (see `links::run_ticker`).
+    pub sweeping: AtomicBool,
     pub span: tracing::Span,
     /// When each address was last dialled, to pace reconnects.
     pub dialed: Mutex<HashMap<String, Instant>>,
@@ -210,6 +212,7 @@ impl Node {
             moving: Mutex::new(HashMap::new()),
             moved: Mutex::new(HashMap::new()),
             leaving: AtomicBool::new(false),
+            sweeping: AtomicBool::new(false),
             span: span.clone(),
             dialed: Mutex::new(HashMap::new()),
             synced: Mutex::new(std::collections::HashSet::new()),

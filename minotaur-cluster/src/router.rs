@@ -97,6 +97,9 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
             for reg in entries {
                 supervisor::apply_registration(shared, reg);
             }
+            // The sender counts us live from now on, so it accepts the
+            // backup copies it may have refused while its handshake ran.
+            shared.tasks.spawn(crate::handoff::sweep(shared.clone()));
         }
         Notice::Leaving { from } => {
             if shared.members.set_leaving(&from) {
