@@ -14,6 +14,13 @@
 //! | `GET` | `/users/{user}/games` | | the user's active [`Game`]s |
 //! | `GET` | `/cluster` | | the [`ClusterStatus`] |
 //!
+//! The three writes (moves, attacks, end-round) take an optional
+//! `Idempotency-Key` header, a UUID the client makes up for one logical
+//! write: sent again with the same key (after a timeout, a dropped
+//! connection, a 503), the write is applied at most once, and the answer
+//! is the game as it is now. A game remembers the keys of its last 32
+//! writes. Without the header a retried request may apply twice.
+//!
 //! Every error is a status code with an [`ErrorBody`] naming it. Bad input
 //! (malformed JSON, wrong types, unknown fields, bodies over
 //! [`MAX_BODY_BYTES`], bad ids, unknown routes or methods) is a 4xx, never
@@ -21,13 +28,16 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use minotaur_cluster::{MemberStatus, Node};
-use minotaur_core::{EngineError, Game, GameEngine, GameError, GameId, Hex, PlayerStatus, UserId};
+use minotaur_core::{
+    Command, EngineError, Game, GameEngine, GameError, GameId, Hex, OpId, PlayerStatus, UserId,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -265,6 +275,43 @@ struct ApiJson<T>(T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 struct ApiPath<T>(T);
 
+/// The optional `Idempotency-Key` header of a write, as the write's id.
+struct IdempotencyKey(Option<OpId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidIdempotencyKey",
+                    "the Idempotency-Key header must be a UUID",
+                )
+            })?;
+        let (high, low) = key.as_u64_pair();
+        Ok(IdempotencyKey(Some(high ^ low)))
+    }
+}
+
+/// Applies a write, at most once per idempotency key.
+async fn write(
+    engine: &GameEngine,
+    id: GameId,
+    key: IdempotencyKey,
+    command: Command,
+) -> ApiResult<Game> {
+    let op = key.0.unwrap_or_else(rand::random);
+    Ok(Json(engine.apply_once(id, op, command).await?))
+}
+
 fn game_id(s: &str) -> Result<GameId, ApiError> {
     s.parse().map_err(|e| {
         ApiError::new(
@@ -312,27 +359,35 @@ async fn get_by_code(
 async fn register_move(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    key: IdempotencyKey,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> ApiResult<Game> {
-    let id = game_id(&id)?;
-    Ok(Json(
-        app.engine.register_move(id, req.user, req.vector).await?,
-    ))
+    let command = Command::RegisterMove {
+        user: req.user,
+        vector: req.vector,
+    };
+    write(&app.engine, game_id(&id)?, key, command).await
 }
 
 async fn register_attack(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    key: IdempotencyKey,
     ApiJson(req): ApiJson<AttackRequest>,
 ) -> ApiResult<Game> {
-    let id = game_id(&id)?;
-    Ok(Json(
-        app.engine.register_attack(id, req.user, req.target).await?,
-    ))
+    let command = Command::RegisterAttack {
+        user: req.user,
+        target: req.target,
+    };
+    write(&app.engine, game_id(&id)?, key, command).await
 }
 
-async fn end_round(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Game> {
-    Ok(Json(app.engine.end_round(game_id(&id)?).await?))
+async fn end_round(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    key: IdempotencyKey,
+) -> ApiResult<Game> {
+    write(&app.engine, game_id(&id)?, key, Command::EndRound).await
 }
 
 async fn player_status(

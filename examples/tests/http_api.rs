@@ -388,3 +388,55 @@ async fn hostile_input_gets_a_4xx_json_error_and_the_node_keeps_serving() -> Tes
     cluster.shutdown().await;
     Ok(())
 }
+
+/// A client that retries a write with the same `Idempotency-Key`, through
+/// any node, has it applied once; a new key applies it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_retried_with_its_idempotency_key_applies_once() -> TestResult {
+    let (cluster, addrs) = cluster().await?;
+    let (n1, n2) = (url(&addrs, "n1"), url(&addrs, "n2"));
+    let http = client();
+    let game: Game = http
+        .post(format!("{n1}/games"))
+        .json(&json!({"join_code": "once", "users": ["ann", "bob"]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let end_round = |base: &str, key: &str| {
+        http.post(format!("{base}/games/{}/end-round", game.id))
+            .header("Idempotency-Key", key)
+            .send()
+    };
+    let key = "5f0c6f0e-8d7c-4a51-9b0e-2f4b8e1d2c3a";
+    let first: Game = end_round(&n1, key).await?.error_for_status()?.json().await?;
+    // The retry goes to the other node, as a client behind a load balancer's would.
+    let retry: Game = end_round(&n2, key).await?.error_for_status()?.json().await?;
+    assert_eq!(first.round, game.round + 1);
+    assert_eq!(retry.round, first.round, "the retry was not applied again");
+    assert_eq!(retry.version, first.version);
+
+    let other = "0b9d7f52-3c1e-4e0a-8f7d-6a5b4c3d2e1f";
+    let next: Game = end_round(&n2, other).await?.error_for_status()?.json().await?;
+    assert_eq!(next.round, first.round + 1, "a new key is a new write");
+
+    for bad in ["not-a-uuid", ""] {
+        expect_error(
+            end_round(&n1, bad).await?,
+            StatusCode::BAD_REQUEST,
+            "InvalidIdempotencyKey",
+        )
+        .await?;
+    }
+    let now: Game = http
+        .get(format!("{n1}/games/{}", game.id))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(now.round, next.round, "refused requests changed nothing");
+    cluster.shutdown().await;
+    Ok(())
+}

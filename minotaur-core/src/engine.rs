@@ -187,6 +187,41 @@ impl GameEngine {
             .await
     }
 
+    /// Applies write `command` to game `id` at most once for `op`, an id the
+    /// caller chose for this one logical write. After an error that leaves
+    /// its fate unknown (a timeout, a node that went away), send it again
+    /// with the same `op`: if it was applied, the answer is the game's
+    /// current state and nothing is applied twice.
+    ///
+    /// A game remembers its last [`MAX_APPLIED_OPS`](crate::session::MAX_APPLIED_OPS)
+    /// op ids, so a retry must come before that many other writes reach the
+    /// game. A write the rules refused is not remembered: retrying it is
+    /// judged again against the game as it is then.
+    ///
+    /// ```
+    /// use minotaur_core::{Command, GameEngine, GameConfig};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = GameEngine::standalone(GameConfig::default()).await?;
+    /// let game = engine.create_game("ONCE", vec!["ann".into(), "bob".into()]).await?;
+    /// let op = 0x5eed;
+    /// let first = engine.apply_once(game.id, op, Command::EndRound).await?;
+    /// // The client did not see `first` (say its connection dropped) and retries.
+    /// let again = engine.apply_once(game.id, op, Command::EndRound).await?;
+    /// assert_eq!(first.round, again.round, "the round ended once");
+    /// # Ok(()) }
+    /// ```
+    pub async fn apply_once(
+        &self,
+        id: GameId,
+        op: OpId,
+        command: Command,
+    ) -> Result<Game, EngineError> {
+        if !command.is_write() {
+            return Err(EngineError::Protocol(format!("{command:?} is not a write")));
+        }
+        game_of(self.directory.send_write(id, op, command).await?)
+    }
+
     /// `user`'s character in game `id`.
     pub async fn get_player_status(
         &self,
@@ -224,9 +259,13 @@ impl GameEngine {
         } else {
             self.directory.send(id, command).await?
         };
-        match reply {
-            Reply::Game(game) => Ok(*game),
-            Reply::Status(_) => Err(EngineError::Protocol("expected a game".into())),
-        }
+        game_of(reply)
+    }
+}
+
+fn game_of(reply: Reply) -> Result<Game, EngineError> {
+    match reply {
+        Reply::Game(game) => Ok(*game),
+        Reply::Status(_) => Err(EngineError::Protocol("expected a game".into())),
     }
 }
