@@ -410,15 +410,27 @@ async fn a_write_retried_with_its_idempotency_key_applies_once() -> TestResult {
             .send()
     };
     let key = "5f0c6f0e-8d7c-4a51-9b0e-2f4b8e1d2c3a";
-    let first: Game = end_round(&n1, key).await?.error_for_status()?.json().await?;
+    let first: Game = end_round(&n1, key)
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     // The retry goes to the other node, as a client behind a load balancer's would.
-    let retry: Game = end_round(&n2, key).await?.error_for_status()?.json().await?;
+    let retry: Game = end_round(&n2, key)
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     assert_eq!(first.round, game.round + 1);
     assert_eq!(retry.round, first.round, "the retry was not applied again");
     assert_eq!(retry.version, first.version);
 
     let other = "0b9d7f52-3c1e-4e0a-8f7d-6a5b4c3d2e1f";
-    let next: Game = end_round(&n2, other).await?.error_for_status()?.json().await?;
+    let next: Game = end_round(&n2, other)
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     assert_eq!(next.round, first.round + 1, "a new key is a new write");
 
     for bad in ["not-a-uuid", ""] {

@@ -73,8 +73,10 @@ impl Replicas {
     }
 
     /// Every owner this node holds copies from.
-    pub fn owners(&self) -> std::collections::BTreeSet<MemberId> {
-        self.lock().keys().map(|(_, owner)| owner.clone()).collect()
+    pub fn owners(&self) -> Vec<MemberId> {
+        let map = self.lock();
+        let distinct: std::collections::BTreeSet<&MemberId> = map.keys().map(|(_, o)| o).collect();
+        distinct.into_iter().cloned().collect()
     }
 
     /// The copy of game `id` that would win a registry conflict (highest
