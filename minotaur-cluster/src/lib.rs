@@ -21,6 +21,7 @@
 
 pub mod config;
 mod directory;
+mod failover;
 mod handoff;
 mod links;
 pub mod membership;

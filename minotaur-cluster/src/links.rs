@@ -406,7 +406,7 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>) {
         }
 
         reconnect(&shared).await;
-        supervisor::adopt_orphans(&shared);
+        crate::failover::adopt_orphans(&shared);
         ticks += 1;
         if ticks % 10 == 0 {
             shared.tasks.spawn(handoff::sweep_again(shared.clone()));

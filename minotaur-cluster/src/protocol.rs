@@ -125,6 +125,17 @@ pub enum Request {
         /// The write.
         command: Command,
     },
+    /// [`Request::Replicate`] for many games of one owner (a failover).
+    /// Answered [`Response::Stored`] when every copy is kept; otherwise
+    /// none is.
+    ReplicateMany {
+        /// The games' owner.
+        owner: MemberId,
+        /// Each game's registration epoch and encoded `Game`.
+        copies: Vec<(u64, Vec<u8>)>,
+    },
+    /// [`Request::Register`] for many games (a failover).
+    RegisterMany(Vec<Registration>),
 }
 
 /// A router's answer to a [`Request`].

@@ -3,6 +3,7 @@
 //! slow session never blocks the router.
 
 use crate::links;
+use crate::membership::MemberId;
 use crate::membership::{DownReason, MemberStatus};
 use crate::node::{lock, Shared};
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
@@ -151,34 +152,17 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             owner,
             epoch,
             snapshot,
-        } => match codec::decode::<Game>(&snapshot) {
-            // Only from a member this node knows is live: a copy from one
-            // whose handshake with us has not finished would be orphaned if
-            // it died now, as its link closing would not count as a member
-            // going down here (the owner then keeps its previous backup).
-            Ok(game)
-                if matches!(
-                    shared.members.status(&owner),
-                    Some(MemberStatus::Up | MemberStatus::Leaving)
-                ) =>
-            {
-                shared.replicas.store(
-                    game.id,
-                    Replica {
-                        owner,
-                        epoch,
-                        version: game.version,
-                        snapshot,
-                    },
-                );
-                Response::Stored
-            }
-            Ok(_) => Response::Refused(format!("{owner} is not a live member here")),
-            Err(e) => Response::Refused(format!("undecodable snapshot: {e}")),
-        },
+        } => store_copies(&shared, owner, vec![(epoch, snapshot)]),
+        Request::ReplicateMany { owner, copies } => store_copies(&shared, owner, copies),
         Request::Fetch { id } => Response::Snapshot(shared.replicas.get(id).map(|r| r.snapshot)),
         Request::Register(reg) => {
             supervisor::apply_registration(&shared, reg);
+            Response::Stored
+        }
+        Request::RegisterMany(regs) => {
+            for reg in regs {
+                supervisor::apply_registration(&shared, reg);
+            }
             Response::Stored
         }
     };
@@ -206,4 +190,35 @@ async fn on_command(
         directory::Route::Retry => Response::NotHere,
     };
     answer(reply, response);
+}
+
+/// Keeps `owner`'s copies of its games: all of them, or none when one does
+/// not decode. Only from a member this node knows is live: a copy from one
+/// whose handshake with us has not finished would be orphaned if it died
+/// now, as its link closing would not count as a member going down here
+/// (the owner then keeps its previous backup).
+fn store_copies(shared: &Shared, owner: MemberId, copies: Vec<(u64, Vec<u8>)>) -> Response {
+    if !matches!(
+        shared.members.status(&owner),
+        Some(MemberStatus::Up | MemberStatus::Leaving)
+    ) {
+        return Response::Refused(format!("{owner} is not a live member here"));
+    }
+    let mut decoded = Vec::with_capacity(copies.len());
+    for (epoch, snapshot) in copies {
+        match codec::decode::<Game>(&snapshot) {
+            Ok(game) => decoded.push((game.id, epoch, game.version, snapshot)),
+            Err(e) => return Response::Refused(format!("undecodable snapshot: {e}")),
+        }
+    }
+    for (id, epoch, version, snapshot) in decoded {
+        let replica = Replica {
+            owner: owner.clone(),
+            epoch,
+            version,
+            snapshot,
+        };
+        shared.replicas.store(id, replica);
+    }
+    Response::Stored
 }

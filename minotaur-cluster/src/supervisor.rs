@@ -7,11 +7,10 @@ use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::node::Shared;
 use crate::protocol::Notice;
 use crate::registry::{Applied, Registration};
-use crate::replication::{OwnedGame, Replica};
+use crate::replication::OwnedGame;
 use crate::rpc;
-use futures::StreamExt;
 use minotaur_core::host::{EndReason, HostEvent};
-use minotaur_core::{codec, EngineError, Game, GameId, StateSink};
+use minotaur_core::{EngineError, Game, StateSink};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -180,7 +179,7 @@ pub(crate) async fn on_member_up(shared: &Arc<Shared>, member: &MemberId) {
 /// A member went down: restart its sessions whose backup is here, re-place
 /// backups it held, and forget registrations nobody reclaims.
 pub(crate) async fn on_member_down(shared: Arc<Shared>, member: MemberId) {
-    fail_over(&shared, &member).await;
+    crate::failover::fail_over(&shared, &member).await;
     handoff::sweep(shared.clone()).await;
     let grace = shared.config.failure_timeout * 3;
     tokio::time::sleep(grace).await;
@@ -189,109 +188,6 @@ pub(crate) async fn on_member_down(shared: Arc<Shared>, member: MemberId) {
         if !purged.is_empty() {
             tracing::warn!(peer = %member, games = purged.len(), "forgot games of a down member that nobody restarted");
         }
-    }
-}
-
-/// Fails over copies held from members that are down here. Normally
-/// [`on_member_down`] has taken them already; this catches a copy stored
-/// while its owner was going down (the store and the failover race).
-pub(crate) fn adopt_orphans(shared: &Arc<Shared>) {
-    for owner in shared.replicas.owners() {
-        if shared.members.status(&owner) == Some(MemberStatus::Down) {
-            let replicas = shared.replicas.take_owned_by(&owner);
-            tracing::warn!(peer = %owner, copies = replicas.len(), "failing over copies left from a down member");
-            let task = restart_from(shared.clone(), owner, replicas);
-            shared.tasks.spawn(task);
-        }
-    }
-}
-
-async fn fail_over(shared: &Arc<Shared>, down: &MemberId) {
-    let replicas = shared.replicas.take_owned_by(down);
-    restart_from(shared.clone(), down.clone(), replicas).await;
-}
-
-/// Restarts the sessions of `down`, a member gone, from its copies held here.
-async fn restart_from(shared: Arc<Shared>, down: MemberId, replicas: Vec<(GameId, Replica)>) {
-    let (shared, down) = (&shared, &down);
-    if replicas.is_empty() {
-        return;
-    }
-    let restarted = futures::stream::iter(replicas)
-        .map(|(id, replica)| async move {
-            let current = shared.registry.lookup(id);
-            if current.as_ref().is_some_and(|r| &r.owner != down) {
-                return false; // it moved on; this copy is stale
-            }
-            let game: Game = match codec::decode(&replica.snapshot) {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::error!(game = %id, error = %e, "replica undecodable");
-                    return false;
-                }
-            };
-            if !game.is_active() {
-                return false;
-            }
-            let epoch = replica.epoch.max(current.map(|r| r.epoch).unwrap_or(0)) + 1;
-            let started = if shared.is_leaving() {
-                // On our way out ourselves: a member that stays takes it.
-                start_elsewhere(shared, id, replica.snapshot, epoch).await
-            } else {
-                host_game(shared, game, epoch).await.map(|_| ())
-            };
-            match started {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(game = %id, error = %e, "failover start failed");
-                    false
-                }
-            }
-        })
-        .buffer_unordered(PARALLEL)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await;
-    tracing::warn!(peer = %down, sessions = restarted, "failed over sessions of a down member");
-    shared.members.emit(ClusterEvent::FailedOver {
-        from: down.clone(),
-        sessions: restarted,
-    });
-}
-
-/// Starts a session from `snapshot` on a member that is not leaving.
-async fn start_elsewhere(
-    shared: &Arc<Shared>,
-    id: minotaur_core::GameId,
-    snapshot: Vec<u8>,
-    epoch: u64,
-) -> Result<(), EngineError> {
-    let targets: Vec<_> = handoff::candidates(shared)
-        .into_iter()
-        .filter(|c| c.id != shared.this)
-        .collect();
-    if targets.is_empty() {
-        return Err(EngineError::Unavailable("every member is leaving".into()));
-    }
-    let target = shared.config.placement.place(id, &targets, &shared.this);
-    let request = crate::protocol::Request::Start { snapshot, epoch };
-    match rpc::request(
-        &shared.members,
-        &target,
-        request,
-        shared.config.call_timeout,
-    )
-    .await
-    {
-        Ok(crate::protocol::Response::Started(Ok(reg))) => {
-            apply_registration(shared, reg);
-            Ok(())
-        }
-        Ok(crate::protocol::Response::Started(Err(e))) => Err(e),
-        Ok(other) => Err(EngineError::Protocol(format!(
-            "unexpected answer {other:?}"
-        ))),
-        Err(e) => Err(EngineError::Unavailable(e.to_string())),
     }
 }
 

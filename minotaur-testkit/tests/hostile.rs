@@ -542,6 +542,19 @@ async fn copies_from_a_peer_that_is_not_a_live_member_are_refused() {
         },
         other => panic!("no answer: {other:?}"),
     }
+    // The batch form (a failover's) too.
+    let many = protocol::seal(Request::ReplicateMany {
+        owner: MemberId::new(intruder.name.clone(), 1),
+        copies: vec![(1, codec::encode(&copy).expect("encode"))],
+    })
+    .expect("encode");
+    match request(&router, many).await {
+        CallResult::Success(bytes) => match protocol::open::<Response>(&bytes) {
+            Ok(Response::Refused(why)) => assert!(why.contains("not a live member"), "{why}"),
+            other => panic!("a batch of copies from a non-member: {other:?}"),
+        },
+        other => panic!("no answer: {other:?}"),
+    }
     assert_eq!(node.replicas_held(), held, "no copy kept");
     still_serving(&cluster, &game).await;
     silent.stop(None);
@@ -594,8 +607,13 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
             epoch: 1,
             snapshot: snapshot.clone(),
         },
+        Request::ReplicateMany {
+            owner: member.clone(),
+            copies: vec![(1, snapshot.clone()), (2, snapshot.clone())],
+        },
         Request::Start { snapshot, epoch: 1 },
         Request::Register(reg.clone()),
+        Request::RegisterMany(vec![reg.clone(), reg.clone()]),
     ];
     let notices = vec![
         Notice::Ping {
