@@ -167,11 +167,17 @@ pub(crate) async fn sweep(shared: Arc<Shared>) {
     if shared.config.replication_factor == 0 {
         return;
     }
+    let others: Vec<MemberId> = shared
+        .members
+        .up()
+        .into_iter()
+        .filter(|m| m != &shared.this)
+        .collect();
     let stale: Vec<GameId> = shared
         .owned
         .lock()
         .iter()
-        .filter(|(id, owned)| owned.backup != shared.sink.backups(**id).into_iter().next())
+        .filter(|(id, owned)| owned.backup.as_ref() != crate::placement::best(*id, &others))
         .map(|(id, _)| *id)
         .collect();
     futures::stream::iter(stale)

@@ -89,6 +89,13 @@ pub fn ranked(key: &impl Hash, members: impl IntoIterator<Item = MemberId>) -> V
     ranked.into_iter().map(|(_, m)| m).collect()
 }
 
+/// The first of `members` in [`ranked`] order, without ranking them all.
+pub fn best<'a>(key: &impl Hash, members: &'a [MemberId]) -> Option<&'a MemberId> {
+    members
+        .iter()
+        .max_by_key(|m| (rendezvous_score(key, m), *m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +133,22 @@ mod tests {
                 assert_eq!(before, Rendezvous.place(game, &two, &me));
             }
         }
+    }
+
+    #[test]
+    fn best_is_the_first_ranked() {
+        let members = vec![
+            MemberId::new("a", 1),
+            MemberId::new("b", 1),
+            MemberId::new("b", 2),
+            MemberId::new("c", 1),
+        ];
+        for _ in 0..500 {
+            let game = GameId::random();
+            let first = ranked(&game, members.clone()).into_iter().next();
+            assert_eq!(best(&game, &members), first.as_ref());
+        }
+        assert_eq!(best(&GameId::random(), &[]), None);
     }
 
     #[test]
