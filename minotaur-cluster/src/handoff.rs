@@ -19,10 +19,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Sessions moved per start request. Smaller than a failover's batches:
-/// commands to a moving game wait until its whole batch has moved.
-const MOVE_BATCH: usize = 64;
-
 /// Members that can take sessions, with their loads.
 pub(crate) fn candidates(shared: &Shared) -> Vec<Candidate> {
     let loads = shared.registry.count_by_owner();
@@ -46,7 +42,7 @@ async fn move_games(shared: &Arc<Shared>, moves: Vec<(GameId, MemberId)>) -> usi
         by_target.entry(target).or_default().push(id);
     }
     let batches = by_target.into_iter().flat_map(|(target, ids)| {
-        ids.chunks(MOVE_BATCH)
+        ids.chunks(hosting::BATCH)
             .map(|chunk| (target.clone(), chunk.to_vec()))
             .collect::<Vec<_>>()
     });
