@@ -1,16 +1,34 @@
 //! Failover: restarting a down member's sessions here, from the backup
-//! copies this node holds for it. A crash can leave thousands of sessions
-//! to restart at once, so they start in batches (see `hosting`).
+//! copies this node holds for it.
+//!
+//! A crash can leave thousands of sessions to restart at once, so they are
+//! restarted in batches: one copy request per backup and one announcement
+//! per peer for each batch, instead of two round trips per session.
 
 use crate::handoff;
-use crate::hosting::{self, Hosting};
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::node::Shared;
-use crate::replication::Replica;
+use crate::protocol::{Request, Response};
+use crate::registry::Registration;
+use crate::replication::{OwnedGame, Replica};
+use crate::rpc;
 use crate::supervisor::{self, PARALLEL};
 use futures::StreamExt;
-use minotaur_core::{codec, EngineError, Game, GameId};
+use minotaur_core::{codec, EngineError, Game, GameId, StateSink};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// Sessions restarted per batch.
+const BATCH: usize = 256;
+/// Batches in flight at once.
+const BATCHES: usize = 4;
+
+/// A session to restart: its state, that state encoded, its new epoch.
+struct Restart {
+    game: Game,
+    snapshot: Vec<u8>,
+    epoch: u64,
+}
 
 /// Restarts every session `down` had whose backup copy is here.
 pub(crate) async fn fail_over(shared: &Arc<Shared>, down: &MemberId) {
@@ -36,7 +54,7 @@ async fn restart_from(shared: Arc<Shared>, down: MemberId, replicas: Vec<(GameId
     if replicas.is_empty() {
         return;
     }
-    let restarts: Vec<Hosting> = replicas
+    let restarts: Vec<Restart> = replicas
         .into_iter()
         .filter_map(|(id, replica)| to_restart(&shared, &down, id, replica))
         .collect();
@@ -49,15 +67,16 @@ async fn restart_from(shared: Arc<Shared>, down: MemberId, replicas: Vec<(GameId
             .count()
             .await
     } else {
-        let started = hosting::host_all(&shared, restarts).await;
-        let mut count = 0;
-        for (id, result) in started {
-            match result {
-                Ok(_) => count += 1,
-                Err(e) => tracing::error!(game = %id, error = %e, "failover start failed"),
-            }
+        let mut batches = Vec::new();
+        let mut restarts = restarts.into_iter().peekable();
+        while restarts.peek().is_some() {
+            batches.push(restarts.by_ref().take(BATCH).collect::<Vec<_>>());
         }
-        count
+        futures::stream::iter(batches)
+            .map(|batch| host_batch(&shared, batch))
+            .buffer_unordered(BATCHES)
+            .fold(0, |sum, n| futures::future::ready(sum + n))
+            .await
     };
     tracing::warn!(peer = %down, sessions = restarted, "failed over sessions of a down member");
     shared.members.emit(ClusterEvent::FailedOver {
@@ -68,7 +87,7 @@ async fn restart_from(shared: Arc<Shared>, down: MemberId, replicas: Vec<(GameId
 
 /// The session to restart from `replica`, unless the copy is stale (the
 /// game moved on), undecodable, or the game is over.
-fn to_restart(shared: &Shared, down: &MemberId, id: GameId, replica: Replica) -> Option<Hosting> {
+fn to_restart(shared: &Shared, down: &MemberId, id: GameId, replica: Replica) -> Option<Restart> {
     let current = shared.registry.lookup(id);
     if current.as_ref().is_some_and(|r| &r.owner != down) {
         return None;
@@ -84,16 +103,114 @@ fn to_restart(shared: &Shared, down: &MemberId, id: GameId, replica: Replica) ->
         return None;
     }
     let epoch = replica.epoch.max(current.map(|r| r.epoch).unwrap_or(0)) + 1;
-    Some(Hosting {
+    Some(Restart {
         game,
         snapshot: replica.snapshot,
         epoch,
     })
 }
 
+/// Restarts a batch of sessions here: copies them to their backups, starts
+/// them, and announces them. Returns how many started. (The batched form
+/// of `supervisor::host_game`.)
+async fn host_batch(shared: &Arc<Shared>, mut batch: Vec<Restart>) -> usize {
+    if shared.is_leaving() {
+        return 0;
+    }
+    {
+        let mut owned = shared.owned.lock();
+        for r in &batch {
+            let owned_game = OwnedGame {
+                epoch: r.epoch,
+                backup: None,
+            };
+            owned.insert(r.game.id, owned_game);
+        }
+    }
+    if shared.config.replication_factor > 0 {
+        let copied = copy_to_backups(shared, &mut batch).await;
+        // One by one for the rest (the next backup candidate, or an older
+        // peer): they lived already, so they start even without a copy.
+        futures::stream::iter(batch.iter().filter(|r| !copied.contains(&r.game.id)))
+            .for_each_concurrent(PARALLEL, |r| async move {
+                if let Err(e) = shared.sink.save(&r.game).await {
+                    tracing::warn!(game = %r.game.id, error = %e, "starting without a backup copy");
+                }
+            })
+            .await;
+    }
+    let started: Vec<Registration> = futures::stream::iter(batch)
+        .map(|r| async move {
+            let reg = registration(shared, &r.game, r.epoch);
+            match shared.local.start_saved(r.game).await {
+                Ok(()) => Some(reg),
+                Err(e) => {
+                    shared.owned.lock().remove(&reg.id);
+                    tracing::error!(game = %reg.id, error = %e, "failover start failed");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .filter_map(futures::future::ready)
+        .collect()
+        .await;
+    for reg in &started {
+        supervisor::apply_registration(shared, reg.clone());
+    }
+    supervisor::announce(shared, &started).await;
+    started.len()
+}
+
+fn registration(shared: &Shared, game: &Game, epoch: u64) -> Registration {
+    Registration {
+        id: game.id,
+        join_code: game.join_code.clone(),
+        users: game.players.iter().map(|p| p.user.clone()).collect(),
+        owner: shared.this.clone(),
+        epoch,
+        version: game.version,
+    }
+}
+
+/// Copies the batch to each game's preferred backup, one request per
+/// backup. Returns the games copied (their backup is recorded).
+async fn copy_to_backups(shared: &Arc<Shared>, batch: &mut [Restart]) -> HashSet<GameId> {
+    let mut by_backup: HashMap<MemberId, Vec<(GameId, u64, Vec<u8>)>> = HashMap::new();
+    for r in batch.iter_mut() {
+        if let Some(backup) = shared.sink.backups(r.game.id).into_iter().next() {
+            let copy = (r.game.id, r.epoch, std::mem::take(&mut r.snapshot));
+            by_backup.entry(backup).or_default().push(copy);
+        }
+    }
+    let sent = by_backup.into_iter().map(|(backup, copies)| async move {
+        let ids: Vec<GameId> = copies.iter().map(|(id, ..)| *id).collect();
+        let request = Request::ReplicateMany {
+            owner: shared.this.clone(),
+            copies: copies.into_iter().map(|(_, e, s)| (e, s)).collect(),
+        };
+        let timeout = shared.config.call_timeout;
+        match rpc::request(&shared.members, &backup, request, timeout).await {
+            Ok(Response::Stored) => (backup, ids),
+            _ => (backup, Vec::new()),
+        }
+    });
+    let mut copied = HashSet::new();
+    for (backup, ids) in futures::future::join_all(sent).await {
+        let mut owned = shared.owned.lock();
+        for id in ids {
+            if let Some(o) = owned.get_mut(&id) {
+                o.backup = Some(backup.clone());
+                copied.insert(id);
+            }
+        }
+    }
+    copied
+}
+
 /// Starts a session on a member that is not leaving. Returns whether it
 /// started.
-async fn start_elsewhere(shared: &Arc<Shared>, r: Hosting) -> bool {
+async fn start_elsewhere(shared: &Arc<Shared>, r: Restart) -> bool {
     let id = r.game.id;
     let targets: Vec<_> = handoff::candidates(shared)
         .into_iter()

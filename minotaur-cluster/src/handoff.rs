@@ -2,7 +2,6 @@
 //! leave, active redistribution), and keeping each game's backup on the
 //! right member as membership changes.
 
-use crate::hosting::{self, Hosting};
 use crate::membership::MemberId;
 use crate::node::{lock, Shared};
 use crate::placement::Candidate;
@@ -12,9 +11,8 @@ use crate::rpc;
 use crate::supervisor::{self, PARALLEL};
 use futures::StreamExt;
 use minotaur_core::local::call_session;
-use minotaur_core::{codec, Command, EngineError, Game, GameId, Reply, StateSink};
+use minotaur_core::{codec, Command, GameId, Reply, StateSink};
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,114 +31,48 @@ pub(crate) fn candidates(shared: &Shared) -> Vec<Candidate> {
         .collect()
 }
 
-/// Moves `moves` (game, target) to their targets in batches, one start
-/// request per batch. Requests arriving meanwhile wait and are then pointed
-/// at the new owner. Returns how many moved.
-async fn move_games(shared: &Arc<Shared>, moves: Vec<(GameId, MemberId)>) -> usize {
-    let mut by_target: HashMap<MemberId, Vec<GameId>> = HashMap::new();
-    for (id, target) in moves {
-        by_target.entry(target).or_default().push(id);
-    }
-    let batches = by_target.into_iter().flat_map(|(target, ids)| {
-        ids.chunks(hosting::BATCH)
-            .map(|chunk| (target.clone(), chunk.to_vec()))
-            .collect::<Vec<_>>()
-    });
-    futures::stream::iter(batches)
-        .map(|(target, ids)| move_batch(shared, target, ids))
-        .buffer_unordered(hosting::BATCHES)
-        .fold(0, |sum, n| futures::future::ready(sum + n))
-        .await
-}
-
-async fn move_batch(shared: &Arc<Shared>, target: MemberId, ids: Vec<GameId>) -> usize {
-    {
-        let mut moving = lock(&shared.moving);
-        for id in &ids {
-            moving.insert(*id, Vec::new());
-        }
-    }
-    let released: Vec<Game> = futures::stream::iter(ids)
-        .map(|id| async move {
-            match shared.local.release(id).await {
-                Ok(Some(game)) => Some(game),
-                _ => {
-                    finish_move(shared, id, Response::NotHere);
-                    None
-                }
-            }
-        })
-        .buffer_unordered(PARALLEL)
-        .filter_map(futures::future::ready)
-        .collect()
-        .await;
-    let mut batch = Vec::with_capacity(released.len());
-    let mut backups = HashMap::new();
-    for game in released {
-        let previous = shared.owned.lock().remove(&game.id);
-        let epoch = previous.as_ref().map(|o| o.epoch).unwrap_or(0) + 1;
-        backups.insert(game.id, previous.and_then(|o| o.backup));
-        match codec::encode(&game) {
-            Ok(snapshot) => batch.push(Hosting {
-                game,
-                snapshot,
-                epoch,
-            }),
-            Err(e) => take_back(shared, game, epoch, &target, &e.into()).await,
-        }
-    }
-    let outcomes = match hosting::start_on(shared, &target, &batch).await {
-        Some(outcomes) => outcomes,
-        // A target of an older release: one start request per game.
-        None => {
-            futures::stream::iter(&batch)
-                .then(|h| {
-                    let snapshot = h.snapshot.clone();
-                    supervisor::start_remote(shared, h.game.id, &target, snapshot, h.epoch)
-                })
-                .collect()
-                .await
+/// Moves game `id` to `target`. Requests arriving meanwhile wait and are
+/// then pointed at the new owner. Returns whether it moved.
+pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId) -> bool {
+    lock(&shared.moving).insert(id, Vec::new());
+    let game = match shared.local.release(id).await {
+        Ok(Some(game)) => game,
+        _ => {
+            finish_move(shared, id, Response::NotHere);
+            return false;
         }
     };
-    let mut moved = 0;
-    for (h, outcome) in batch.into_iter().zip(outcomes) {
-        let id = h.game.id;
-        match outcome {
-            Ok(_) => {
-                moved += 1;
-                lock(&shared.moved).insert(id, (target.clone(), std::time::Instant::now()));
-                let old_backup = backups.remove(&id).flatten();
-                if let Some(backup) = old_backup.filter(|b| b != &target) {
-                    let notice = protocol::Notice::DropReplica {
-                        id,
-                        owner: shared.this.clone(),
-                    };
-                    rpc::notify(&shared.members, &backup, &notice);
-                }
-                finish_move(shared, id, Response::Moved(target.clone()));
+    let previous = shared.owned.lock().remove(&id);
+    let epoch = previous.as_ref().map(|o| o.epoch).unwrap_or(0) + 1;
+    let moved = match codec::encode(&game) {
+        Ok(snapshot) => supervisor::start_remote(shared, id, &target, snapshot, epoch).await,
+        Err(e) => Err(e.into()),
+    };
+    match moved {
+        Ok(_) => {
+            lock(&shared.moved).insert(id, (target.clone(), std::time::Instant::now()));
+            if let Some(backup) = previous.and_then(|o| o.backup).filter(|b| b != &target) {
+                let notice = protocol::Notice::DropReplica {
+                    id,
+                    owner: shared.this.clone(),
+                };
+                rpc::notify(&shared.members, &backup, &notice);
             }
-            Err(e) => take_back(shared, h.game, h.epoch, &target, &e).await,
+            finish_move(shared, id, Response::Moved(target));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(game = %id, to = %target, error = %e, "handoff failed; keeping the session here");
+            // Taken back even while leaving: the session must not be lost.
+            // Under a newer epoch: should the target have started it after
+            // all, ours outranks that copy while neither took a write.
+            if let Err(e) = supervisor::host_unchecked(shared, game, epoch + 1).await {
+                tracing::error!(game = %id, error = %e, "could not restart a session after a failed handoff");
+            }
+            finish_move(shared, id, Response::NotHere);
+            false
         }
     }
-    moved
-}
-
-/// Restarts here a game whose handoff failed (even while leaving: the
-/// session must not be lost), under a newer epoch: should the target have
-/// started it after all, ours outranks that copy while neither took a write.
-async fn take_back(
-    shared: &Arc<Shared>,
-    game: Game,
-    epoch: u64,
-    target: &MemberId,
-    why: &EngineError,
-) {
-    let id = game.id;
-    tracing::warn!(game = %id, to = %target, error = %why, "handoff failed; keeping the session here");
-    if let Err(e) = supervisor::host_unchecked(shared, game, epoch + 1).await {
-        tracing::error!(game = %id, error = %e, "could not restart a session after a failed handoff");
-    }
-    finish_move(shared, id, Response::NotHere);
 }
 
 fn finish_move(shared: &Shared, id: GameId, response: Response) {
@@ -169,16 +101,15 @@ pub(crate) async fn drain(shared: &Arc<Shared>) {
             );
             return;
         }
-        let moves = ids
-            .into_iter()
+        let moved = futures::stream::iter(ids)
             .map(|id| {
-                (
-                    id,
-                    shared.config.placement.place(id, &targets, &shared.this),
-                )
+                let target = shared.config.placement.place(id, &targets, &shared.this);
+                move_game(shared, id, target)
             })
-            .collect();
-        let moved = move_games(shared, moves).await;
+            .buffer_unordered(PARALLEL)
+            .filter(|ok| futures::future::ready(*ok))
+            .count()
+            .await;
         tracing::info!(moved, "handed sessions over");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -200,7 +131,12 @@ pub(crate) async fn rebalance(shared: &Arc<Shared>) {
         })
         .filter(|(_, to)| to != &shared.this)
         .collect();
-    let moved = move_games(shared, moves).await;
+    let moved = futures::stream::iter(moves)
+        .map(|(id, to)| move_game(shared, id, to))
+        .buffer_unordered(PARALLEL)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
     if moved > 0 {
         tracing::info!(moved, "rebalanced sessions onto a new member");
     }

@@ -23,7 +23,6 @@ pub mod config;
 mod directory;
 mod failover;
 mod handoff;
-mod hosting;
 mod links;
 pub mod membership;
 mod node;

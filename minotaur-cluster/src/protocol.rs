@@ -136,12 +136,6 @@ pub enum Request {
     },
     /// [`Request::Register`] for many games (a failover).
     RegisterMany(Vec<Registration>),
-    /// [`Request::Start`] for many games (a drain); answered with
-    /// [`Response::StartedMany`].
-    StartMany {
-        /// Each game's epoch and encoded `Game`.
-        games: Vec<(u64, Vec<u8>)>,
-    },
 }
 
 /// A router's answer to a [`Request`].
@@ -165,8 +159,6 @@ pub enum Response {
     Snapshot(Option<Vec<u8>>),
     /// The request could not be understood or is not accepted.
     Refused(String),
-    /// Answer to [`Request::StartMany`]: each game's outcome, in order.
-    StartedMany(Vec<Result<Registration, EngineError>>),
 }
 
 /// One-way messages between routers.

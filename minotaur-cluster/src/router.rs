@@ -143,18 +143,6 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             Ok(game) => Response::Started(supervisor::start_requested(&shared, game, epoch).await),
             Err(e) => Response::Started(Err(e.into())),
         },
-        Request::StartMany { games } => {
-            let decoded: Result<Vec<(Game, u64)>, _> = games
-                .into_iter()
-                .map(|(epoch, snapshot)| codec::decode::<Game>(&snapshot).map(|g| (g, epoch)))
-                .collect();
-            match decoded {
-                Ok(games) => {
-                    Response::StartedMany(crate::hosting::start_requested(&shared, games).await)
-                }
-                Err(e) => Response::Refused(format!("undecodable snapshot: {e}")),
-            }
-        }
         Request::ClaimCode { code, id } => Response::Claimed(if shared.registry.claim(&code, id) {
             Ok(())
         } else {
