@@ -2,20 +2,23 @@
 //! leave, active redistribution), and keeping each game's backup on the
 //! right member as membership changes.
 
-use crate::membership::MemberId;
+use crate::membership::{MemberId, MemberStatus};
 use crate::node::{lock, Shared};
 use crate::placement::Candidate;
-use crate::protocol::{self, Response};
+use crate::protocol::{self, Request, Response};
 use crate::router::answer;
 use crate::rpc;
 use crate::supervisor::{self, PARALLEL};
 use futures::StreamExt;
 use minotaur_core::local::call_session;
-use minotaur_core::{codec, Command, GameId, Reply, StateSink};
+use minotaur_core::{codec, Command, EngineError, GameId, Reply, StateSink};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Tries of a handoff's start before the session is taken back.
+const START_ATTEMPTS: u32 = 3;
 
 /// Members that can take sessions, with their loads.
 pub(crate) fn candidates(shared: &Shared) -> Vec<Candidate> {
@@ -45,11 +48,12 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
     let previous = shared.owned.lock().remove(&id);
     let epoch = previous.as_ref().map(|o| o.epoch).unwrap_or(0) + 1;
     let moved = match codec::encode(&game) {
-        Ok(snapshot) => supervisor::start_remote(shared, id, &target, snapshot, epoch).await,
-        Err(e) => Err(e.into()),
+        Ok(snapshot) => start_on(shared, id, &target, snapshot, epoch).await,
+        Err(e) => Err(rpc::RpcError::Codec(target.to_string(), e.to_string())),
     };
     match moved {
-        Ok(_) => {
+        Ok(Response::Started(Ok(reg))) => {
+            supervisor::apply_registration(shared, reg);
             lock(&shared.moved).insert(id, (target.clone(), std::time::Instant::now()));
             if let Some(backup) = previous.and_then(|o| o.backup).filter(|b| b != &target) {
                 let notice = protocol::Notice::DropReplica {
@@ -61,8 +65,8 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
             finish_move(shared, id, Response::Moved(target));
             true
         }
-        Err(e) => {
-            tracing::warn!(game = %id, to = %target, error = %e, "handoff failed; keeping the session here");
+        other => {
+            tracing::warn!(game = %id, to = %target, answer = ?other, "handoff failed; keeping the session here");
             // Taken back even while leaving: the session must not be lost.
             // Under a newer epoch: should the target have started it after
             // all, ours outranks that copy while neither took a write.
@@ -72,6 +76,37 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
             finish_move(shared, id, Response::NotHere);
             false
         }
+    }
+}
+
+/// Asks `target` to start a session from `snapshot`. A timed-out attempt
+/// is sent again while the target is up (starting is idempotent there):
+/// taking the game back after a timeout could leave it running twice.
+async fn start_on(
+    shared: &Shared,
+    id: GameId,
+    target: &MemberId,
+    snapshot: Vec<u8>,
+    epoch: u64,
+) -> Result<Response, rpc::RpcError> {
+    let timeout = shared.config.call_timeout;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let request = Request::Start {
+            snapshot: snapshot.clone(),
+            epoch,
+        };
+        let answer = rpc::request(&shared.members, target, request, timeout).await;
+        let again = matches!(
+            answer,
+            Err(rpc::RpcError::Timeout(..)) | Ok(Response::Started(Err(EngineError::Timeout(_))))
+        ) && attempts < START_ATTEMPTS
+            && shared.members.status(target) == Some(MemberStatus::Up);
+        if !again {
+            return answer;
+        }
+        tracing::warn!(game = %id, to = %target, attempts, "handoff timed out; asking again");
     }
 }
 

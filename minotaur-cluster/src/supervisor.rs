@@ -1,24 +1,21 @@
-//! The distributed supervisor: hosting a game's session on this node or
-//! starting it on another, reacting to members coming and going, and
+//! The distributed supervisor: hosting a game's session on this node,
+//! reacting to members coming and going (failover from replicas), and
 //! resolving two registrations of one game.
 
 use crate::handoff;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::node::Shared;
-use crate::protocol::{Notice, Request, Response};
+use crate::protocol::Notice;
 use crate::registry::{Applied, Registration};
 use crate::replication::OwnedGame;
-use crate::rpc::{self, RpcError};
+use crate::rpc;
 use minotaur_core::host::{EndReason, HostEvent};
-use minotaur_core::{EngineError, Game, GameId, StateSink};
+use minotaur_core::{EngineError, Game, StateSink};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How many sessions are restarted or moved at once.
 pub(crate) const PARALLEL: usize = 64;
-
-/// Tries of a remote start before giving up (see [`start_remote`]).
-const START_ATTEMPTS: u32 = 3;
 
 /// Starts a session for `game` on this node under `epoch`: copies it to its
 /// backup, starts the actor, then registers it cluster-wide.
@@ -109,15 +106,14 @@ pub(crate) async fn host_unchecked(
         return Err(e);
     }
     apply_registration(shared, reg.clone());
-    announce(shared, std::slice::from_ref(&reg)).await;
+    announce(shared, &reg).await;
     Ok(reg)
 }
 
-/// Tells every live peer about `regs` and waits for their acknowledgements,
-/// one request per peer (bounded by the call timeout; a peer that does not
-/// answer catches up through the sync that follows its reconnection). A
-/// peer of an older release that refuses the batch gets them one by one.
-pub(crate) async fn announce(shared: &Arc<Shared>, regs: &[Registration]) {
+/// Tells every live peer about `reg` and waits for their acknowledgements
+/// (bounded by the call timeout; a peer that does not answer catches up
+/// through the sync that follows its reconnection).
+async fn announce(shared: &Arc<Shared>, reg: &Registration) {
     let peers: Vec<_> = shared
         .members
         .live()
@@ -125,73 +121,15 @@ pub(crate) async fn announce(shared: &Arc<Shared>, regs: &[Registration]) {
         .filter(|m| m != &shared.this)
         .collect();
     let timeout = shared.config.call_timeout;
-    let one_by_one = |peer| async move {
-        for reg in regs {
-            let request = Request::Register(reg.clone());
-            let _ = rpc::request(&shared.members, peer, request, timeout).await;
-        }
-    };
-    futures::future::join_all(peers.iter().map(|peer| async move {
-        match regs {
-            [] => {}
-            [_] => one_by_one(peer).await,
-            _ => {
-                let request = Request::RegisterMany(regs.to_vec());
-                if let Ok(Response::Refused(_)) =
-                    rpc::request(&shared.members, peer, request, timeout).await
-                {
-                    one_by_one(peer).await;
-                }
-            }
-        }
+    futures::future::join_all(peers.iter().map(|peer| {
+        rpc::request(
+            &shared.members,
+            peer,
+            crate::protocol::Request::Register(reg.clone()),
+            timeout,
+        )
     }))
     .await;
-}
-
-/// Asks `target` to run game `id` from `snapshot` under `epoch`, and records
-/// its registration here. A timed-out attempt is sent again while the target
-/// is up (starting is idempotent there, see [`start_requested`]): giving up
-/// after a timeout could leave the game running on the target and wherever
-/// the caller starts it next.
-pub(crate) async fn start_remote(
-    shared: &Arc<Shared>,
-    id: GameId,
-    target: &MemberId,
-    snapshot: Vec<u8>,
-    epoch: u64,
-) -> Result<Registration, EngineError> {
-    let timeout = shared.config.call_timeout;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let request = Request::Start {
-            snapshot: snapshot.clone(),
-            epoch,
-        };
-        let answer = match rpc::request(&shared.members, target, request, timeout).await {
-            Ok(Response::Started(result)) => result,
-            Ok(other) => Err(EngineError::Protocol(format!(
-                "unexpected answer {other:?}"
-            ))),
-            Err(RpcError::Timeout(..)) => Err(EngineError::Timeout(format!(
-                "{target} did not start game {id} within {timeout:?}"
-            ))),
-            Err(e) => Err(EngineError::Unavailable(e.to_string())),
-        };
-        match answer {
-            Ok(reg) => {
-                apply_registration(shared, reg.clone());
-                return Ok(reg);
-            }
-            Err(EngineError::Timeout(why))
-                if attempts < START_ATTEMPTS
-                    && shared.members.status(target) == Some(MemberStatus::Up) =>
-            {
-                tracing::warn!(game = %id, to = %target, attempts, %why, "start timed out; asking again");
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Applies a registration to this node's registry and acts on a conflict
