@@ -2,7 +2,7 @@
 //! leave, active redistribution), and keeping each game's backup on the
 //! right member as membership changes.
 
-use crate::membership::{MemberId, MemberStatus};
+use crate::membership::MemberId;
 use crate::node::{lock, Shared};
 use crate::placement::Candidate;
 use crate::protocol::{self, Request, Response};
@@ -11,14 +11,11 @@ use crate::rpc;
 use crate::supervisor::{self, PARALLEL};
 use futures::StreamExt;
 use minotaur_core::local::call_session;
-use minotaur_core::{codec, Command, EngineError, GameId, Reply, StateSink};
+use minotaur_core::{codec, Command, GameId, Reply, StateSink};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Tries of a handoff's start before the session is taken back.
-const START_ATTEMPTS: u32 = 3;
 
 /// Members that can take sessions, with their loads.
 pub(crate) fn candidates(shared: &Shared) -> Vec<Candidate> {
@@ -48,7 +45,16 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
     let previous = shared.owned.lock().remove(&id);
     let epoch = previous.as_ref().map(|o| o.epoch).unwrap_or(0) + 1;
     let moved = match codec::encode(&game) {
-        Ok(snapshot) => start_on(shared, id, &target, snapshot, epoch).await,
+        Ok(snapshot) => {
+            let request = Request::Start { snapshot, epoch };
+            rpc::request(
+                &shared.members,
+                &target,
+                request,
+                shared.config.call_timeout,
+            )
+            .await
+        }
         Err(e) => Err(rpc::RpcError::Codec(target.to_string(), e.to_string())),
     };
     match moved {
@@ -68,45 +74,12 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
         other => {
             tracing::warn!(game = %id, to = %target, answer = ?other, "handoff failed; keeping the session here");
             // Taken back even while leaving: the session must not be lost.
-            // Under a newer epoch: should the target have started it after
-            // all, ours outranks that copy while neither took a write.
-            if let Err(e) = supervisor::host_unchecked(shared, game, epoch + 1).await {
+            if let Err(e) = supervisor::host_unchecked(shared, game, epoch).await {
                 tracing::error!(game = %id, error = %e, "could not restart a session after a failed handoff");
             }
             finish_move(shared, id, Response::NotHere);
             false
         }
-    }
-}
-
-/// Asks `target` to start a session from `snapshot`. A timed-out attempt
-/// is sent again while the target is up (starting is idempotent there):
-/// taking the game back after a timeout could leave it running twice.
-async fn start_on(
-    shared: &Shared,
-    id: GameId,
-    target: &MemberId,
-    snapshot: Vec<u8>,
-    epoch: u64,
-) -> Result<Response, rpc::RpcError> {
-    let timeout = shared.config.call_timeout;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let request = Request::Start {
-            snapshot: snapshot.clone(),
-            epoch,
-        };
-        let answer = rpc::request(&shared.members, target, request, timeout).await;
-        let again = matches!(
-            answer,
-            Err(rpc::RpcError::Timeout(..)) | Ok(Response::Started(Err(EngineError::Timeout(_))))
-        ) && attempts < START_ATTEMPTS
-            && shared.members.status(target) == Some(MemberStatus::Up);
-        if !again {
-            return answer;
-        }
-        tracing::warn!(game = %id, to = %target, attempts, "handoff timed out; asking again");
     }
 }
 

@@ -140,7 +140,7 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             return on_command(&shared, id, command, Some(op), reply).await
         }
         Request::Start { snapshot, epoch } => match codec::decode::<Game>(&snapshot) {
-            Ok(game) => Response::Started(supervisor::start_requested(&shared, game, epoch).await),
+            Ok(game) => Response::Started(supervisor::host_game(&shared, game, epoch).await),
             Err(e) => Response::Started(Err(e.into())),
         },
         Request::ClaimCode { code, id } => Response::Claimed(if shared.registry.claim(&code, id) {

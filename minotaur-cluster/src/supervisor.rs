@@ -33,42 +33,6 @@ pub(crate) async fn host_game(
     host_unchecked(shared, game, epoch).await
 }
 
-/// A peer asks this node to run `game` under `epoch` (a handoff, a new
-/// game placed here). Idempotent: a sender that cannot tell whether an
-/// attempt arrived (it timed out) sends it again, and gets the same
-/// registration rather than a second session or an error.
-pub(crate) async fn start_requested(
-    shared: &Arc<Shared>,
-    game: Game,
-    epoch: u64,
-) -> Result<Registration, EngineError> {
-    let id = game.id;
-    let deadline = tokio::time::Instant::now() + shared.config.call_timeout;
-    // An earlier attempt may still be starting: wait for its outcome.
-    while shared
-        .owned
-        .lock()
-        .get(&id)
-        .is_some_and(|o| o.epoch == epoch)
-    {
-        if let Some(reg) = shared
-            .registry
-            .lookup(id)
-            .filter(|r| r.owner == shared.this && r.epoch == epoch)
-        {
-            return Ok(reg);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(EngineError::Timeout(format!(
-                "game {id} is still starting on {}",
-                shared.this
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    host_game(shared, game, epoch).await
-}
-
 /// [`host_game`] even while leaving (to take back a session whose handoff failed).
 pub(crate) async fn host_unchecked(
     shared: &Arc<Shared>,

@@ -562,41 +562,6 @@ async fn copies_from_a_peer_that_is_not_a_live_member_are_refused() {
     cluster.shutdown().await;
 }
 
-/// A handoff whose `Start` timed out is sent again; the second attempt gets
-/// the same registration, and the game still runs once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_start_is_answered_with_the_same_registration() {
-    let (cluster, game) = two_nodes().await;
-    let owner = cluster.where_is(game.id).expect("hosted");
-    let (intruder, router, silent) = inside(&cluster, &owner).await;
-    let mut moving = game.clone();
-    moving.id = GameId::random();
-    let start = protocol::seal(Request::Start {
-        snapshot: codec::encode(&moving).expect("encode"),
-        epoch: 7,
-    })
-    .expect("encode");
-    let mut answers = Vec::new();
-    for _ in 0..2 {
-        match request(&router, start.clone()).await {
-            CallResult::Success(bytes) => match protocol::open::<Response>(&bytes) {
-                Ok(Response::Started(Ok(reg))) => answers.push(reg),
-                other => panic!("a start: {other:?}"),
-            },
-            other => panic!("no answer: {other:?}"),
-        }
-    }
-    assert_eq!(answers[0], answers[1]);
-    assert_eq!(answers[0].epoch, 7);
-    let node = cluster.node(&owner).expect("node");
-    let copies = node.hosted().iter().filter(|id| **id == moving.id).count();
-    assert_eq!(copies, 1, "one session");
-    still_serving(&cluster, &game).await;
-    silent.stop(None);
-    intruder.stop();
-    cluster.shutdown().await;
-}
-
 /// Valid wire values whose encodings the fuzzers below corrupt.
 fn samples(game: GameId) -> Vec<Vec<u8>> {
     let member = MemberId::new("n9", 9);
