@@ -118,14 +118,21 @@ async fn host_batch(shared: &Arc<Shared>, mut batch: Vec<Restart>) -> usize {
         return 0;
     }
     {
+        // As in `supervisor::host_unchecked`: a game already running (or
+        // starting) here keeps its session and its entry.
         let mut owned = shared.owned.lock();
-        for r in &batch {
+        batch.retain(|r| {
+            if owned.contains_key(&r.game.id) {
+                tracing::warn!(game = %r.game.id, "not failing over a game already running here");
+                return false;
+            }
             let owned_game = OwnedGame {
                 epoch: r.epoch,
                 backup: None,
             };
             owned.insert(r.game.id, owned_game);
-        }
+            true
+        });
     }
     if shared.config.replication_factor > 0 {
         let copied = copy_to_backups(shared, &mut batch).await;

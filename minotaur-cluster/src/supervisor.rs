@@ -11,6 +11,7 @@ use crate::replication::OwnedGame;
 use crate::rpc;
 use minotaur_core::host::{EndReason, HostEvent};
 use minotaur_core::{EngineError, Game, StateSink};
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -48,13 +49,19 @@ pub(crate) async fn host_unchecked(
         epoch,
         version: game.version,
     };
-    shared.owned.lock().insert(
-        id,
-        OwnedGame {
-            epoch,
-            backup: None,
-        },
-    );
+    // A session of this game already runs (or starts) here: leave it and
+    // its entry alone. Overwriting the entry, then removing it when the
+    // second start fails, left the running session unowned: never copied
+    // again, its writes refused, and lost with this node.
+    match shared.owned.lock().entry(id) {
+        Entry::Occupied(_) => return Err(EngineError::AlreadyRunning(id)),
+        Entry::Vacant(slot) => {
+            slot.insert(OwnedGame {
+                epoch,
+                backup: None,
+            });
+        }
+    }
     // A new game is refused if it cannot be copied; a game that already
     // lived (moved or failed over) must start here regardless, or be lost.
     let started = match shared.sink.save(&game).await {
