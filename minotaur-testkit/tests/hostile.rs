@@ -562,6 +562,46 @@ async fn copies_from_a_peer_that_is_not_a_live_member_are_refused() {
     cluster.shutdown().await;
 }
 
+/// A start request for a game that already runs on the node (a stale
+/// failover, a duplicate) is refused and leaves the running session as it
+/// was: still owned, still taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_a_game_already_running_here_leaves_it_running() {
+    let (cluster, game) = two_nodes().await;
+    let owner = cluster.where_is(game.id).expect("hosted");
+    let (intruder, router, silent) = inside(&cluster, &owner).await;
+    let current = cluster
+        .engine(&owner)
+        .expect("engine")
+        .get_game(game.id)
+        .await
+        .expect("game");
+    let start = protocol::seal(Request::Start {
+        snapshot: codec::encode(&current).expect("encode"),
+        epoch: 99,
+    })
+    .expect("encode");
+    match request(&router, start).await {
+        CallResult::Success(bytes) => match protocol::open::<Response>(&bytes) {
+            Ok(Response::Started(Err(EngineError::AlreadyRunning(id)))) => assert_eq!(id, game.id),
+            other => panic!("a second start: {other:?}"),
+        },
+        other => panic!("no answer: {other:?}"),
+    }
+    let ended = cluster
+        .engine("n1")
+        .expect("engine")
+        .end_round(game.id)
+        .await
+        .expect("the running session still takes writes");
+    assert_eq!(ended.round, current.round + 1);
+    assert_eq!(cluster.node(&owner).expect("node").unreplicated(), 0);
+    still_serving(&cluster, &game).await;
+    silent.stop(None);
+    intruder.stop();
+    cluster.shutdown().await;
+}
+
 /// Valid wire values whose encodings the fuzzers below corrupt.
 fn samples(game: GameId) -> Vec<Vec<u8>> {
     let member = MemberId::new("n9", 9);
