@@ -245,21 +245,10 @@ impl Directory for ClusterDirectory {
         if owner == shared.this {
             return supervisor::host_game(shared, game, 1).await.map(|_| ());
         }
-        let request = Request::Start {
-            snapshot: codec::encode(&game)?,
-            epoch: 1,
-        };
-        match rpc::request(&shared.members, &owner, request, shared.config.call_timeout).await {
-            Ok(Response::Started(Ok(reg))) => {
-                supervisor::apply_registration(shared, reg);
-                Ok(())
-            }
-            Ok(Response::Started(Err(e))) => Err(e),
-            Ok(other) => Err(EngineError::Protocol(format!(
-                "unexpected answer {other:?}"
-            ))),
-            Err(e) => Err(EngineError::Unavailable(e.to_string())),
-        }
+        let snapshot = codec::encode(&game)?;
+        supervisor::start_remote(shared, &owner, snapshot, 1)
+            .await
+            .map(|_| ())
     }
 
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {

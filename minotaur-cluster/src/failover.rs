@@ -165,7 +165,7 @@ async fn host_batch(shared: &Arc<Shared>, mut batch: Vec<Restart>) -> usize {
     for reg in &started {
         supervisor::apply_registration(shared, reg.clone());
     }
-    announce_batch(shared, &started).await;
+    supervisor::announce(shared, &started).await;
     started.len()
 }
 
@@ -215,34 +215,6 @@ async fn copy_to_backups(shared: &Arc<Shared>, batch: &mut [Restart]) -> HashSet
     copied
 }
 
-/// Tells every live peer about `regs` and waits for their answers, one
-/// request per peer (one per registration to a peer that does not know
-/// the batch request).
-async fn announce_batch(shared: &Arc<Shared>, regs: &[Registration]) {
-    if regs.is_empty() {
-        return;
-    }
-    let peers: Vec<MemberId> = shared
-        .members
-        .live()
-        .into_iter()
-        .filter(|m| m != &shared.this)
-        .collect();
-    let timeout = shared.config.call_timeout;
-    futures::future::join_all(peers.iter().map(|peer| async move {
-        let request = Request::RegisterMany(regs.to_vec());
-        if let Ok(Response::Refused(_)) =
-            rpc::request(&shared.members, peer, request, timeout).await
-        {
-            for reg in regs {
-                let one = Request::Register(reg.clone());
-                let _ = rpc::request(&shared.members, peer, one, timeout).await;
-            }
-        }
-    }))
-    .await;
-}
-
 /// Starts a session on a member that is not leaving. Returns whether it
 /// started.
 async fn start_elsewhere(shared: &Arc<Shared>, r: Restart) -> bool {
@@ -255,28 +227,9 @@ async fn start_elsewhere(shared: &Arc<Shared>, r: Restart) -> bool {
         Err(EngineError::Unavailable("every member is leaving".into()))
     } else {
         let target = shared.config.placement.place(id, &targets, &shared.this);
-        let request = Request::Start {
-            snapshot: r.snapshot,
-            epoch: r.epoch,
-        };
-        match rpc::request(
-            &shared.members,
-            &target,
-            request,
-            shared.config.call_timeout,
-        )
-        .await
-        {
-            Ok(Response::Started(Ok(reg))) => {
-                supervisor::apply_registration(shared, reg);
-                Ok(())
-            }
-            Ok(Response::Started(Err(e))) => Err(e),
-            Ok(other) => Err(EngineError::Protocol(format!(
-                "unexpected answer {other:?}"
-            ))),
-            Err(e) => Err(EngineError::Unavailable(e.to_string())),
-        }
+        supervisor::start_remote(shared, &target, r.snapshot, r.epoch)
+            .await
+            .map(|_| ())
     };
     match result {
         Ok(()) => true,

@@ -5,7 +5,7 @@
 use crate::handoff;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::node::Shared;
-use crate::protocol::Notice;
+use crate::protocol::{Notice, Request, Response};
 use crate::registry::{Applied, Registration};
 use crate::replication::OwnedGame;
 use crate::rpc;
@@ -77,14 +77,15 @@ pub(crate) async fn host_unchecked(
         return Err(e);
     }
     apply_registration(shared, reg.clone());
-    announce(shared, &reg).await;
+    announce(shared, std::slice::from_ref(&reg)).await;
     Ok(reg)
 }
 
-/// Tells every live peer about `reg` and waits for their acknowledgements
-/// (bounded by the call timeout; a peer that does not answer catches up
-/// through the sync that follows its reconnection).
-async fn announce(shared: &Arc<Shared>, reg: &Registration) {
+/// Tells every live peer about `regs` and waits for their acknowledgements,
+/// one request per peer (bounded by the call timeout; a peer that does not
+/// answer catches up through the sync that follows its reconnection). A
+/// peer of an older release that refuses the batch gets them one by one.
+pub(crate) async fn announce(shared: &Arc<Shared>, regs: &[Registration]) {
     let peers: Vec<_> = shared
         .members
         .live()
@@ -92,15 +93,49 @@ async fn announce(shared: &Arc<Shared>, reg: &Registration) {
         .filter(|m| m != &shared.this)
         .collect();
     let timeout = shared.config.call_timeout;
-    futures::future::join_all(peers.iter().map(|peer| {
-        rpc::request(
-            &shared.members,
-            peer,
-            crate::protocol::Request::Register(reg.clone()),
-            timeout,
-        )
+    let one_by_one = |peer| async move {
+        for reg in regs {
+            let request = Request::Register(reg.clone());
+            let _ = rpc::request(&shared.members, peer, request, timeout).await;
+        }
+    };
+    futures::future::join_all(peers.iter().map(|peer| async move {
+        match regs {
+            [] => {}
+            [_] => one_by_one(peer).await,
+            _ => {
+                let request = Request::RegisterMany(regs.to_vec());
+                if let Ok(Response::Refused(_)) =
+                    rpc::request(&shared.members, peer, request, timeout).await
+                {
+                    one_by_one(peer).await;
+                }
+            }
+        }
     }))
     .await;
+}
+
+/// Asks `target` to run a game from `snapshot` under `epoch`, and records
+/// its registration here.
+pub(crate) async fn start_remote(
+    shared: &Arc<Shared>,
+    target: &MemberId,
+    snapshot: Vec<u8>,
+    epoch: u64,
+) -> Result<Registration, EngineError> {
+    let request = Request::Start { snapshot, epoch };
+    match rpc::request(&shared.members, target, request, shared.config.call_timeout).await {
+        Ok(Response::Started(Ok(reg))) => {
+            apply_registration(shared, reg.clone());
+            Ok(reg)
+        }
+        Ok(Response::Started(Err(e))) => Err(e),
+        Ok(other) => Err(EngineError::Protocol(format!(
+            "unexpected answer {other:?}"
+        ))),
+        Err(e) => Err(EngineError::Unavailable(e.to_string())),
+    }
 }
 
 /// Applies a registration to this node's registry and acts on a conflict
