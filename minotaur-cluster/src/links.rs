@@ -4,7 +4,7 @@
 //! handshake.
 
 use crate::config::{NodeConfig, Transport};
-use crate::membership::{DownReason, MemberId, MemberStatus};
+use crate::membership::{DownReason, MemberId, MemberStatus, Uplink};
 use crate::node::{lock, NodeError, Shared};
 use crate::protocol::{self, Hello, Notice, Request, Response, RouterMsg};
 use crate::router::router_name_of;
@@ -261,11 +261,56 @@ pub(crate) async fn run_link_events(shared: Arc<Shared>, mut events: UnboundedRe
                 shared.tasks.spawn(handshake(shared.clone(), info));
             }
             LinkEvent::Closed(info) => {
-                if let Some(member) = shared.members.by_session(&info.actor.get_id()) {
-                    member_down(&shared, &member, DownReason::LinkClosed);
+                if shared.members.by_session(&info.actor.get_id()).is_some() {
+                    shared.tasks.spawn(link_closed(shared.clone(), info));
                 }
             }
         }
+    }
+}
+
+/// How long a closed link's peer may take to show another authenticated
+/// link before it counts as down.
+const DUPLICATE_GRACE: Duration = Duration::from_millis(100);
+
+/// The member's link closed: it is down, unless it has another link to us.
+/// When both ends dial at once (as after a partition heals), ractor_cluster
+/// keeps one link and closes the other once both have authenticated, and
+/// this end may see the close just before it sees the kept link
+/// authenticated. Counting the peer down would fail its sessions over while
+/// it still runs them. Should the kept link never complete its handshake,
+/// the failure detector sees the peer silent.
+async fn link_closed(shared: Arc<Shared>, info: NodeServerSessionInformation) {
+    let closed = info.actor.get_id();
+    let started = Instant::now();
+    loop {
+        if has_another_link(&shared, &info).await {
+            tracing::info!(peer = ?info.peer_name.as_ref().map(|p| &p.name),
+                "a duplicate link closed; the other one takes over");
+            return;
+        }
+        if started.elapsed() >= DUPLICATE_GRACE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Still its link: no handshake on another link replaced it meanwhile.
+    if let Some(member) = shared.members.by_session(&closed) {
+        member_down(&shared, &member, DownReason::LinkClosed);
+    }
+}
+
+/// Whether the peer of the closed link has another authenticated link.
+async fn has_another_link(shared: &Shared, closed: &NodeServerSessionInformation) -> bool {
+    let Some(peer) = closed.peer_name.as_ref() else {
+        return false;
+    };
+    match ractor::call_t!(shared.server, NodeServerMessage::GetSessions, 1000) {
+        Ok(sessions) => sessions.values().any(|s| {
+            s.actor.get_id() != closed.actor.get_id()
+                && s.peer_name.as_ref().is_some_and(|p| p.name == peer.name)
+        }),
+        Err(_) => false,
     }
 }
 
@@ -332,7 +377,7 @@ async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
         return;
     }
     let member = theirs.from.clone();
-    let (newly_up, replaced) = shared.members.up_via(
+    let (uplink, replaced) = shared.members.up_via(
         member.clone(),
         theirs.addr.clone(),
         theirs.leaving,
@@ -344,9 +389,18 @@ async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
             .tasks
             .spawn(supervisor::on_member_down(shared.clone(), old));
     }
-    if newly_up {
-        tracing::info!(peer = %member, "member up");
-        supervisor::on_member_up(&shared, &member).await;
+    match uplink {
+        Uplink::NewlyUp => {
+            tracing::info!(peer = %member, "member up");
+            supervisor::on_member_up(&shared, &member).await;
+        }
+        // Registrations and copies sent over the old link may be lost:
+        // send them again as to a member just up.
+        Uplink::Relinked => {
+            tracing::info!(peer = %member, "member reached over a new link");
+            supervisor::on_member_up(&shared, &member).await;
+        }
+        Uplink::Unchanged => {}
     }
     for (other, addr) in theirs.members {
         let known = matches!(

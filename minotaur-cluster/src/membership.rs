@@ -106,6 +106,18 @@ pub struct Member {
 }
 
 /// The members this node knows, itself included. Cheap to clone.
+/// What a completed handshake changed for its member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Uplink {
+    /// It was unknown, down, or in another state (up, leaving) before.
+    NewlyUp,
+    /// It was live over another link, which closed or is closing (both ends
+    /// dialled at once): what was sent over that link may be lost.
+    Relinked,
+    /// Nothing: the same link again.
+    Unchanged,
+}
+
 #[derive(Clone)]
 pub struct Membership {
     this: MemberId,
@@ -202,8 +214,8 @@ impl Membership {
             .collect()
     }
 
-    /// Records a member reached over a live link. Returns the older
-    /// incarnations of the same name it replaces, if any.
+    /// Records a member reached over a live link. Returns what changed for
+    /// it, and the older incarnations of the same name it replaces, if any.
     pub(crate) fn up_via(
         &self,
         id: MemberId,
@@ -211,7 +223,7 @@ impl Membership {
         leaving: bool,
         router: ActorRef<RouterMsg>,
         session: ActorRef<NodeSessionMessage>,
-    ) -> (bool, Vec<MemberId>) {
+    ) -> (Uplink, Vec<MemberId>) {
         let status = if leaving {
             MemberStatus::Leaving
         } else {
@@ -229,7 +241,12 @@ impl Membership {
                 m.router = None;
             }
         }
-        let was = members.get(&id).map(|m| m.status);
+        let (was, old_session) = match members.get(&id) {
+            Some(m) => (Some(m.status), m.session.as_ref().map(|s| s.get_id())),
+            None => (None, None),
+        };
+        let relinked = was.is_some_and(|s| s != MemberStatus::Down)
+            && old_session.is_some_and(|s| s != session.get_id());
         members.insert(
             id.clone(),
             Member {
@@ -252,7 +269,14 @@ impl Membership {
                 _ => ClusterEvent::MemberUp(id),
             });
         }
-        (newly_up, replaced)
+        let change = if newly_up {
+            Uplink::NewlyUp
+        } else if relinked {
+            Uplink::Relinked
+        } else {
+            Uplink::Unchanged
+        };
+        (change, replaced)
     }
 
     /// Notes that `id` was heard from.

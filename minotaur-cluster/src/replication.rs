@@ -118,6 +118,19 @@ impl Owned {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GameId, OwnedGame>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Forgets that `member` holds our copies. A member that counted us
+    /// down has failed our games over and dropped their copies; if we kept
+    /// it as their backup, the sweep would see nothing to re-place when it
+    /// is back (it is their best backup again) and our next crash would
+    /// lose every game that took no write in between.
+    pub fn forget_backup(&self, member: &MemberId) {
+        for owned in self.lock().values_mut() {
+            if owned.backup.as_ref() == Some(member) {
+                owned.backup = None;
+            }
+        }
+    }
 }
 
 /// The [`StateSink`] of a node's sessions: records the version in the
@@ -171,8 +184,14 @@ impl ReplicationSink {
             }
         }
         match last_error {
-            // No other member is up: there is nowhere to copy to.
-            None => Ok(()),
+            // No other member is up: there is nowhere to copy to, and the
+            // previous backup (down in our view) may have dropped its copy.
+            None => {
+                if let Some(o) = self.owned.lock().get_mut(&game.id) {
+                    o.backup = None;
+                }
+                Ok(())
+            }
             Some(why) => Err(EngineError::Unavailable(format!(
                 "state of game {} not replicated: {why}",
                 game.id

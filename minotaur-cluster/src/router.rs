@@ -94,12 +94,15 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
         }
         Notice::Sync { from, entries } => {
             shared.members.heard(&from);
-            lock(&shared.synced).insert(from);
+            lock(&shared.synced).insert(from.clone());
             for reg in entries {
                 supervisor::apply_registration(shared, reg);
             }
             // The sender counts us live from now on, so it accepts the
             // backup copies it may have refused while its handshake ran.
+            // If it had counted us down it has dropped the copies it held
+            // (even where we never saw it go down): copy them again.
+            shared.owned.forget_backup(&from);
             shared.tasks.spawn(crate::handoff::sweep(shared.clone()));
         }
         Notice::Leaving { from } => {

@@ -221,6 +221,7 @@ pub(crate) async fn on_member_up(shared: &Arc<Shared>, member: &MemberId) {
 /// A member went down: restart its sessions whose backup is here, re-place
 /// backups it held, and forget registrations nobody reclaims.
 pub(crate) async fn on_member_down(shared: Arc<Shared>, member: MemberId) {
+    shared.owned.forget_backup(&member);
     crate::failover::fail_over(&shared, &member).await;
     handoff::sweep(shared.clone()).await;
     let grace = shared.config.failure_timeout * 3;

@@ -121,6 +121,90 @@ async fn split_brain_conflict_keeps_the_higher_version_everywhere(
     Ok(())
 }
 
+/// After a split, one side's copy wins the conflict, then its node crashes:
+/// the game comes back from a backup copy of the winner. The other member
+/// failed the game over during the split and dropped the winner's copy;
+/// the winner must copy the game to it again although it is once more the
+/// game's preferred backup. (Two nodes, so that the backup that comes back
+/// is the old one whatever the order links reconnect in.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_winner_crashing_later_loses_nothing() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder()
+        .nodes(2)
+        .in_memory()
+        .configure(|_, cfg| fast(cfg))
+        .start()
+        .await?;
+    let game = cluster.engine("n1")?.create_game("WINR", users()).await?;
+    let owner = cluster.where_is(game.id).expect("hosted");
+    let other = if owner == "n1" { "n2" } else { "n1" }.to_string();
+    cluster.partition(&[&owner], &[&other])?;
+    cluster
+        .eventually(
+            "the game restarted on the other side",
+            Duration::from_secs(5),
+            || {
+                let hosts = cluster.where_is_all(game.id);
+                let other = other.clone();
+                async move {
+                    if hosts.contains(&other) {
+                        Ok(())
+                    } else {
+                        Err(format!("hosted on {hosts:?}"))
+                    }
+                }
+            },
+        )
+        .await?;
+    // The owner's copy takes more writes, so it wins once healed.
+    let engine = cluster.engine(&owner)?;
+    for _ in 0..3 {
+        engine.end_round(game.id).await?;
+    }
+    let winner = engine.get_game(game.id).await?;
+    cluster.heal()?;
+    cluster.await_full_membership().await?;
+    let owner_node = cluster.node(&owner)?;
+    cluster
+        .eventually(
+            "the winner hosting the game alone, copied to a backup",
+            Duration::from_secs(5),
+            || {
+                let hosts = cluster.where_is_all(game.id);
+                let unreplicated = owner_node.unreplicated();
+                let held = cluster.node(&other).ok().map(|n| n.replicas_held());
+                let owner = owner.clone();
+                async move {
+                    if hosts == vec![owner] && unreplicated == 0 && held == Some(1) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "hosts {hosts:?}, unreplicated {unreplicated}, copies held by the other {held:?}"
+                        ))
+                    }
+                }
+            },
+        )
+        .await?;
+
+    cluster.kill_node(&owner).await?;
+    let survivor = cluster.engine(&other)?;
+    let back = cluster
+        .eventually(
+            "the game restarted from the winner's copy",
+            Duration::from_secs(5),
+            || {
+                let survivor = survivor.clone();
+                async move { survivor.get_game(game.id).await.map_err(|e| e.to_string()) }
+            },
+        )
+        .await?;
+    assert_eq!(back.version, winner.version);
+    assert_eq!(back.round, winner.round);
+    cluster.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_stall_is_detected_and_sessions_rehosted() -> Result<(), Box<dyn std::error::Error>>
 {
