@@ -179,10 +179,17 @@ fn lose(shared: &Arc<Shared>, id: minotaur_core::GameId, winner: Registration) {
     rpc::broadcast(&shared.members, &Notice::Registered(winner.clone()));
     // From now on the session's writes are refused (see ReplicationSink).
     shared.owned.lock().remove(&id);
+    // The session running now, not whichever runs when the task does: a
+    // failover may start the game here again meanwhile, and stopping that
+    // one would leave it owned with no session (never copied again, its
+    // later failovers skipped as "already running here").
+    let Some(session) = shared.local.sessions().session(id) else {
+        return;
+    };
     let owner = shared.clone();
     let task = async move {
         let shared = owner;
-        if let Ok(Some(state)) = shared.local.release(id).await {
+        if let Ok(Some(state)) = shared.local.release_session(id, &session).await {
             tracing::warn!(game = %id, winner = %winner.owner, ours = state.version, theirs = winner.version,
                 "registry conflict lost; stopping our copy");
             shared.members.emit(ClusterEvent::ConflictResolved {

@@ -72,6 +72,16 @@ impl LocalDirectory {
         let Some(session) = self.sessions.session(id) else {
             return Ok(None);
         };
+        self.release_session(id, &session).await
+    }
+
+    /// Like [`release`](Self::release), for one given session of game `id`:
+    /// a session started for the same game after it is left running.
+    pub async fn release_session(
+        &self,
+        id: GameId,
+        session: &ActorRef<SessionMsg>,
+    ) -> Result<Option<Game>, EngineError> {
         match session
             .call(SessionMsg::Release, Some(self.call_timeout))
             .await
