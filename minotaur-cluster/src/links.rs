@@ -389,18 +389,11 @@ async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
             .tasks
             .spawn(supervisor::on_member_down(shared.clone(), old));
     }
-    match uplink {
-        Uplink::NewlyUp => {
-            tracing::info!(peer = %member, "member up");
-            supervisor::on_member_up(&shared, &member).await;
-        }
-        // Registrations and copies sent over the old link may be lost:
-        // send them again as to a member just up.
-        Uplink::Relinked => {
-            tracing::info!(peer = %member, "member reached over a new link");
-            supervisor::on_member_up(&shared, &member).await;
-        }
-        Uplink::Unchanged => {}
+    // Over a new link, what was sent over the old one may be lost: send it
+    // again as to a member just up.
+    if uplink != Uplink::Unchanged {
+        tracing::info!(peer = %member, ?uplink, "member up");
+        supervisor::on_member_up(&shared, &member).await;
     }
     for (other, addr) in theirs.members {
         let known = matches!(

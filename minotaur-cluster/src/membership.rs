@@ -105,7 +105,6 @@ pub struct Member {
     pub(crate) session: Option<ActorRef<NodeSessionMessage>>,
 }
 
-/// The members this node knows, itself included. Cheap to clone.
 /// What a completed handshake changed for its member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Uplink {
@@ -118,6 +117,7 @@ pub(crate) enum Uplink {
     Unchanged,
 }
 
+/// The members this node knows, itself included. Cheap to clone.
 #[derive(Clone)]
 pub struct Membership {
     this: MemberId,
