@@ -20,6 +20,7 @@
 //! process groups, so several nodes can share one process.
 
 pub mod config;
+pub mod control;
 mod directory;
 mod failover;
 mod handoff;

@@ -13,11 +13,16 @@ use crate::membership::MemberId;
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long a join-code claim holds without its registration arriving.
 const CLAIM_TTL: Duration = Duration::from_secs(10);
+
+/// Time on a node's clock: how long since some fixed moment. The control
+/// state machine is given the time with every input, so it never reads a
+/// clock itself and a simulation can run it on simulated time.
+pub type Time = Duration;
 
 /// Where one game lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,12 +61,14 @@ pub enum Applied {
     Rejected(Registration),
 }
 
-#[derive(Default)]
-struct Tables {
+/// A registry as plain data: no lock, no clock. The control state machine
+/// owns one; [`Registry`] wraps one for callers that share it.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
     games: HashMap<GameId, Registration>,
     codes: HashMap<JoinCode, GameId>,
     users: HashMap<UserId, HashSet<GameId>>,
-    claims: HashMap<JoinCode, (GameId, Instant)>,
+    claims: HashMap<JoinCode, (GameId, Time)>,
     /// Games per owner, kept with `games` so counting is not a full scan
     /// (placement asks for it on every create).
     owners: HashMap<MemberId, usize>,
@@ -71,7 +78,7 @@ struct Tables {
     by_code: HashMap<JoinCode, BTreeSet<GameId>>,
 }
 
-impl Tables {
+impl Table {
     /// Inserts `reg` into `games`, keeping `owners` in step.
     fn put(&mut self, reg: Registration) {
         *self.owners.entry(reg.owner.clone()).or_insert(0) += 1;
@@ -143,48 +150,169 @@ impl Tables {
     }
 }
 
-/// This node's copy of the registry. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Registry {
-    tables: Arc<RwLock<Tables>>,
-}
-
-impl Registry {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
-        self.tables.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
-        self.tables.write().unwrap_or_else(|e| e.into_inner())
-    }
-
+impl Table {
     /// Where game `id` lives.
-    pub fn lookup(&self, id: GameId) -> Option<Registration> {
-        self.read().games.get(&id).cloned()
+    pub fn lookup(&self, id: GameId) -> Option<&Registration> {
+        self.games.get(&id)
     }
 
     /// The game registered under `code`.
     pub fn by_join_code(&self, code: &JoinCode) -> Option<GameId> {
-        self.read().codes.get(code).copied()
+        self.codes.get(code).copied()
     }
 
     /// Games `user` plays in.
     pub fn of_user(&self, user: &UserId) -> Vec<GameId> {
-        self.read()
-            .users
+        self.users
             .get(user)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
 
     /// Every registration.
-    pub fn all(&self) -> Vec<Registration> {
-        self.read().games.values().cloned().collect()
+    pub fn iter(&self) -> impl Iterator<Item = &Registration> {
+        self.games.values()
     }
 
     /// Number of registered games.
     pub fn len(&self) -> usize {
-        self.read().games.len()
+        self.games.len()
+    }
+
+    /// Whether no game is registered.
+    pub fn is_empty(&self) -> bool {
+        self.games.is_empty()
+    }
+
+    /// Number of games per owner.
+    pub fn count_by_owner(&self) -> &HashMap<MemberId, usize> {
+        &self.owners
+    }
+
+    /// Applies a registration, resolving a conflict deterministically.
+    pub fn apply(&mut self, reg: Registration) -> Applied {
+        match self.games.get(&reg.id) {
+            Some(old) if old.owner == reg.owner && old.epoch == reg.epoch => {
+                if reg.version > old.version {
+                    self.put(reg);
+                }
+                Applied::Stored
+            }
+            Some(old) if !reg.outranks(old) => Applied::Rejected(old.clone()),
+            Some(old) => {
+                let old = old.clone();
+                self.unindex(&old);
+                self.index(&reg);
+                self.put(reg);
+                Applied::Replaced(old)
+            }
+            None => {
+                self.index(&reg);
+                self.put(reg);
+                Applied::Stored
+            }
+        }
+    }
+
+    /// Records the latest version of a game `owner` owns.
+    pub fn bump_version(&mut self, id: GameId, owner: &MemberId, version: u64) {
+        if let Some(reg) = self.games.get_mut(&id) {
+            if &reg.owner == owner && version > reg.version {
+                reg.version = version;
+            }
+        }
+    }
+
+    /// Removes game `id` if `owner` still owns it.
+    pub fn remove(&mut self, id: GameId, owner: &MemberId) -> bool {
+        match self.games.get(&id) {
+            Some(reg) if &reg.owner == owner => {
+                if let Some(reg) = self.take(id) {
+                    self.unindex(&reg);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes every game `owner` still owns; returns their ids.
+    pub fn purge_owner(&mut self, owner: &MemberId) -> Vec<GameId> {
+        if !self.owners.contains_key(owner) {
+            return Vec::new();
+        }
+        let mut ids: Vec<GameId> = self
+            .games
+            .values()
+            .filter(|r| &r.owner == owner)
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        for id in &ids {
+            self.remove(*id, owner);
+        }
+        ids
+    }
+
+    /// Reserves `code` for game `id` until its registration arrives.
+    pub fn claim(&mut self, code: &JoinCode, id: GameId, now: Time) -> bool {
+        if self.codes.get(code).is_some_and(|other| *other != id) {
+            return false;
+        }
+        match self.claims.get(code) {
+            Some((other, at)) if *other != id && now.saturating_sub(*at) < CLAIM_TTL => false,
+            _ => {
+                self.claims.insert(code.clone(), (id, now));
+                true
+            }
+        }
+    }
+}
+
+/// Now on the clock [`Registry`] gives its table: time since first use.
+fn process_time() -> Time {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// This node's copy of the registry. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tables: Arc<RwLock<Table>>,
+}
+
+impl Registry {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.tables.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where game `id` lives.
+    pub fn lookup(&self, id: GameId) -> Option<Registration> {
+        self.read().lookup(id).cloned()
+    }
+
+    /// The game registered under `code`.
+    pub fn by_join_code(&self, code: &JoinCode) -> Option<GameId> {
+        self.read().by_join_code(code)
+    }
+
+    /// Games `user` plays in.
+    pub fn of_user(&self, user: &UserId) -> Vec<GameId> {
+        self.read().of_user(user)
+    }
+
+    /// Every registration.
+    pub fn all(&self) -> Vec<Registration> {
+        self.read().iter().cloned().collect()
+    }
+
+    /// Number of registered games.
+    pub fn len(&self) -> usize {
+        self.read().len()
     }
 
     /// Whether no game is registered.
@@ -194,14 +322,13 @@ impl Registry {
 
     /// Number of games per owner.
     pub fn count_by_owner(&self) -> HashMap<MemberId, usize> {
-        self.read().owners.clone()
+        self.read().count_by_owner().clone()
     }
 
     /// Registrations owned by `owner`.
     pub fn owned_by(&self, owner: &MemberId) -> Vec<Registration> {
         self.read()
-            .games
-            .values()
+            .iter()
             .filter(|r| &r.owner == owner)
             .cloned()
             .collect()
@@ -209,76 +336,27 @@ impl Registry {
 
     /// Applies a registration, resolving a conflict deterministically.
     pub fn apply(&self, reg: Registration) -> Applied {
-        let mut t = self.write();
-        let existing = t.games.get(&reg.id).cloned();
-        match existing {
-            Some(old) if old.owner == reg.owner && old.epoch == reg.epoch => {
-                if reg.version > old.version {
-                    t.put(reg);
-                }
-                Applied::Stored
-            }
-            Some(old) if !reg.outranks(&old) => Applied::Rejected(old),
-            Some(old) => {
-                t.unindex(&old);
-                t.index(&reg);
-                t.put(reg);
-                Applied::Replaced(old)
-            }
-            None => {
-                t.index(&reg);
-                t.put(reg);
-                Applied::Stored
-            }
-        }
+        self.write().apply(reg)
     }
 
     /// Records the latest version of a game this node owns.
     pub(crate) fn bump_version(&self, id: GameId, owner: &MemberId, version: u64) {
-        if let Some(reg) = self.write().games.get_mut(&id) {
-            if &reg.owner == owner && version > reg.version {
-                reg.version = version;
-            }
-        }
+        self.write().bump_version(id, owner, version)
     }
 
     /// Removes game `id` if `owner` still owns it.
     pub fn remove(&self, id: GameId, owner: &MemberId) -> bool {
-        let mut t = self.write();
-        match t.games.get(&id) {
-            Some(reg) if &reg.owner == owner => {
-                if let Some(reg) = t.take(id) {
-                    t.unindex(&reg);
-                }
-                true
-            }
-            _ => false,
-        }
+        self.write().remove(id, owner)
     }
 
     /// Removes every game `owner` still owns; returns their ids.
     pub fn purge_owner(&self, owner: &MemberId) -> Vec<GameId> {
-        let ids: Vec<GameId> = self.owned_by(owner).into_iter().map(|r| r.id).collect();
-        for id in &ids {
-            self.remove(*id, owner);
-        }
-        ids
+        self.write().purge_owner(owner)
     }
 
     /// Reserves `code` for game `id` until its registration arrives.
     pub fn claim(&self, code: &JoinCode, id: GameId) -> bool {
-        let mut t = self.write();
-        if t.codes.get(code).is_some_and(|other| *other != id) {
-            return false;
-        }
-        let now = Instant::now();
-        match t.claims.get(code) {
-            Some((other, at)) if *other != id && now.duration_since(*at) < CLAIM_TTL => false,
-            _ => {
-                t.claims.insert(code.clone(), (id, now));
-                true
-            }
-        }
+        self.write().claim(code, id, process_time())
     }
 }
 

@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod link;
 pub mod logs;
 pub mod network;
+pub mod sim;
 pub mod wait;
 
 pub use cluster::{ClusterError, LinkKind, TestCluster};

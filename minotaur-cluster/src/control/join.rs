@@ -1,0 +1,303 @@
+//! Membership: links becoming members, the failure detector, member-list
+//! gossip and reconnects, and what a member coming or going sets off.
+
+use super::wire::{Hello, Msg};
+use super::{Control, Effect, Event, LinkId, Member};
+use crate::membership::{DownReason, MemberId, MemberStatus};
+use crate::registry::Registration;
+
+impl Control {
+    fn hello(&self) -> Hello {
+        Hello {
+            from: self.this().clone(),
+            addr: self.addr.clone(),
+            min_protocol: self.config.min_protocol,
+            max_protocol: self.config.max_protocol,
+            leaving: self.leaving,
+        }
+    }
+
+    pub(super) fn on_link_up(&mut self, link: LinkId) {
+        self.links.insert(link, None);
+        let hello = self.hello();
+        self.effect(Effect::Send {
+            link,
+            msg: Msg::Hello(hello),
+        });
+    }
+
+    pub(super) fn on_link_down(&mut self, link: LinkId) {
+        self.links.remove(&link);
+        let Some(member) = self.members.by_link(link).cloned() else {
+            return;
+        };
+        // Another link of the same peer (both ends dialled at once) takes
+        // over; otherwise wait a moment for one before counting it down.
+        let other = self
+            .links
+            .iter()
+            .find(|(_, m)| m.as_ref() == Some(&member))
+            .map(|(l, _)| *l);
+        let now = self.now;
+        if let Some(m) = self.members.get_mut(&member) {
+            m.link = other;
+            m.unlinked_since = other.is_none().then_some(now);
+        }
+        if other.is_some() {
+            self.relinked(&member);
+        }
+    }
+
+    pub(super) fn expire_unlinked(&mut self) {
+        let deadline = self.now.saturating_sub(self.config.relink_grace);
+        let due: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.status != MemberStatus::Down && m.unlinked_since.is_some_and(|t| t <= deadline)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for member in due {
+            self.member_down(&member, DownReason::LinkClosed);
+        }
+    }
+
+    pub(super) fn on_hello(&mut self, link: LinkId, hello: Hello) {
+        if !self.links.contains_key(&link) || hello.from == *self.this() {
+            return;
+        }
+        let compatible = hello.min_protocol <= self.config.max_protocol
+            && hello.max_protocol >= self.config.min_protocol;
+        if !compatible {
+            self.links.remove(&link);
+            self.effect(Effect::CloseLink { link });
+            return;
+        }
+        let id = hello.from.clone();
+        self.links.insert(link, Some(id.clone()));
+        for old in self.members.other_incarnations(&id) {
+            self.member_down(&old, DownReason::Replaced);
+        }
+        let status = if hello.leaving {
+            MemberStatus::Leaving
+        } else {
+            MemberStatus::Up
+        };
+        let before = self.members.get(&id).cloned();
+        let was = before.as_ref().map(|m| m.status);
+        let previous_link = before.as_ref().and_then(|m| m.link);
+        self.members.insert(
+            id.clone(),
+            Member {
+                addr: hello.addr,
+                status,
+                heard: self.now,
+                link: Some(link),
+                unlinked_since: None,
+                synced: before.as_ref().is_some_and(|m| m.synced) && was != Some(MemberStatus::Down),
+            },
+        );
+        if was != Some(status) {
+            self.event(match status {
+                MemberStatus::Leaving => Event::MemberLeaving(id.clone()),
+                _ => Event::MemberUp(id.clone()),
+            });
+        }
+        if was.is_none_or(|s| s == MemberStatus::Down) {
+            self.member_up(&id);
+        } else if previous_link != Some(link) {
+            self.relinked(&id);
+        }
+    }
+
+    /// A member is newly live: tell it what we own and whom we know, and
+    /// re-place copies (it may be a better backup than the current ones).
+    fn member_up(&mut self, member: &MemberId) {
+        self.send_sync(member);
+        let list = self.member_list();
+        self.send(member, Msg::Members(list));
+        self.sweep();
+        if self.config.redistribution == crate::Redistribution::Active {
+            self.rebalance();
+        }
+    }
+
+    /// A live member is reached over a new link: what went over the old one
+    /// may be lost, so it is told everything again.
+    fn relinked(&mut self, member: &MemberId) {
+        self.send_sync(member);
+        // It may have dropped our copies meanwhile.
+        self.forget_backup(member);
+        self.sweep();
+    }
+
+    fn send_sync(&mut self, member: &MemberId) {
+        let regs: Vec<Registration> = self.owned.values().map(|o| o.reg.clone()).collect();
+        self.send(member, Msg::Sync(regs));
+    }
+
+    pub(super) fn on_sync(&mut self, from: &MemberId, regs: Vec<Registration>) {
+        // Registrations of `from` that its sync no longer lists are gone
+        // (ended or moved while we did not hear it).
+        let listed: std::collections::BTreeSet<_> = regs.iter().map(|r| r.id).collect();
+        let stale: Vec<_> = self
+            .registry
+            .iter()
+            .filter(|r| &r.owner == from && !listed.contains(&r.id))
+            .map(|r| r.id)
+            .collect();
+        for id in stale {
+            self.registry.remove(id, from);
+        }
+        for reg in regs {
+            self.apply_registration(reg);
+        }
+        if let Some(m) = self.members.get_mut(from) {
+            m.synced = true;
+        }
+        // The sender counts us live now, so it takes copies it may have
+        // refused while its handshake ran; if it had counted us down it
+        // dropped the copies it held: copy them again.
+        self.forget_backup(from);
+        self.sweep();
+    }
+
+    pub(super) fn on_leaving(&mut self, from: &MemberId) {
+        if let Some(m) = self.members.get_mut(from) {
+            if m.status == MemberStatus::Up {
+                m.status = MemberStatus::Leaving;
+                self.event(Event::MemberLeaving(from.clone()));
+                self.sweep();
+            }
+        }
+    }
+
+    fn member_list(&self) -> Vec<(MemberId, String, MemberStatus)> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.status != MemberStatus::Down)
+            .map(|(id, m)| (id.clone(), m.addr.clone(), m.status))
+            .collect()
+    }
+
+    pub(super) fn on_members(&mut self, list: Vec<(MemberId, String, MemberStatus)>) {
+        if self.leaving {
+            return;
+        }
+        for (id, addr, _) in list {
+            if id == *self.this() || self.members.is_live(&id) {
+                continue;
+            }
+            // A newer incarnation of a name we count down is someone to
+            // meet; an older one we replaced is not.
+            let replaced = self.members.get(&id).is_some_and(|m| m.status == MemberStatus::Down)
+                && !self.members.other_incarnations(&id).is_empty();
+            if !replaced {
+                self.dial(&addr);
+            }
+        }
+    }
+
+    /// Opens a link to `addr` unless one was tried recently.
+    pub(super) fn dial(&mut self, addr: &str) {
+        if addr == self.addr {
+            return;
+        }
+        let pace = self
+            .config
+            .failure_timeout
+            .max(std::time::Duration::from_millis(500));
+        if self
+            .dialed
+            .get(addr)
+            .is_some_and(|at| self.now.saturating_sub(*at) < pace)
+        {
+            return;
+        }
+        self.dialed.insert(addr.to_string(), self.now);
+        self.effect(Effect::Dial {
+            addr: addr.to_string(),
+        });
+    }
+
+    pub(super) fn heartbeat(&mut self) {
+        self.broadcast(Msg::Ping);
+        let deadline = self.now.saturating_sub(self.config.failure_timeout);
+        let silent: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(id, m)| {
+                *id != self.this() && m.status != MemberStatus::Down && m.heard < deadline
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for member in silent {
+            self.member_down(&member, DownReason::Timeout);
+        }
+    }
+
+    pub(super) fn gossip(&mut self) {
+        let list = self.member_list();
+        self.broadcast(Msg::Members(list));
+    }
+
+    /// Dials members counted down whose name has no live incarnation (a
+    /// healed partition), and the seeds while alone.
+    pub(super) fn reconnect(&mut self) {
+        if self.leaving {
+            return;
+        }
+        let live_names: Vec<String> = self.members.live().map(|m| m.name.clone()).collect();
+        let mut targets: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(id, m)| m.status == MemberStatus::Down && !live_names.contains(&id.name))
+            .map(|(_, m)| m.addr.clone())
+            .collect();
+        if live_names.len() <= 1 {
+            targets.extend(self.config.seeds.iter().cloned());
+        }
+        targets.sort();
+        targets.dedup();
+        for addr in targets {
+            self.dial(&addr);
+        }
+    }
+
+    /// Counts `member` down: closes its link, fails its games over from the
+    /// copies held here, and re-places the copies it held.
+    pub(super) fn member_down(&mut self, member: &MemberId, reason: DownReason) {
+        let link = match self.members.get_mut(member) {
+            Some(m) if m.status != MemberStatus::Down => {
+                m.status = MemberStatus::Down;
+                m.unlinked_since = None;
+                m.synced = false;
+                m.link.take()
+            }
+            _ => return,
+        };
+        if let Some(link) = link {
+            self.links.remove(&link);
+            self.effect(Effect::CloseLink { link });
+        }
+        // Its other links too (a duplicate still open).
+        let others: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, m)| m.as_ref() == Some(member))
+            .map(|(l, _)| *l)
+            .collect();
+        for link in others {
+            self.links.remove(&link);
+            self.effect(Effect::CloseLink { link });
+        }
+        self.event(Event::MemberDown(member.clone(), reason));
+        self.forget_backup(member);
+        self.fail_requests_to(member);
+        self.fail_over(member);
+        self.sweep();
+        let at = self.now + self.config.failure_timeout * 3;
+        self.purges.push((at, member.clone()));
+    }
+}

@@ -1,0 +1,809 @@
+//! The control plane of one node as a single state machine: every decision
+//! about members, the registry, ownership, backup copies, moves and
+//! failovers is taken here, synchronously and without I/O.
+//!
+//! A driver feeds it [`Input`]s with the time they happened
+//! ([`Control::handle`]) and carries out the [`Effect`]s it queues (send a
+//! message over a link, dial, start or stop a session, answer a caller). It
+//! never reads a clock, spawns a task or takes a lock, so the same code runs
+//! in a node and in a deterministic simulation, where every interleaving of
+//! messages, timers and faults is one seed away from being replayed.
+//!
+//! ```
+//! use minotaur_cluster::control::{Control, ControlConfig, Effect, Input};
+//! use minotaur_cluster::MemberId;
+//! use std::time::Duration;
+//!
+//! let mut n1 = Control::new(MemberId::new("n1", 1), "addr-1".into(), ControlConfig::default(), Duration::ZERO);
+//! n1.handle(Duration::ZERO, Input::LinkUp { link: 7 });
+//! // The first thing said over a new link is who we are.
+//! assert!(matches!(n1.poll_effect(), Some(Effect::Send { link: 7, .. })));
+//! ```
+
+mod games;
+mod join;
+mod members;
+mod moves;
+mod replicas;
+mod starts;
+pub mod wire;
+
+pub use games::{CopyReason, Held, Owned, Phase, Waiter};
+pub use members::{Member, Members};
+
+use crate::config::Redistribution;
+use crate::membership::{DownReason, MemberId, MemberStatus};
+use crate::placement::{Placement, Rendezvous};
+use crate::registry::{Registration, Table, Time};
+use games::{CopyBatch, Copies};
+use minotaur_core::{EngineError, GameId};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use wire::{Corr, Msg, Snapshot};
+
+/// A link to a peer, numbered by the driver.
+pub type LinkId = u64;
+/// A local caller waiting for an answer, numbered by the driver.
+pub type CallId = u64;
+
+/// What a control is configured with (a subset of the node's config).
+#[derive(Clone)]
+pub struct ControlConfig {
+    /// How often peers are told this node is alive.
+    pub heartbeat_interval: Duration,
+    /// A peer not heard from for this long is counted down.
+    pub failure_timeout: Duration,
+    /// Deadline of every request to a peer.
+    pub call_timeout: Duration,
+    /// How long a live member may go without a link before it is counted
+    /// down: when both ends dial at once, ractor_cluster closes one of the
+    /// two links once both are up, and the other may show up a moment
+    /// after the close.
+    pub relink_grace: Duration,
+    /// Copies of each game kept on other members (0 or 1).
+    pub replication_factor: usize,
+    /// Where new sessions go.
+    pub placement: Arc<dyn Placement>,
+    /// Whether a member joining takes running sessions.
+    pub redistribution: Redistribution,
+    /// Addresses to join through.
+    pub seeds: Vec<String>,
+    /// Oldest protocol version spoken.
+    pub min_protocol: u32,
+    /// Newest protocol version spoken.
+    pub max_protocol: u32,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            heartbeat_interval: Duration::from_millis(200),
+            failure_timeout: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(5),
+            relink_grace: Duration::from_millis(100),
+            replication_factor: 1,
+            placement: Arc::new(Rendezvous),
+            redistribution: Redistribution::Passive,
+            seeds: Vec::new(),
+            min_protocol: crate::protocol::MIN_PROTOCOL_VERSION,
+            max_protocol: crate::protocol::PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// Something that happened to the node.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Time passed (the driver calls at [`Control::next_wake`] or sooner).
+    Tick,
+    /// A link to a peer is authenticated and can carry messages.
+    LinkUp {
+        /// The link.
+        link: LinkId,
+    },
+    /// A link closed.
+    LinkDown {
+        /// The link.
+        link: LinkId,
+    },
+    /// A message arrived over a link.
+    Received {
+        /// The link.
+        link: LinkId,
+        /// The message.
+        msg: Msg,
+    },
+    /// A caller asks to create a game.
+    Create {
+        /// Answered with [`Effect::Reply`].
+        call: CallId,
+        /// The new game.
+        snapshot: Snapshot,
+    },
+    /// A session applied a write and asks for it to be kept (copied to the
+    /// game's backup) before acknowledging it; answered with
+    /// [`Effect::Saved`].
+    Save(Snapshot),
+    /// A session asked for with [`Effect::StartSession`] started, or not.
+    SessionStarted {
+        /// The game.
+        id: GameId,
+        /// Why not, if it did not.
+        error: Option<String>,
+    },
+    /// A session asked for with [`Effect::ReleaseSession`] stopped and
+    /// handed its state back (`None`: it was gone already).
+    SessionReleased {
+        /// The game.
+        id: GameId,
+        /// Its last state.
+        snapshot: Option<Snapshot>,
+    },
+    /// A session ended on its own: the game concluded, or it failed for good.
+    SessionEnded {
+        /// The game.
+        id: GameId,
+    },
+    /// A failed session asks for its game's backup copy to restart from;
+    /// answered with [`Effect::Fetched`].
+    Fetch(GameId),
+    /// Leave the cluster: hand every session over, then [`Effect::Drained`].
+    Leave,
+    /// Say goodbye to every peer (after [`Effect::Drained`], before the
+    /// links close).
+    Depart,
+}
+
+/// Why a session is stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Another member's session of the game won the registry conflict.
+    ConflictLost {
+        /// The winner's registration.
+        winner: Registration,
+    },
+    /// A new game's state could not be copied to a backup.
+    NotReplicated,
+}
+
+/// Something that happened in the cluster, for subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A member joined (or came back).
+    MemberUp(MemberId),
+    /// A member started draining.
+    MemberLeaving(MemberId),
+    /// A member is gone.
+    MemberDown(MemberId, DownReason),
+    /// Sessions of a down member were restarted here from their copies.
+    FailedOver {
+        /// The member that went down.
+        from: MemberId,
+        /// Sessions restarted.
+        sessions: usize,
+    },
+    /// Two sessions of one game met; the one with the higher version won,
+    /// and this node hosted neither or the winner.
+    ConflictWon {
+        /// The game.
+        id: GameId,
+        /// The winner's owner.
+        winner: MemberId,
+        /// The loser's owner.
+        loser: MemberId,
+    },
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Send `msg` over `link`.
+    Send {
+        /// The link.
+        link: LinkId,
+        /// The message.
+        msg: Msg,
+    },
+    /// Open a link to `addr`.
+    Dial {
+        /// The address.
+        addr: String,
+    },
+    /// Close `link` (its member is counted down).
+    CloseLink {
+        /// The link.
+        link: LinkId,
+    },
+    /// Start a session from `snapshot`; report [`Input::SessionStarted`].
+    StartSession(Snapshot),
+    /// Stop game `id`'s session for good.
+    StopSession {
+        /// The game.
+        id: GameId,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Stop game `id`'s session and hand its state back with
+    /// [`Input::SessionReleased`]; it is moving.
+    ReleaseSession(GameId),
+    /// Ask game `id`'s session to save its current state again (its copy
+    /// must move to another member).
+    Resave(GameId),
+    /// The outcome of an [`Input::Save`] for game `id`.
+    Saved {
+        /// The game.
+        id: GameId,
+        /// Whether the write may be acknowledged.
+        result: Result<(), EngineError>,
+    },
+    /// The answer to [`Input::Fetch`].
+    Fetched {
+        /// The game.
+        id: GameId,
+        /// The copy, if one was found.
+        snapshot: Option<Snapshot>,
+    },
+    /// The answer to a local call.
+    Reply {
+        /// The call.
+        call: CallId,
+        /// Its outcome.
+        result: Result<Registration, EngineError>,
+    },
+    /// Every session was handed over (or there is nobody to take them).
+    Drained,
+    /// A cluster event for subscribers.
+    Event(Event),
+}
+
+/// A request to a peer whose answer is awaited.
+#[derive(Debug, Clone)]
+enum Request {
+    /// A create's join-code claim at the code's home.
+    Claim { call: CallId, snapshot: Snapshot },
+    /// A create's start on another member.
+    Create {
+        call: CallId,
+        snapshot: Snapshot,
+        to: MemberId,
+        refused: Vec<MemberId>,
+    },
+    /// A starting game's registration, acknowledged by `waiting`.
+    Announce {
+        id: GameId,
+        waiting: BTreeSet<MemberId>,
+    },
+    /// A game moving to another member (see [`Phase::Moving`]).
+    Move { id: GameId },
+    /// A leaving node's failover start on another member.
+    Place {
+        snapshot: Snapshot,
+        epoch: u64,
+        to: MemberId,
+    },
+    /// A failed session's copy, asked of its backup.
+    Fetch { id: GameId },
+}
+
+/// One node's control plane.
+pub struct Control {
+    config: ControlConfig,
+    addr: String,
+    members: Members,
+    registry: Table,
+    owned: BTreeMap<GameId, Owned>,
+    copies: Copies,
+    copy_batches: BTreeMap<Corr, CopyBatch>,
+    requests: BTreeMap<Corr, (Request, Time)>,
+    /// Links up, with the member whose hello came over each.
+    links: BTreeMap<LinkId, Option<MemberId>>,
+    dialed: BTreeMap<String, Time>,
+    /// Down members whose registrations are forgotten at the given time.
+    purges: Vec<(Time, MemberId)>,
+    /// Games recently moved away, and to whom.
+    moved: BTreeMap<GameId, (MemberId, Time)>,
+    leaving: bool,
+    drained: bool,
+    next_corr: Corr,
+    next_tick: Time,
+    ticks: u64,
+    now: Time,
+    effects: VecDeque<Effect>,
+}
+
+/// Ticks between sweeps that re-place backup copies and tell backups what
+/// they hold.
+const SWEEP_EVERY: u64 = 10;
+/// Ticks between member-list gossip rounds.
+const GOSSIP_EVERY: u64 = 5;
+
+impl Control {
+    /// The control of a node that knows only itself.
+    pub fn new(this: MemberId, addr: String, config: ControlConfig, now: Time) -> Self {
+        let mut control = Control {
+            members: Members::new(this, addr.clone(), now),
+            config,
+            addr,
+            registry: Table::default(),
+            owned: BTreeMap::new(),
+            copies: Copies::default(),
+            copy_batches: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            links: BTreeMap::new(),
+            dialed: BTreeMap::new(),
+            purges: Vec::new(),
+            moved: BTreeMap::new(),
+            leaving: false,
+            drained: false,
+            next_corr: 1,
+            next_tick: now,
+            ticks: 0,
+            now,
+            effects: VecDeque::new(),
+        };
+        for seed in control.config.seeds.clone() {
+            control.dial(&seed);
+        }
+        control
+    }
+
+    /// Handles one input at time `now` (never earlier than the last one's).
+    pub fn handle(&mut self, now: Time, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Tick => {}
+            Input::LinkUp { link } => self.on_link_up(link),
+            Input::LinkDown { link } => self.on_link_down(link),
+            Input::Received { link, msg } => self.on_message(link, msg),
+            Input::Create { call, snapshot } => self.create(call, snapshot),
+            Input::Save(snapshot) => self.save(snapshot),
+            Input::SessionStarted { id, error } => self.on_session_started(id, error),
+            Input::SessionReleased { id, snapshot } => self.on_released(id, snapshot),
+            Input::SessionEnded { id } => self.on_session_ended(id),
+            Input::Fetch(id) => self.fetch(id),
+            Input::Leave => self.leave(),
+            Input::Depart => self.broadcast(Msg::Bye),
+        }
+        self.run_timers();
+    }
+
+    /// The next effect to carry out, in the order they were decided.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When the control next needs an [`Input::Tick`].
+    pub fn next_wake(&self) -> Time {
+        let mut wake = self.next_tick;
+        for m in self.members.iter().map(|(_, m)| m) {
+            if let Some(since) = m.unlinked_since {
+                wake = wake.min(since + self.config.relink_grace);
+            }
+        }
+        wake
+    }
+
+    /// This node.
+    pub fn this(&self) -> &MemberId {
+        self.members.this()
+    }
+
+    /// Where peers reach this node.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The members as this node sees them.
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// This node's copy of the registry.
+    pub fn registry(&self) -> &Table {
+        &self.registry
+    }
+
+    /// The games this node owns.
+    pub fn owned(&self) -> &BTreeMap<GameId, Owned> {
+        &self.owned
+    }
+
+    /// The copies this node holds for other members: game, owner, copy.
+    pub fn copies(&self) -> impl Iterator<Item = (&GameId, &MemberId, &Held)> {
+        self.copies.iter()
+    }
+
+    /// Whether this node is leaving.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// The member game `id` moved to from here, recently.
+    pub fn moved_to(&self, id: GameId) -> Option<&MemberId> {
+        self.moved.get(&id).map(|(to, _)| to)
+    }
+
+    /// Games owned here whose latest state has no copy on a member that is
+    /// up (0 with replication off or no other member up).
+    pub fn unreplicated(&self) -> usize {
+        if self.config.replication_factor == 0 {
+            return 0;
+        }
+        let up = self.members.up();
+        if up.len() <= 1 {
+            return 0;
+        }
+        self.owned
+            .values()
+            .filter(|o| !o.backup.as_ref().is_some_and(|(b, _)| up.contains(b)))
+            .count()
+    }
+
+    // ---- helpers shared by the parts ----
+
+    fn corr(&mut self) -> Corr {
+        let corr = self.next_corr;
+        self.next_corr += 1;
+        corr
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        self.effects.push_back(effect);
+    }
+
+    fn event(&mut self, event: Event) {
+        self.effect(Effect::Event(event));
+    }
+
+    /// Sends `msg` to `to` if it has a link; returns whether it did.
+    fn send(&mut self, to: &MemberId, msg: Msg) -> bool {
+        match self.members.get(to).filter(|m| m.status != MemberStatus::Down) {
+            Some(Member {
+                link: Some(link), ..
+            }) => {
+                let link = *link;
+                self.effect(Effect::Send { link, msg });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends `msg` to every live peer.
+    fn broadcast(&mut self, msg: Msg) {
+        let peers: Vec<MemberId> = self.members.peers().cloned().collect();
+        for peer in peers {
+            self.send(&peer, msg.clone());
+        }
+    }
+
+    fn request(&mut self, request: Request) -> Corr {
+        let corr = self.corr();
+        let deadline = self.now + self.config.call_timeout;
+        self.requests.insert(corr, (request, deadline));
+        corr
+    }
+
+    fn reply(&mut self, call: CallId, result: Result<Registration, EngineError>) {
+        self.effect(Effect::Reply { call, result });
+    }
+
+    /// Members that take new sessions, with their loads.
+    fn candidates(&self, except: &[MemberId]) -> Vec<crate::placement::Candidate> {
+        let loads = self.registry.count_by_owner();
+        self.members
+            .up()
+            .into_iter()
+            .filter(|m| !except.contains(m))
+            .map(|id| crate::placement::Candidate {
+                load: loads.get(&id).copied().unwrap_or(0),
+                id,
+            })
+            .collect()
+    }
+
+    fn registration(&self, snapshot: &Snapshot, epoch: u64) -> Registration {
+        Registration {
+            id: snapshot.id,
+            join_code: snapshot.join_code.clone(),
+            users: snapshot.users.clone(),
+            owner: self.this().clone(),
+            epoch,
+            version: snapshot.version,
+        }
+    }
+
+    // ---- timers ----
+
+    fn run_timers(&mut self) {
+        let now = self.now;
+        self.expire_unlinked();
+        if now >= self.next_tick {
+            self.next_tick = now + self.config.heartbeat_interval;
+            self.ticks += 1;
+            self.heartbeat();
+            if self.ticks % GOSSIP_EVERY == 0 {
+                self.gossip();
+                self.reconnect();
+            }
+            if self.ticks % SWEEP_EVERY == 0 {
+                self.sweep();
+                self.send_holdings();
+                let keep = self.config.failure_timeout * 60;
+                self.moved.retain(|_, (_, at)| now.saturating_sub(*at) < keep);
+            }
+            self.purge_due();
+            self.drain();
+        }
+        self.expire_requests();
+    }
+
+    fn expire_requests(&mut self) {
+        let now = self.now;
+        let due: Vec<Corr> = self
+            .requests
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(corr, _)| *corr)
+            .collect();
+        for corr in due {
+            if let Some((request, _)) = self.requests.remove(&corr) {
+                self.request_failed(corr, request);
+            }
+        }
+        let due: Vec<Corr> = self
+            .copy_batches
+            .iter()
+            .filter(|(_, b)| b.deadline <= now)
+            .map(|(corr, _)| *corr)
+            .collect();
+        for corr in due {
+            self.copy_failed(corr);
+        }
+    }
+
+    /// A request got no answer in time, or its peer went down.
+    fn request_failed(&mut self, corr: Corr, request: Request) {
+        match request {
+            Request::Claim { call, .. } => self.reply(
+                call,
+                Err(EngineError::Unavailable(
+                    "the join code's home member did not answer".into(),
+                )),
+            ),
+            Request::Create {
+                call,
+                snapshot,
+                to,
+                mut refused,
+            } => {
+                // Never started there if it is down; if it is up the start
+                // may still come through, and a second one would collide.
+                if self.members.is_live(&to) {
+                    self.reply(
+                        call,
+                        Err(EngineError::Timeout(format!(
+                            "{to} did not start game {} in time",
+                            snapshot.id
+                        ))),
+                    );
+                } else {
+                    refused.push(to);
+                    self.place_new(call, snapshot, refused);
+                }
+            }
+            Request::Announce { id, .. } => self.announced(id, corr),
+            Request::Move { id } => self.move_failed(id, corr),
+            Request::Place { snapshot, epoch, to } => {
+                if self.members.is_live(&to) {
+                    // Sent again: a repeat gets the same answer.
+                    let corr = self.request(Request::Place {
+                        snapshot: snapshot.clone(),
+                        epoch,
+                        to: to.clone(),
+                    });
+                    self.send(
+                        &to,
+                        Msg::Start {
+                            corr,
+                            snapshot,
+                            epoch,
+                        },
+                    );
+                } else {
+                    self.place_elsewhere(snapshot, epoch);
+                }
+            }
+            Request::Fetch { id } => self.effect(Effect::Fetched { id, snapshot: None }),
+        }
+    }
+
+    /// Requests to `member` fail at once: it is down.
+    fn fail_requests_to(&mut self, member: &MemberId) {
+        let affected: Vec<Corr> = self
+            .requests
+            .iter()
+            .filter(|(_, (r, _))| match r {
+                Request::Create { to, .. } | Request::Place { to, .. } => to == member,
+                Request::Move { id } => matches!(
+                    self.owned.get(id).map(|o| &o.phase),
+                    Some(Phase::Moving { to, .. }) if to == member
+                ),
+                _ => false,
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for corr in affected {
+            if let Some((request, _)) = self.requests.remove(&corr) {
+                self.request_failed(corr, request);
+            }
+        }
+        let announcing: Vec<Corr> = self
+            .requests
+            .iter()
+            .filter(|(_, (r, _))| matches!(r, Request::Announce { waiting, .. } if waiting.contains(member)))
+            .map(|(c, _)| *c)
+            .collect();
+        for corr in announcing {
+            self.registered_ack(member, corr);
+        }
+        let batches: Vec<Corr> = self
+            .copy_batches
+            .iter()
+            .filter(|(_, b)| &b.to == member)
+            .map(|(c, _)| *c)
+            .collect();
+        for corr in batches {
+            self.copy_failed(corr);
+        }
+    }
+
+    // ---- messages ----
+
+    fn on_message(&mut self, link: LinkId, msg: Msg) {
+        if let Msg::Hello(hello) = msg {
+            return self.on_hello(link, hello);
+        }
+        // Only a member's current link speaks for it: a message over a
+        // link it no longer uses, or from a member counted down, is stale.
+        let Some(from) = self.members.by_link(link).cloned() else {
+            return;
+        };
+        if let Some(m) = self.members.get_mut(&from) {
+            m.heard = self.now;
+        }
+        match msg {
+            Msg::Hello(_) | Msg::Ping => {}
+            Msg::Members(list) => self.on_members(list),
+            Msg::Sync(regs) => self.on_sync(&from, regs),
+            Msg::Registered { corr, regs } => {
+                for reg in regs {
+                    self.apply_registration(reg);
+                }
+                if let Some(corr) = corr {
+                    self.send(&from, Msg::RegisteredAck(corr));
+                }
+            }
+            Msg::RegisteredAck(corr) => self.registered_ack(&from, corr),
+            Msg::Unregistered { id, owner } => {
+                self.registry.remove(id, &owner);
+                self.copies.drop_copy(id, &owner);
+            }
+            Msg::Claim { corr, code, id } => {
+                let ok = self.registry.claim(&code, id, self.now);
+                self.send(&from, Msg::Claimed { corr, ok });
+            }
+            Msg::Claimed { corr, ok } => self.on_claimed(corr, ok),
+            Msg::Start {
+                corr,
+                snapshot,
+                epoch,
+            } => self.start(Waiter::Peer(from, corr), snapshot, epoch),
+            Msg::Started { corr, result } => self.on_started(&from, corr, result),
+            Msg::Copy { corr, copies } => self.on_copy(&from, corr, copies),
+            Msg::Copied { corr, stored } => self.on_copied(&from, corr, stored),
+            Msg::DropCopy(id) => self.copies.drop_copy(id, &from),
+            Msg::Holdings(mut keep) => {
+                keep.sort();
+                self.copies.retain_of(&from, &keep);
+            }
+            Msg::Fetch { corr, id } => {
+                let snapshot = self.copies.best(id).map(|h| h.snapshot.clone());
+                self.send(&from, Msg::Fetched { corr, snapshot });
+            }
+            Msg::Fetched { corr, snapshot } => {
+                if let Some((Request::Fetch { id }, _)) = self.requests.remove(&corr) {
+                    self.effect(Effect::Fetched { id, snapshot });
+                }
+            }
+            Msg::Leaving => self.on_leaving(&from),
+            Msg::Bye => self.member_down(&from, DownReason::Left),
+        }
+    }
+
+    // ---- the registry ----
+
+    /// Applies a registration and acts on a conflict that involves a game
+    /// owned here.
+    fn apply_registration(&mut self, reg: Registration) {
+        use crate::registry::Applied;
+        let this = self.this().clone();
+        match self.registry.apply(reg.clone()) {
+            // (Not when the newcomer is ours too: a game retaken here under a
+            // newer epoch replaces our older entry.)
+            Applied::Replaced(old) if old.owner == this && reg.owner != this => {
+                self.lose(old.id, reg)
+            }
+            // Our own registration lost to one that outranks it.
+            Applied::Rejected(kept) if reg.owner == this && kept.owner != this => {
+                self.lose(reg.id, kept)
+            }
+            Applied::Rejected(kept) if kept.owner == this => {
+                // Theirs lost to ours: make sure everyone sees our version.
+                self.event(Event::ConflictWon {
+                    id: kept.id,
+                    winner: kept.owner.clone(),
+                    loser: reg.owner.clone(),
+                });
+                self.broadcast(Msg::Registered {
+                    corr: None,
+                    regs: vec![kept],
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Our session of game `id` lost to `winner`: it stops, and acknowledges
+    /// nothing more from now on.
+    fn lose(&mut self, id: GameId, winner: Registration) {
+        // A peer that still has our registration cannot know it lost.
+        self.broadcast(Msg::Registered {
+            corr: None,
+            regs: vec![winner.clone()],
+        });
+        let Some(owned) = self.owned.remove(&id) else {
+            return;
+        };
+        if owned.save_waiting {
+            self.effect(Effect::Saved {
+                id,
+                result: Err(EngineError::Unavailable(format!(
+                    "game {id} lost a conflict to {}",
+                    winner.owner
+                ))),
+            });
+        }
+        if let Phase::Starting { waiters, .. } = owned.phase {
+            for waiter in waiters {
+                self.answer_start(id, waiter, Err(wire::Refusal::AlreadyRunning));
+            }
+        }
+        if let Some((backup, _)) = owned.backup {
+            if backup != winner.owner {
+                self.send(&backup, Msg::DropCopy(id));
+            }
+        }
+        self.effect(Effect::StopSession {
+            id,
+            reason: StopReason::ConflictLost { winner },
+        });
+    }
+
+    fn purge_due(&mut self) {
+        let now = self.now;
+        let due: Vec<MemberId> = self
+            .purges
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, m)| m.clone())
+            .collect();
+        self.purges.retain(|(at, _)| *at > now);
+        for member in due {
+            if self.members.status(&member) == Some(MemberStatus::Down) {
+                self.registry.purge_owner(&member);
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Handoff: moving sessions with their state to another member, when this
+//! node leaves (a drain) or when a member joins under active
+//! redistribution. A move releases the session, starts it on the target
+//! under the next epoch and, if the target cannot be reached, takes it back.
+
+use super::games::{CopyReason, Phase};
+use super::wire::{Corr, Msg, Refusal, Snapshot};
+use super::{Control, Effect, Event, Request};
+use crate::membership::{MemberId, MemberStatus};
+use crate::registry::Registration;
+use minotaur_core::GameId;
+
+impl Control {
+    pub(super) fn leave(&mut self) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        let this = self.this().clone();
+        if let Some(m) = self.members.get_mut(&this) {
+            m.status = MemberStatus::Leaving;
+        }
+        self.event(Event::MemberLeaving(this));
+        self.broadcast(Msg::Leaving);
+        self.drain();
+    }
+
+    /// Releases every running session, to hand it over; says when none is
+    /// left (or nobody can take them).
+    pub(super) fn drain(&mut self) {
+        if !self.leaving || self.drained {
+            return;
+        }
+        if self.candidates(&[]).is_empty() || self.owned.is_empty() {
+            self.drained = true;
+            return self.effect(Effect::Drained);
+        }
+        let running: Vec<GameId> = self
+            .owned
+            .iter()
+            .filter(|(_, o)| matches!(o.phase, Phase::Running))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in running {
+            self.release(id);
+        }
+    }
+
+    /// Moves running sessions whose placement now points at another member.
+    pub(super) fn rebalance(&mut self) {
+        let candidates = self.candidates(&[]);
+        let moving: Vec<GameId> = self
+            .owned
+            .iter()
+            .filter(|(_, o)| matches!(o.phase, Phase::Running))
+            .filter(|(id, _)| {
+                &self.config.placement.place(**id, &candidates, self.this()) != self.this()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in moving {
+            self.release(id);
+        }
+    }
+
+    fn release(&mut self, id: GameId) {
+        if let Some(owned) = self.owned.get_mut(&id) {
+            owned.phase = Phase::Releasing;
+            self.effect(Effect::ReleaseSession(id));
+        }
+    }
+
+    pub(super) fn on_released(&mut self, id: GameId, snapshot: Option<Snapshot>) {
+        if !matches!(self.owned.get(&id).map(|o| &o.phase), Some(Phase::Releasing)) {
+            return;
+        }
+        let Some(snapshot) = snapshot else {
+            // The session had ended by itself meanwhile.
+            if let Some(o) = self.owned.get_mut(&id) {
+                o.phase = Phase::Running;
+            }
+            self.on_session_ended(id);
+            return self.drain_progress();
+        };
+        let epoch = self.owned.get(&id).map(|o| o.reg.epoch).unwrap_or(0) + 1;
+        self.move_to_best(id, snapshot, epoch, Vec::new());
+    }
+
+    /// Starts a released game on the best member that takes sessions, other
+    /// than `refused`; takes it back when there is none.
+    fn move_to_best(&mut self, id: GameId, snapshot: Snapshot, epoch: u64, refused: Vec<MemberId>) {
+        let this = self.this().clone();
+        let mut except = refused;
+        except.push(this.clone());
+        let candidates = self.candidates(&except);
+        if candidates.is_empty() {
+            return self.retake(id, snapshot, epoch);
+        }
+        let to = self.config.placement.place(id, &candidates, &this);
+        self.send_move(id, to, snapshot, epoch);
+    }
+
+    fn send_move(&mut self, id: GameId, to: MemberId, snapshot: Snapshot, epoch: u64) {
+        let corr = self.request(Request::Move { id });
+        if let Some(owned) = self.owned.get_mut(&id) {
+            owned.phase = Phase::Moving {
+                to: to.clone(),
+                corr,
+                snapshot: snapshot.clone(),
+                epoch,
+            };
+        }
+        let sent = self.send(
+            &to,
+            Msg::Start {
+                corr,
+                snapshot,
+                epoch,
+            },
+        );
+        if !sent {
+            self.requests.remove(&corr);
+            self.move_failed(id, corr);
+        }
+    }
+
+    pub(super) fn on_move_started(
+        &mut self,
+        id: GameId,
+        from: &MemberId,
+        corr: Corr,
+        result: Result<Registration, Refusal>,
+    ) {
+        let Some((to, snapshot, epoch)) = self.moving(id, corr) else {
+            return;
+        };
+        if &to != from {
+            return;
+        }
+        match result {
+            Ok(reg) => {
+                let Some(owned) = self.owned.remove(&id) else {
+                    return;
+                };
+                // Our copy on the old backup is nobody's now.
+                if let Some((backup, _)) = owned.backup {
+                    self.send(&backup, Msg::DropCopy(id));
+                }
+                self.moved.insert(id, (to, self.now));
+                self.apply_registration(reg);
+                self.drain_progress();
+            }
+            Err(Refusal::Leaving) => {
+                self.on_leaving(from);
+                self.move_to_best(id, snapshot, epoch, vec![to]);
+            }
+            Err(_) => self.retake(id, snapshot, epoch),
+        }
+    }
+
+    fn moving(&self, id: GameId, corr: Corr) -> Option<(MemberId, Snapshot, u64)> {
+        match &self.owned.get(&id)?.phase {
+            Phase::Moving {
+                to,
+                corr: c,
+                snapshot,
+                epoch,
+            } if *c == corr => Some((to.clone(), snapshot.clone(), *epoch)),
+            _ => None,
+        }
+    }
+
+    /// A move's start got no answer: asked again while the target is live
+    /// (a repeat gets the same answer, so a start that did happen is not
+    /// doubled), taken back once it is down.
+    pub(super) fn move_failed(&mut self, id: GameId, corr: Corr) {
+        let Some((to, snapshot, epoch)) = self.moving(id, corr) else {
+            return;
+        };
+        if self.members.is_live(&to) {
+            self.send_move(id, to, snapshot, epoch);
+        } else {
+            self.retake(id, snapshot, epoch);
+        }
+    }
+
+    /// Runs a game whose move failed here again, under an epoch that
+    /// outranks a copy the target may have started and its backup failed
+    /// over.
+    fn retake(&mut self, id: GameId, snapshot: Snapshot, epoch: u64) {
+        let reg = self.registration(&snapshot, epoch + 1);
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
+        owned.phase = Phase::Running;
+        owned.reg = reg.clone();
+        self.effect(Effect::StartSession(snapshot.clone()));
+        self.apply_registration(reg.clone());
+        if self.owned.contains_key(&id) {
+            self.broadcast(Msg::Registered {
+                corr: None,
+                regs: vec![reg],
+            });
+            self.copy_out(snapshot, CopyReason::Restart, Vec::new());
+        }
+        self.drain_progress();
+    }
+
+    fn drain_progress(&mut self) {
+        if !self.leaving || self.drained {
+            return;
+        }
+        let busy = self
+            .owned
+            .values()
+            .any(|o| !matches!(o.phase, Phase::Running));
+        if self.owned.is_empty() || (!busy && self.candidates(&[]).is_empty()) {
+            self.drained = true;
+            self.effect(Effect::Drained);
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Backup copies: the write path (a session's change is copied to the
+//! game's backup before it is acknowledged), keeping each game's copy on
+//! its preferred member as membership changes, and the copies this node
+//! keeps for others.
+//!
+//! One copy request per game is in flight at a time; a save arriving
+//! meanwhile waits for it. So two copies of one game never race, and the
+//! previous backup is told to drop its copy only once the new one is kept.
+
+use super::games::{CopyBatch, CopyReason, Held, Phase};
+use super::wire::{Corr, Msg, Snapshot};
+use super::{Control, Effect, Request};
+use crate::membership::MemberId;
+use crate::placement::ranked;
+use minotaur_core::{EngineError, GameId};
+use std::collections::BTreeMap;
+
+/// Members a copy is offered to before giving up.
+const COPY_TRIES: usize = 2;
+
+impl Control {
+    /// Backup candidates for game `id`, best first, skipping `tried`.
+    fn backups(&self, id: GameId, tried: &[MemberId]) -> Vec<MemberId> {
+        let this = self.this().clone();
+        ranked(
+            &id,
+            self.members
+                .up()
+                .into_iter()
+                .filter(|m| m != &this && !tried.contains(m)),
+        )
+    }
+
+    /// A session's change, to be kept before it is acknowledged.
+    pub(super) fn save(&mut self, snapshot: Snapshot) {
+        let id = snapshot.id;
+        let this = self.this().clone();
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return self.effect(Effect::Saved {
+                id,
+                result: Err(EngineError::Unavailable(format!(
+                    "game {id} is no longer owned by {this}"
+                ))),
+            });
+        };
+        owned.save_waiting = true;
+        if owned.copying.is_some() {
+            owned.queued = Some(snapshot);
+            return;
+        }
+        self.copy_out(snapshot, CopyReason::Save, Vec::new());
+    }
+
+    /// Sends the copy of an owned game to its best backup not yet tried;
+    /// settles it at once when there is none.
+    pub(super) fn copy_out(&mut self, snapshot: Snapshot, reason: CopyReason, tried: Vec<MemberId>) {
+        let mut batch = BTreeMap::new();
+        batch.insert(snapshot.id, snapshot);
+        self.copy_many(batch, reason, tried);
+    }
+
+    /// [`Control::copy_out`] for many games: one request per backup.
+    pub(super) fn copy_many(
+        &mut self,
+        games: BTreeMap<GameId, Snapshot>,
+        reason: CopyReason,
+        tried: Vec<MemberId>,
+    ) {
+        let mut by_backup: BTreeMap<MemberId, Vec<Snapshot>> = BTreeMap::new();
+        for (id, snapshot) in games {
+            let target = if self.config.replication_factor == 0 || tried.len() >= COPY_TRIES {
+                None
+            } else {
+                self.backups(id, &tried).into_iter().next()
+            };
+            match target {
+                Some(to) => by_backup.entry(to).or_default().push(snapshot),
+                None => {
+                    // Nowhere (else) to copy to.
+                    let nobody = tried.is_empty() || self.members.up().len() <= 1;
+                    self.copy_settled(id, snapshot.version, reason, None, nobody);
+                }
+            }
+        }
+        for (to, snapshots) in by_backup {
+            let corr = self.corr();
+            let mut entries = Vec::with_capacity(snapshots.len());
+            let mut copies = Vec::with_capacity(snapshots.len());
+            for snapshot in snapshots {
+                let Some(owned) = self.owned.get_mut(&snapshot.id) else {
+                    continue;
+                };
+                owned.copying = Some(corr);
+                owned.latest = Some(snapshot.clone());
+                entries.push((snapshot.id, snapshot.version, reason));
+                copies.push((owned.reg.epoch, snapshot));
+            }
+            let mut tried = tried.clone();
+            tried.push(to.clone());
+            self.copy_batches.insert(
+                corr,
+                CopyBatch {
+                    to: to.clone(),
+                    games: entries,
+                    deadline: self.now + self.config.call_timeout,
+                    tried,
+                },
+            );
+            if !self.send(&to, Msg::Copy { corr, copies }) {
+                self.copy_failed(corr);
+            }
+        }
+    }
+
+    pub(super) fn on_copied(&mut self, from: &MemberId, corr: Corr, stored: bool) {
+        match self.copy_batches.get(&corr) {
+            Some(batch) if &batch.to == from => {}
+            _ => return,
+        }
+        if !stored {
+            return self.copy_failed(corr);
+        }
+        let Some(batch) = self.copy_batches.remove(&corr) else {
+            return;
+        };
+        for (id, version, reason) in batch.games {
+            if self.owned.get(&id).is_some_and(|o| o.copying == Some(corr)) {
+                self.copy_settled(id, version, reason, Some(batch.to.clone()), true);
+            }
+        }
+    }
+
+    /// A copy request failed: each game is offered to its next backup.
+    pub(super) fn copy_failed(&mut self, corr: Corr) {
+        let Some(batch) = self.copy_batches.remove(&corr) else {
+            return;
+        };
+        let mut retry: BTreeMap<CopyReason, BTreeMap<GameId, Snapshot>> = BTreeMap::new();
+        for (id, _, reason) in batch.games {
+            let Some(owned) = self.owned.get_mut(&id) else {
+                continue;
+            };
+            if owned.copying != Some(corr) {
+                continue;
+            }
+            owned.copying = None;
+            if let Some(snapshot) = owned.latest.take() {
+                retry.entry(reason).or_default().insert(id, snapshot);
+            }
+        }
+        for (reason, games) in retry {
+            self.copy_many(games, reason, batch.tried.clone());
+        }
+    }
+
+    /// A game's copy landed on `at`, or could not be placed (`at` none;
+    /// `ok` when there was nowhere to place it, which is no failure).
+    fn copy_settled(
+        &mut self,
+        id: GameId,
+        version: u64,
+        reason: CopyReason,
+        at: Option<MemberId>,
+        ok: bool,
+    ) {
+        let this = self.this().clone();
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
+        owned.copying = None;
+        owned.latest = None;
+        let mut drop_from = None;
+        match &at {
+            Some(at) => {
+                if let Some((previous, _)) = &owned.backup {
+                    if previous != at {
+                        drop_from = Some(previous.clone());
+                    }
+                }
+                owned.backup = Some((at.clone(), version));
+            }
+            None if ok => owned.backup = None,
+            None => {}
+        }
+        let landed = at.is_some() || ok;
+        if landed && version > owned.reg.version {
+            owned.reg.version = version;
+        }
+        let queued = owned.queued.take();
+        let answer_save = reason == CopyReason::Save && owned.save_waiting && queued.is_none();
+        if answer_save {
+            owned.save_waiting = false;
+        }
+        if landed {
+            self.registry.bump_version(id, &this, version);
+        }
+        if let Some(previous) = drop_from {
+            self.send(&previous, Msg::DropCopy(id));
+        }
+        match reason {
+            CopyReason::Save if answer_save => {
+                let result = if landed {
+                    Ok(())
+                } else {
+                    Err(EngineError::Unavailable(format!(
+                        "state of game {id} not copied to a backup"
+                    )))
+                };
+                self.effect(Effect::Saved { id, result });
+            }
+            CopyReason::Start => self.start_copied(id, landed),
+            _ => {}
+        }
+        if let Some(next) = queued {
+            self.copy_out(next, CopyReason::Save, Vec::new());
+        }
+    }
+
+    /// Forgets that `member` holds our copies (it went down, or may have
+    /// dropped them): the sweep places them again.
+    pub(super) fn forget_backup(&mut self, member: &MemberId) {
+        for owned in self.owned.values_mut() {
+            if owned.backup.as_ref().is_some_and(|(b, _)| b == member) {
+                owned.backup = None;
+            }
+        }
+    }
+
+    /// Asks each running game whose copy is not on its preferred backup to
+    /// save again, so the copy moves there.
+    pub(super) fn sweep(&mut self) {
+        if self.config.replication_factor == 0 {
+            return;
+        }
+        let up: Vec<MemberId> = self
+            .members
+            .up()
+            .into_iter()
+            .filter(|m| m != self.this())
+            .collect();
+        if up.is_empty() {
+            // Nowhere to copy to: no copy is wrong, none is right.
+            for owned in self.owned.values_mut() {
+                owned.backup = None;
+            }
+            return;
+        }
+        let stale: Vec<GameId> = self
+            .owned
+            .iter()
+            .filter(|(_, o)| matches!(o.phase, Phase::Running) && o.copying.is_none())
+            .filter(|(id, o)| {
+                let best = crate::placement::best(*id, &up);
+                o.backup.as_ref().map(|(b, _)| b) != best
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.effect(Effect::Resave(id));
+        }
+    }
+
+    /// Tells each peer which of our games it is the backup of, so it drops
+    /// any other copy of ours it still holds.
+    pub(super) fn send_holdings(&mut self) {
+        let mut by_backup: BTreeMap<MemberId, Vec<GameId>> = self
+            .members
+            .peers()
+            .map(|m| (m.clone(), Vec::new()))
+            .collect();
+        for (id, owned) in &self.owned {
+            if let Some((backup, _)) = &owned.backup {
+                if let Some(list) = by_backup.get_mut(backup) {
+                    list.push(*id);
+                }
+            }
+            // A copy in flight is to be kept too.
+            if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
+                if let Some(list) = by_backup.get_mut(&batch.to) {
+                    list.push(*id);
+                }
+            }
+        }
+        for (peer, mut games) in by_backup {
+            games.sort();
+            games.dedup();
+            self.send(&peer, Msg::Holdings(games));
+        }
+    }
+
+    /// Copies sent by a peer, to keep as their backup: all of them, or none
+    /// when the sender is not a live member here (a copy from a node whose
+    /// handshake with us has not finished would be orphaned if it died now,
+    /// since its link closing would not count as a member going down).
+    pub(super) fn on_copy(&mut self, from: &MemberId, corr: Corr, copies: Vec<(u64, Snapshot)>) {
+        let stored = self.members.is_live(from);
+        if stored {
+            for (epoch, snapshot) in copies {
+                self.copies.store(from.clone(), Held { epoch, snapshot });
+            }
+        }
+        self.send(from, Msg::Copied { corr, stored });
+    }
+
+    /// A failed session wants its backup's copy back.
+    pub(super) fn fetch(&mut self, id: GameId) {
+        let backup = self
+            .owned
+            .get(&id)
+            .and_then(|o| o.backup.as_ref())
+            .map(|(b, _)| b.clone());
+        match backup {
+            Some(backup) => {
+                let corr = self.request(Request::Fetch { id });
+                if !self.send(&backup, Msg::Fetch { corr, id }) {
+                    self.requests.remove(&corr);
+                    self.effect(Effect::Fetched { id, snapshot: None });
+                }
+            }
+            None => self.effect(Effect::Fetched { id, snapshot: None }),
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Starting sessions: a create (claim the join code at its home member,
+//! place the game, start it there), a start asked for by a peer (the session
+//! runs, its first copy is placed and every peer knows of it before the
+//! start is acknowledged), a failover from the copies held for a member
+//! that went down, and a session ending for good.
+
+use super::games::{CopyReason, Owned, Phase, Waiter};
+use super::wire::{Corr, Msg, Refusal, Snapshot};
+use super::{CallId, Control, Effect, Event, Request, StopReason};
+use crate::membership::MemberId;
+use crate::placement::ranked;
+use crate::registry::Registration;
+use minotaur_core::{EngineError, GameId};
+use std::collections::BTreeMap;
+
+impl Control {
+    pub(super) fn create(&mut self, call: CallId, snapshot: Snapshot) {
+        let id = snapshot.id;
+        if let Some(reg) = self.registry.lookup(id) {
+            if self.members.is_live(&reg.owner) {
+                return self.reply(call, Err(EngineError::AlreadyRunning(id)));
+            }
+        }
+        let code = snapshot.join_code.clone();
+        if self.registry.by_join_code(&code).is_some_and(|g| g != id) {
+            return self.reply(call, Err(EngineError::JoinCodeTaken(code)));
+        }
+        // Every claim of a code goes to the code's home member, which
+        // serialises them: two simultaneous creates cannot both win.
+        let home = ranked(&code, self.members.up()).into_iter().next();
+        match home {
+            Some(home) if &home != self.this() => {
+                let corr = self.request(Request::Claim { call, snapshot });
+                if !self.send(&home, Msg::Claim { corr, code, id }) {
+                    self.requests.remove(&corr);
+                    self.reply(
+                        call,
+                        Err(EngineError::Unavailable(format!("no link to {home}"))),
+                    );
+                }
+            }
+            _ => {
+                if self.registry.claim(&code, id, self.now) {
+                    self.place_new(call, snapshot, Vec::new());
+                } else {
+                    self.reply(call, Err(EngineError::JoinCodeTaken(code)));
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_claimed(&mut self, corr: Corr, ok: bool) {
+        let Some((Request::Claim { call, snapshot }, _)) = self.requests.remove(&corr) else {
+            return;
+        };
+        if ok {
+            self.place_new(call, snapshot, Vec::new());
+        } else {
+            let code = snapshot.join_code;
+            self.reply(call, Err(EngineError::JoinCodeTaken(code)));
+        }
+    }
+
+    /// Places a new game on a member that takes sessions, other than those
+    /// that `refused` it.
+    pub(super) fn place_new(&mut self, call: CallId, snapshot: Snapshot, refused: Vec<MemberId>) {
+        let candidates = self.candidates(&refused);
+        if candidates.is_empty() {
+            return self.reply(
+                call,
+                Err(EngineError::Unavailable(
+                    "no member takes new sessions".into(),
+                )),
+            );
+        }
+        let owner = self
+            .config
+            .placement
+            .place(snapshot.id, &candidates, self.this());
+        if &owner == self.this() {
+            return self.start(Waiter::Call(call), snapshot, 1);
+        }
+        let corr = self.request(Request::Create {
+            call,
+            snapshot: snapshot.clone(),
+            to: owner.clone(),
+            refused: refused.clone(),
+        });
+        let msg = Msg::Start {
+            corr,
+            snapshot: snapshot.clone(),
+            epoch: 1,
+        };
+        if !self.send(&owner, msg) {
+            self.requests.remove(&corr);
+            let mut refused = refused;
+            refused.push(owner);
+            self.place_new(call, snapshot, refused);
+        }
+    }
+
+    /// Runs a game here under `epoch`, for `waiter`.
+    pub(super) fn start(&mut self, waiter: Waiter, snapshot: Snapshot, epoch: u64) {
+        let id = snapshot.id;
+        if self.leaving {
+            return self.answer_start(id, waiter, Err(Refusal::Leaving));
+        }
+        if let Some(owned) = self.owned.get_mut(&id) {
+            // A repeat of a start that is running or ran gets its answer.
+            let repeat = owned.reg.epoch == epoch;
+            match &mut owned.phase {
+                Phase::Starting { waiters, .. } if repeat => waiters.push(waiter),
+                _ if repeat => {
+                    let reg = owned.reg.clone();
+                    self.answer_start(id, waiter, Ok(reg));
+                }
+                _ => self.answer_start(id, waiter, Err(Refusal::AlreadyRunning)),
+            }
+            return;
+        }
+        let reg = self.registration(&snapshot, epoch);
+        self.owned.insert(
+            id,
+            Owned {
+                reg,
+                phase: Phase::Starting {
+                    waiters: vec![waiter],
+                    session_up: false,
+                    copied: None,
+                    announcing: None,
+                },
+                backup: None,
+                copying: None,
+                queued: None,
+                save_waiting: false,
+                latest: None,
+            },
+        );
+        self.effect(Effect::StartSession(snapshot.clone()));
+        self.copy_out(snapshot, CopyReason::Start, Vec::new());
+    }
+
+    pub(super) fn on_session_started(&mut self, id: GameId, error: Option<String>) {
+        if let Some(error) = error {
+            return self.session_gone(id, Refusal::SessionFailed(error));
+        }
+        if let Some(Owned {
+            phase: Phase::Starting { session_up, .. },
+            ..
+        }) = self.owned.get_mut(&id)
+        {
+            *session_up = true;
+            self.check_started(id);
+        }
+    }
+
+    /// The first copy of a starting game landed, or could not be placed.
+    pub(super) fn start_copied(&mut self, id: GameId, landed: bool) {
+        if let Some(Owned {
+            phase: Phase::Starting { copied, .. },
+            ..
+        }) = self.owned.get_mut(&id)
+        {
+            *copied = Some(landed);
+            self.check_started(id);
+        }
+    }
+
+    /// Once a starting game's session runs and its copy is placed, it is
+    /// registered here and announced to every peer.
+    fn check_started(&mut self, id: GameId) {
+        let Some(owned) = self.owned.get(&id) else {
+            return;
+        };
+        let Phase::Starting {
+            session_up: true,
+            copied: Some(copied),
+            announcing: None,
+            ..
+        } = owned.phase
+        else {
+            return;
+        };
+        let reg = owned.reg.clone();
+        // A new game is refused if it cannot be copied; one that lived
+        // (moved, retaken) must run regardless, or be lost.
+        if !copied && reg.epoch == 1 {
+            self.effect(Effect::StopSession {
+                id,
+                reason: StopReason::NotReplicated,
+            });
+            return self.session_gone(id, Refusal::NotReplicated);
+        }
+        self.apply_registration(reg.clone());
+        if !self.owned.contains_key(&id) {
+            return; // it lost to a registration that outranks it
+        }
+        let waiting: std::collections::BTreeSet<MemberId> =
+            self.members.peers().cloned().collect();
+        let corr = self.request(Request::Announce {
+            id,
+            waiting: waiting.clone(),
+        });
+        if let Some(Owned {
+            phase: Phase::Starting { announcing, .. },
+            ..
+        }) = self.owned.get_mut(&id)
+        {
+            *announcing = Some(corr);
+        }
+        for peer in &waiting {
+            let msg = Msg::Registered {
+                corr: Some(corr),
+                regs: vec![reg.clone()],
+            };
+            if !self.send(peer, msg) {
+                self.registered_ack(peer, corr);
+            }
+        }
+        if waiting.is_empty() {
+            self.requests.remove(&corr);
+            self.announced(id, corr);
+        }
+    }
+
+    pub(super) fn registered_ack(&mut self, from: &MemberId, corr: Corr) {
+        let done = match self.requests.get_mut(&corr) {
+            Some((Request::Announce { id, waiting }, _)) => {
+                waiting.remove(from);
+                waiting.is_empty().then_some(*id)
+            }
+            _ => None,
+        };
+        if let Some(id) = done {
+            self.requests.remove(&corr);
+            self.announced(id, corr);
+        }
+    }
+
+    /// Every peer knows of the game (or was given up on): it is running.
+    pub(super) fn announced(&mut self, id: GameId, corr: Corr) {
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
+        let waiters = match &mut owned.phase {
+            Phase::Starting {
+                announcing: Some(c),
+                waiters,
+                ..
+            } if *c == corr => std::mem::take(waiters),
+            _ => return,
+        };
+        owned.phase = Phase::Running;
+        let reg = owned.reg.clone();
+        for waiter in waiters {
+            self.answer_start(id, waiter, Ok(reg.clone()));
+        }
+    }
+
+    pub(super) fn answer_start(
+        &mut self,
+        id: GameId,
+        waiter: Waiter,
+        result: Result<Registration, Refusal>,
+    ) {
+        match waiter {
+            Waiter::Call(call) => {
+                let result = result.map_err(|r| match r {
+                    Refusal::AlreadyRunning => EngineError::AlreadyRunning(id),
+                    Refusal::Leaving => EngineError::Unavailable(format!(
+                        "{} is leaving the cluster",
+                        self.this()
+                    )),
+                    Refusal::NotReplicated => EngineError::Unavailable(format!(
+                        "game {id} could not be copied to a backup"
+                    )),
+                    Refusal::SessionFailed(why) => EngineError::Unavailable(why),
+                });
+                self.reply(call, result);
+            }
+            Waiter::Peer(member, corr) => {
+                self.send(&member, Msg::Started { corr, result });
+            }
+        }
+    }
+
+    pub(super) fn on_started(
+        &mut self,
+        from: &MemberId,
+        corr: Corr,
+        result: Result<Registration, Refusal>,
+    ) {
+        let Some((request, deadline)) = self.requests.remove(&corr) else {
+            return;
+        };
+        match request {
+            Request::Create {
+                call,
+                snapshot,
+                to,
+                mut refused,
+            } if &to == from => match result {
+                Ok(reg) => {
+                    self.apply_registration(reg.clone());
+                    self.reply(call, Ok(reg));
+                }
+                Err(Refusal::Leaving) => {
+                    self.on_leaving(from);
+                    refused.push(to);
+                    self.place_new(call, snapshot, refused);
+                }
+                Err(refusal) => {
+                    let id = snapshot.id;
+                    self.answer_start(id, Waiter::Call(call), Err(refusal));
+                }
+            },
+            Request::Move { id } => self.on_move_started(id, from, corr, result),
+            Request::Place { snapshot, epoch, to } if &to == from => match result {
+                Ok(reg) => self.apply_registration(reg),
+                Err(Refusal::AlreadyRunning) => {}
+                Err(refusal) => {
+                    if refusal == Refusal::Leaving {
+                        self.on_leaving(from);
+                    }
+                    self.place_elsewhere(snapshot, epoch);
+                }
+            },
+            other => {
+                self.requests.insert(corr, (other, deadline));
+            }
+        }
+    }
+
+    /// Restarts the games of `down` whose copies are held here.
+    pub(super) fn fail_over(&mut self, down: &MemberId) {
+        let mut restarts = BTreeMap::new();
+        let mut regs = Vec::new();
+        for held in self.copies.take_owned_by(down) {
+            let id = held.snapshot.id;
+            let current = self.registry.lookup(id).cloned();
+            // The game moved on (or is here already): the copy is stale.
+            if current.as_ref().is_some_and(|r| &r.owner != down)
+                || self.owned.contains_key(&id)
+                || !held.snapshot.active
+            {
+                continue;
+            }
+            let epoch = held.epoch.max(current.map(|r| r.epoch).unwrap_or(0)) + 1;
+            if self.leaving {
+                self.place_elsewhere(held.snapshot, epoch);
+                continue;
+            }
+            let reg = self.registration(&held.snapshot, epoch);
+            self.owned.insert(
+                id,
+                Owned {
+                    reg: reg.clone(),
+                    phase: Phase::Running,
+                    backup: None,
+                    copying: None,
+                    queued: None,
+                    save_waiting: false,
+                    latest: None,
+                },
+            );
+            self.effect(Effect::StartSession(held.snapshot.clone()));
+            self.apply_registration(reg.clone());
+            if self.owned.contains_key(&id) {
+                regs.push(reg);
+                restarts.insert(id, held.snapshot);
+            }
+        }
+        if regs.is_empty() {
+            return;
+        }
+        let sessions = regs.len();
+        self.broadcast(Msg::Registered { corr: None, regs });
+        self.copy_many(restarts, CopyReason::Restart, Vec::new());
+        self.event(Event::FailedOver {
+            from: down.clone(),
+            sessions,
+        });
+    }
+
+    /// Starts a game on a member other than this (leaving) node.
+    pub(super) fn place_elsewhere(&mut self, snapshot: Snapshot, epoch: u64) {
+        let this = self.this().clone();
+        let candidates = self.candidates(std::slice::from_ref(&this));
+        if candidates.is_empty() {
+            return; // nobody stays: it stops with this node
+        }
+        let to = self.config.placement.place(snapshot.id, &candidates, &this);
+        let corr = self.request(Request::Place {
+            snapshot: snapshot.clone(),
+            epoch,
+            to: to.clone(),
+        });
+        self.send(
+            &to,
+            Msg::Start {
+                corr,
+                snapshot,
+                epoch,
+            },
+        );
+    }
+
+    /// A session ended for good (concluded, or failed past its restarts).
+    pub(super) fn on_session_ended(&mut self, id: GameId) {
+        if matches!(
+            self.owned.get(&id).map(|o| &o.phase),
+            Some(Phase::Running | Phase::Starting { .. })
+        ) {
+            self.session_gone(id, Refusal::SessionFailed("session ended".into()));
+        }
+    }
+
+    /// Game `id` no longer runs here: it is unregistered everywhere and its
+    /// copy dropped.
+    fn session_gone(&mut self, id: GameId, why: Refusal) {
+        let Some(owned) = self.owned.remove(&id) else {
+            return;
+        };
+        let this = self.this().clone();
+        if self.registry.remove(id, &this) {
+            self.broadcast(Msg::Unregistered { id, owner: this });
+        }
+        if let Some((backup, _)) = &owned.backup {
+            self.send(backup, Msg::DropCopy(id));
+        }
+        if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
+            let to = batch.to.clone();
+            self.send(&to, Msg::DropCopy(id));
+        }
+        if owned.save_waiting {
+            self.effect(Effect::Saved {
+                id,
+                result: Err(EngineError::GameNotAlive(id)),
+            });
+        }
+        if let Phase::Starting { waiters, .. } = owned.phase {
+            for waiter in waiters {
+                self.answer_start(id, waiter, Err(why.clone()));
+            }
+        }
+    }
+}

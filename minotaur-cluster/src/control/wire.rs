@@ -1,0 +1,164 @@
+//! The messages one node's control sends another's. Requests carry a
+//! correlation number that their answer repeats; nothing here waits: an
+//! answer is just another message, and a request that gets none is given up
+//! by the sender's timers.
+
+use crate::membership::{MemberId, MemberStatus};
+use crate::registry::Registration;
+use minotaur_core::{GameId, JoinCode, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A request's correlation number, unique per sender.
+pub type Corr = u64;
+
+/// One game's state as the control sees it: the session's encoded state,
+/// plus the few facts the control needs without decoding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The game.
+    pub id: GameId,
+    /// Its version: incremented by every accepted write.
+    pub version: u64,
+    /// Its join code.
+    pub join_code: JoinCode,
+    /// Its players.
+    pub users: Vec<UserId>,
+    /// Whether the game is still being played (a concluded game is not
+    /// restarted by a failover).
+    pub active: bool,
+    /// The encoded state, opaque to the control.
+    pub state: Vec<u8>,
+}
+
+/// Who a node is and whom it knows: the first message over a new link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender.
+    pub from: MemberId,
+    /// Where the sender can be reached.
+    pub addr: String,
+    /// Oldest protocol version the sender speaks.
+    pub min_protocol: u32,
+    /// Newest protocol version the sender speaks.
+    pub max_protocol: u32,
+    /// Whether the sender is leaving the cluster.
+    pub leaving: bool,
+}
+
+/// Why a start request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The receiver is leaving the cluster: place the game elsewhere.
+    Leaving,
+    /// The game already runs on the receiver under another epoch.
+    AlreadyRunning,
+    /// A new game could not be copied to a backup.
+    NotReplicated,
+    /// The session did not start.
+    SessionFailed(String),
+}
+
+/// A message between two nodes' controls. The sender is the member at the
+/// other end of the link it arrives on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Introduces the sender (first message over every link).
+    Hello(Hello),
+    /// The sender is alive.
+    Ping,
+    /// The members the sender counts live, with their addresses: the
+    /// receiver links to those it does not know, so the cluster becomes a
+    /// full mesh whatever order nodes joined in.
+    Members(Vec<(MemberId, String, MemberStatus)>),
+    /// Every game the sender owns (sent to a member newly linked).
+    Sync(Vec<Registration>),
+    /// The sender now owns these games; answered with [`Msg::RegisteredAck`]
+    /// when `corr` is set.
+    Registered {
+        /// Set when the sender waits for the answer.
+        corr: Option<Corr>,
+        /// The registrations.
+        regs: Vec<Registration>,
+    },
+    /// Answer to [`Msg::Registered`]: applied.
+    RegisteredAck(Corr),
+    /// The game's session ended for good.
+    Unregistered {
+        /// The game.
+        id: GameId,
+        /// Its last owner.
+        owner: MemberId,
+    },
+    /// Reserve a join code for a game (the receiver is the code's home).
+    Claim {
+        /// Repeated in the answer.
+        corr: Corr,
+        /// The code.
+        code: JoinCode,
+        /// The game that wants it.
+        id: GameId,
+    },
+    /// Answer to [`Msg::Claim`]: whether the code is the game's.
+    Claimed {
+        /// The request's number.
+        corr: Corr,
+        /// Whether the claim holds.
+        ok: bool,
+    },
+    /// Run a game here under `epoch`. A repeat of a start that is running or
+    /// ran (same game, same epoch) gets the same answer.
+    Start {
+        /// Repeated in the answer.
+        corr: Corr,
+        /// The game's state.
+        snapshot: Snapshot,
+        /// The epoch its registration takes.
+        epoch: u64,
+    },
+    /// Answer to [`Msg::Start`].
+    Started {
+        /// The request's number.
+        corr: Corr,
+        /// The registration, or why not.
+        result: Result<Registration, Refusal>,
+    },
+    /// Keep these copies of the sender's games as their backup.
+    Copy {
+        /// Repeated in the answer.
+        corr: Corr,
+        /// Each game's registration epoch and state.
+        copies: Vec<(u64, Snapshot)>,
+    },
+    /// Answer to [`Msg::Copy`]: every copy is kept (`true`), or none is
+    /// (the receiver does not count the sender a live member).
+    Copied {
+        /// The request's number.
+        corr: Corr,
+        /// Whether the copies are kept.
+        stored: bool,
+    },
+    /// Forget the copy of this game of the sender's: its backup moved.
+    DropCopy(GameId),
+    /// The games of the sender's that the receiver is the backup of; the
+    /// receiver forgets any other copy from the sender (one left behind by a
+    /// lost [`Msg::DropCopy`]).
+    Holdings(Vec<GameId>),
+    /// Send back the copy held of this game (a session failed and restarts).
+    Fetch {
+        /// Repeated in the answer.
+        corr: Corr,
+        /// The game.
+        id: GameId,
+    },
+    /// Answer to [`Msg::Fetch`].
+    Fetched {
+        /// The request's number.
+        corr: Corr,
+        /// The copy, if held.
+        snapshot: Option<Snapshot>,
+    },
+    /// The sender is draining and takes no new sessions.
+    Leaving,
+    /// The sender has handed everything over and is stopping.
+    Bye,
+}

@@ -1,0 +1,183 @@
+//! The invariants a run is held to: while it runs (one session per game
+//! once membership is stable) and once it has settled after the last fault
+//! (one mesh, one registry, one owner per game, a copy of every game on a
+//! live non-owner and no copy left behind, every acknowledged write there).
+
+use super::world::World;
+use minotaur_cluster::{MemberId, MemberStatus};
+use minotaur_core::GameId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// The members that run and stay, by id.
+fn staying(world: &World) -> BTreeSet<MemberId> {
+    world
+        .nodes
+        .values()
+        .filter(|n| !n.leaving)
+        .map(|n| n.control.this().clone())
+        .collect()
+}
+
+/// Whether every staying node sees exactly the staying members, each over a
+/// link.
+pub(super) fn mesh_violations(world: &World) -> Vec<String> {
+    let ids = staying(world);
+    let mut out = Vec::new();
+    for (name, n) in world.nodes.iter().filter(|(_, n)| !n.leaving) {
+        let members = n.control.members();
+        let seen: BTreeSet<MemberId> = members.live().cloned().collect();
+        if seen != ids {
+            let seen: Vec<String> = seen.iter().map(|m| m.name.clone()).collect();
+            out.push(format!("{name} sees members {seen:?}"));
+            continue;
+        }
+        for id in ids.iter().filter(|id| *id != members.this()) {
+            let m = members.get(id).expect("seen");
+            if m.link.is_none() || m.status != MemberStatus::Up {
+                out.push(format!("{name} has no link to {} ({:?})", id.name, m.status));
+            }
+        }
+    }
+    out
+}
+
+/// At most one session per game: checked while the run goes on, once
+/// membership has been stable for a while.
+pub(super) fn one_session_per_game(world: &World) -> Vec<String> {
+    let mut hosts: BTreeMap<GameId, Vec<&str>> = BTreeMap::new();
+    for (name, n) in &world.nodes {
+        for id in n.sessions.keys() {
+            hosts.entry(*id).or_default().push(name);
+        }
+    }
+    hosts
+        .into_iter()
+        .filter(|(_, h)| h.len() > 1)
+        .map(|(id, h)| format!("game {id} runs on {h:?}"))
+        .collect()
+}
+
+/// Every invariant of a settled cluster.
+pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duration) -> Vec<String> {
+    let mut out = mesh_violations(world);
+    out.extend(one_session_per_game(world));
+    let ids = staying(world);
+    let nodes: BTreeMap<MemberId, &super::world::Node> = world
+        .nodes
+        .values()
+        .map(|n| (n.control.this().clone(), n))
+        .collect();
+
+    // One registry, the same everywhere.
+    let view = |n: &super::world::Node| -> BTreeMap<GameId, (MemberId, u64)> {
+        n.control
+            .registry()
+            .iter()
+            .map(|r| (r.id, (r.owner.clone(), r.epoch)))
+            .collect()
+    };
+    let mut reference: Option<(String, BTreeMap<GameId, (MemberId, u64)>)> = None;
+    for (name, n) in world.nodes.iter().filter(|(_, n)| !n.leaving) {
+        let v = view(n);
+        match &reference {
+            None => reference = Some((name.clone(), v)),
+            Some((first, r)) if *r != v => {
+                let diff: Vec<String> = r
+                    .iter()
+                    .filter(|(id, e)| v.get(id) != Some(e))
+                    .map(|(id, (o, e))| format!("{id}: {}@{e} vs {:?}", o.name, v.get(id).map(|(o, e)| (o.name.clone(), e))))
+                    .chain(v.keys().filter(|id| !r.contains_key(id)).map(|id| format!("{id}: only on {name}")))
+                    .take(3)
+                    .collect();
+                out.push(format!("registry of {name} differs from {first}'s: {diff:?}"));
+            }
+            _ => {}
+        }
+    }
+    let registry = reference.map(|(_, r)| r).unwrap_or_default();
+
+    // One owner per game, running its session.
+    for (id, (owner, _)) in &registry {
+        match nodes.get(owner) {
+            Some(n) if n.sessions.contains_key(id) && n.control.owned().contains_key(id) => {}
+            Some(_) => out.push(format!("game {id} is registered to {} which does not run it", owner.name)),
+            None => out.push(format!("game {id} is registered to {}, which is gone", owner.name)),
+        }
+    }
+    for (name, n) in &world.nodes {
+        for id in n.sessions.keys() {
+            if registry.get(id).map(|(o, _)| o) != Some(n.control.this()) {
+                out.push(format!("{name} runs game {id} without owning it"));
+            }
+        }
+    }
+
+    // A copy of every game on a live non-owner; no copy left behind.
+    if replication && ids.len() >= 2 {
+        for (owner, n) in &nodes {
+            for (id, owned) in n.control.owned() {
+                let version = n.sessions.get(id).map(|s| s.ops.len() as u64);
+                let held = owned.backup.as_ref().and_then(|(b, _)| {
+                    nodes.get(b).and_then(|bn| {
+                        bn.control
+                            .copies()
+                            .find(|(g, o, _)| *g == id && *o == owner)
+                            .map(|(_, _, h)| h.snapshot.version)
+                    })
+                });
+                if held.is_none() || held != version {
+                    out.push(format!(
+                        "game {id} of {} has no current copy (backup {:?}, copy v{held:?}, session v{version:?})",
+                        owner.name,
+                        owned.backup.as_ref().map(|(b, v)| (b.name.clone(), *v))
+                    ));
+                }
+            }
+        }
+    }
+    for (holder, n) in &nodes {
+        for (id, owner, _) in n.control.copies() {
+            let kept = nodes.get(owner).is_some_and(|o| {
+                o.control
+                    .owned()
+                    .get(id)
+                    .is_some_and(|g| g.backup.as_ref().map(|(b, _)| b) == Some(holder))
+            });
+            if !kept {
+                out.push(format!("{} holds a copy of game {id} left behind by {}", holder.name, owner.name));
+            }
+        }
+    }
+
+    // Every acknowledged create and write, for the faults covered.
+    let grace = failure_timeout * 2 + Duration::from_millis(500);
+    let covered = |t: Duration| {
+        !world
+            .uncovered
+            .iter()
+            .any(|(from, to)| t >= *from && t <= to.saturating_add(grace))
+    };
+    let sessions: BTreeMap<GameId, &super::world::Session> = world
+        .nodes
+        .values()
+        .flat_map(|n| n.sessions.iter().map(|(id, s)| (*id, s)))
+        .collect();
+    for (id, at) in &world.created {
+        if covered(*at) && !sessions.contains_key(id) {
+            out.push(format!("game {id}, created at {at:?}, is lost"));
+        }
+    }
+    for (id, op, at) in &world.acked {
+        if !covered(*at) {
+            continue;
+        }
+        match sessions.get(id) {
+            Some(s) if s.ops.contains(op) => {}
+            Some(_) => out.push(format!("write {op} to game {id}, acknowledged at {at:?}, is lost")),
+            None if world.created.get(id).is_some_and(|t| covered(*t)) => {}
+            None => out.push(format!("write {op} to game {id}, acknowledged at {at:?}, is lost with its game")),
+        }
+    }
+    out
+}

@@ -1,0 +1,187 @@
+//! The fault schedule of one seed: which nodes start when, the load, and
+//! the faults injected, all drawn from the seed before the run starts.
+
+use rand::rngs::SmallRng;
+use rand::Rng;
+use std::time::Duration;
+
+/// One scheduled step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Start node `name`, joining through `seed`.
+    Start { name: String, seed: Option<String> },
+    /// Crash a node: links cut, sessions gone, nothing handed over.
+    Crash(String),
+    /// Start a crashed node again under the same name (a new incarnation).
+    Restart(String),
+    /// Leave gracefully: hand every session over, then stop.
+    Leave(String),
+    /// Close the link between two nodes (both sides see it close).
+    CutLink(String, String),
+    /// Both nodes dial each other at once (ractor_cluster then closes one of
+    /// the two links).
+    DialBoth(String, String),
+    /// Hold everything sent between two nodes, in both directions, for a
+    /// while; the link stays open.
+    Stall(String, String, Duration),
+    /// Stop a node from running anything for a while (its CPU is stalled).
+    Freeze(String, Duration),
+    /// Drop everything crossing between the groups, until healed.
+    Partition(Vec<String>, Vec<String>),
+    /// Drop everything sent from the first node to the second, until healed.
+    CutOneWay(String, String),
+    /// Remove every partition and one-way cut.
+    Heal,
+}
+
+impl Step {
+    /// Whether the guarantees cover this fault: a single crash, a graceful
+    /// leave, link faults shorter than the failure timeout. A split (a
+    /// partition, a one-way cut, a long stall) may lose the writes the
+    /// losing side acknowledged during it.
+    pub fn covered(&self, failure_timeout: Duration) -> bool {
+        match self {
+            Step::Partition(..) | Step::CutOneWay(..) => false,
+            Step::Stall(_, _, d) | Step::Freeze(_, d) => *d < failure_timeout / 2,
+            _ => true,
+        }
+    }
+}
+
+/// The plan of one run.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Steps with the time they happen, in time order.
+    pub steps: Vec<(Duration, Step)>,
+    /// Games created.
+    pub games: usize,
+    /// Writes sent.
+    pub writes: usize,
+    /// When the last fault is healed; the run settles after it.
+    pub calm_at: Duration,
+}
+
+/// Draws a schedule for a run with `failure_timeout`.
+pub fn draw(rng: &mut SmallRng, failure_timeout: Duration) -> Schedule {
+    let ms = Duration::from_millis;
+    let initial = rng.random_range(3..=5usize);
+    let mut steps = vec![(
+        ms(0),
+        Step::Start {
+            name: "n1".into(),
+            seed: None,
+        },
+    )];
+    // The others join through n1, several at once.
+    for i in 2..=initial {
+        steps.push((
+            ms(rng.random_range(1..=150)),
+            Step::Start {
+                name: format!("n{i}"),
+                seed: Some("n1".into()),
+            },
+        ));
+    }
+    let mut up: Vec<String> = (1..=initial).map(|i| format!("n{i}")).collect();
+    let mut down: Vec<String> = Vec::new();
+    let mut next_name = initial + 1;
+    let mut t = ms(1500);
+    let faults = rng.random_range(1..=3);
+    for _ in 0..faults {
+        let pick = |rng: &mut SmallRng, from: &[String]| from[rng.random_range(0..from.len())].clone();
+        let two = |rng: &mut SmallRng, from: &[String]| {
+            let a = rng.random_range(0..from.len());
+            let mut b = rng.random_range(0..from.len() - 1);
+            if b >= a {
+                b += 1;
+            }
+            (from[a].clone(), from[b].clone())
+        };
+        let kind = rng.random_range(0..12);
+        match kind {
+            0 | 1 if up.len() > 2 => {
+                let victim = pick(rng, &up);
+                up.retain(|n| n != &victim);
+                steps.push((t, Step::Crash(victim.clone())));
+                if rng.random_bool(0.5) {
+                    let back = t + ms(rng.random_range(100..=1200));
+                    steps.push((back, Step::Restart(victim.clone())));
+                    up.push(victim);
+                } else {
+                    down.push(victim);
+                }
+            }
+            2 if up.len() > 2 => {
+                let leaver = pick(rng, &up);
+                up.retain(|n| n != &leaver);
+                steps.push((t, Step::Leave(leaver)));
+            }
+            3 if next_name <= 9 => {
+                // Joins at once, through one seed.
+                let seed = pick(rng, &up);
+                for _ in 0..rng.random_range(1..=2) {
+                    if next_name > 9 {
+                        break;
+                    }
+                    let name = format!("n{next_name}");
+                    next_name += 1;
+                    steps.push((
+                        t + ms(rng.random_range(0..=20)),
+                        Step::Start {
+                            name: name.clone(),
+                            seed: Some(seed.clone()),
+                        },
+                    ));
+                    up.push(name);
+                }
+            }
+            4 if !down.is_empty() => {
+                let back = down.remove(0);
+                steps.push((t, Step::Restart(back.clone())));
+                up.push(back);
+            }
+            5 => {
+                let (a, b) = two(rng, &up);
+                steps.push((t, Step::CutLink(a, b)));
+            }
+            6 => {
+                let (a, b) = two(rng, &up);
+                steps.push((t, Step::DialBoth(a, b)));
+            }
+            7 => {
+                let (a, b) = two(rng, &up);
+                let d = ms(rng.random_range(10..=(failure_timeout.as_millis() as u64 * 3)));
+                steps.push((t, Step::Stall(a, b, d)));
+            }
+            8 => {
+                let n = pick(rng, &up);
+                let d = ms(rng.random_range(10..=(failure_timeout.as_millis() as u64 * 3)));
+                steps.push((t, Step::Freeze(n, d)));
+            }
+            9 | 10 => {
+                let mut shuffled = up.clone();
+                for i in (1..shuffled.len()).rev() {
+                    shuffled.swap(i, rng.random_range(0..=i));
+                }
+                let cut = rng.random_range(1..shuffled.len());
+                let right = shuffled.split_off(cut);
+                steps.push((t, Step::Partition(shuffled, right)));
+                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal));
+            }
+            _ => {
+                let (a, b) = two(rng, &up);
+                steps.push((t, Step::CutOneWay(a, b)));
+                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal));
+            }
+        }
+        t += ms(rng.random_range(1500..=2200));
+    }
+    steps.push((t, Step::Heal));
+    steps.sort_by_key(|(at, _)| *at);
+    Schedule {
+        steps,
+        games: rng.random_range(4..=16),
+        writes: rng.random_range(20..=80),
+        calm_at: t,
+    }
+}

@@ -1,0 +1,758 @@
+//! The simulated world: node state machines, their sessions, the network
+//! between them, and the clients, driven by one queue of timed events on a
+//! simulated clock. Nothing here reads a real clock or spawns a thread, so
+//! a seed replays exactly.
+
+use super::schedule::{Schedule, Step};
+use super::trace::Trace;
+use minotaur_cluster::control::wire::{Msg, Snapshot};
+use minotaur_cluster::control::{Control, ControlConfig, Effect, Input, LinkId};
+use minotaur_cluster::MemberId;
+use minotaur_core::{GameId, JoinCode};
+use rand::rngs::SmallRng;
+use rand::Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::time::Duration;
+
+/// A client's write: game, op id, attempt.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Write {
+    pub game: GameId,
+    pub op: u64,
+    pub attempt: u32,
+}
+
+/// Something that happens at a time.
+#[derive(Debug, Clone)]
+pub(super) enum Event {
+    Step(Step),
+    /// A message arrives at `to` over `link`.
+    Deliver { to: String, link: LinkId, msg: Msg },
+    LinkUp { to: String, link: LinkId },
+    LinkDown { to: String, link: LinkId },
+    Wake { node: String, inc: u64 },
+    /// A node-local input (session callbacks), for node `node` incarnation `inc`.
+    Local { node: String, inc: u64, input: Input },
+    /// A client creates a game through `via`.
+    Create { index: usize },
+    /// A client sends a write through `via`.
+    SendWrite { write: Write },
+    /// A write reaches its owner.
+    SessionWrite { node: String, inc: u64, write: Write },
+    /// A write's acknowledgement reaches the client.
+    Ack { write: Write },
+    /// Close one of two links both ends dialled (ractor_cluster's choice).
+    CloseDuplicate { link: LinkId },
+    Unfreeze { node: String },
+}
+
+/// A session of the simulated game: its state is the list of writes applied.
+#[derive(Debug, Clone)]
+pub(super) struct Session {
+    pub snapshot: Snapshot,
+    pub ops: Vec<u64>,
+    /// The write being saved, with the state it leads to.
+    pub saving: Option<(Option<Write>, Vec<u64>)>,
+    pub queue: VecDeque<Write>,
+    pub resave: bool,
+    pub releasing: bool,
+}
+
+pub(super) struct Node {
+    pub control: Control,
+    pub inc: u64,
+    pub sessions: BTreeMap<GameId, Session>,
+    pub wake_at: Option<Duration>,
+    pub frozen_until: Option<Duration>,
+    pub leaving: bool,
+}
+
+pub(super) struct Link {
+    pub a: String,
+    pub b: String,
+    pub open: bool,
+    /// Last delivery time per direction (a->b, b->a), so order holds.
+    pub last: [Duration; 2],
+}
+
+pub(super) struct World {
+    pub rng: SmallRng,
+    pub now: Duration,
+    pub config: ControlConfig,
+    queue: BinaryHeap<Reverse<(Duration, u64)>>,
+    events: BTreeMap<u64, Event>,
+    seq: u64,
+    pub nodes: BTreeMap<String, Node>,
+    pub links: BTreeMap<LinkId, Link>,
+    next_link: LinkId,
+    pub partitions: Vec<(BTreeSet<String>, BTreeSet<String>)>,
+    pub one_way: BTreeSet<(String, String)>,
+    pub stalls: BTreeMap<(String, String), Duration>,
+    pub trace: Trace,
+    /// Games whose create was acknowledged, with the time.
+    pub created: BTreeMap<GameId, Duration>,
+    /// Writes acknowledged: game, op, time.
+    pub acked: Vec<(GameId, u64, Duration)>,
+    pub acked_ops: BTreeSet<u64>,
+    next_op: u64,
+    pub games: Vec<GameId>,
+    /// When each uncovered fault was active: (from, to).
+    pub uncovered: Vec<(Duration, Duration)>,
+    pub ended: bool,
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+impl World {
+    pub fn new(rng: SmallRng, config: ControlConfig, trace: Trace) -> Self {
+        World {
+            rng,
+            now: Duration::ZERO,
+            config,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            seq: 0,
+            nodes: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_link: 1,
+            partitions: Vec::new(),
+            one_way: BTreeSet::new(),
+            stalls: BTreeMap::new(),
+            trace,
+            created: BTreeMap::new(),
+            acked: Vec::new(),
+            acked_ops: BTreeSet::new(),
+            next_op: 1,
+            games: Vec::new(),
+            uncovered: Vec::new(),
+            ended: false,
+        }
+    }
+
+    pub fn at(&mut self, at: Duration, event: Event) {
+        self.seq += 1;
+        self.events.insert(self.seq, event);
+        self.queue.push(Reverse((at, self.seq)));
+    }
+
+    /// Queues the schedule and the load.
+    pub fn plan(&mut self, schedule: &Schedule) {
+        for (at, step) in &schedule.steps {
+            self.at(*at, Event::Step(step.clone()));
+        }
+        let end = schedule.calm_at;
+        for index in 0..schedule.games {
+            let at = Duration::from_millis(self.rng.random_range(300..=1400));
+            self.at(at, Event::Create { index });
+        }
+        for _ in 0..schedule.writes {
+            let at = Duration::from_millis(self.rng.random_range(500..=end.as_millis() as u64 + 500));
+            let op = self.next_op;
+            self.next_op += 1;
+            // The game is drawn when the write is sent.
+            let write = Write {
+                game: GameId(uuid::Uuid::nil()),
+                op,
+                attempt: 0,
+            };
+            self.at(at, Event::SendWrite { write });
+        }
+    }
+
+    /// Runs events until `until`.
+    pub fn run_until(&mut self, until: Duration) {
+        while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            let Some(event) = self.events.remove(&seq) else {
+                continue;
+            };
+            self.now = self.now.max(at);
+            // A frozen node runs nothing until it thaws; its events wait.
+            if let Some(node) = event_node(&event) {
+                if let Some(until) = self.nodes.get(node).and_then(|n| n.frozen_until) {
+                    if until > self.now {
+                        self.events.insert(seq, event);
+                        self.queue.push(Reverse((until, seq)));
+                        continue;
+                    }
+                }
+            }
+            self.dispatch(event);
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Step(step) => self.step(step),
+            Event::Deliver { to, link, msg } => {
+                if self.links.get(&link).is_some_and(|l| l.open) {
+                    self.trace.line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
+                    self.input(&to, Input::Received { link, msg });
+                }
+            }
+            Event::LinkUp { to, link } => {
+                if self.links.get(&link).is_some_and(|l| l.open) {
+                    self.trace.line(self.now, &to, || format!("link up {link}"));
+                    self.input(&to, Input::LinkUp { link });
+                }
+            }
+            Event::LinkDown { to, link } => {
+                self.trace.line(self.now, &to, || format!("link down {link}"));
+                self.input(&to, Input::LinkDown { link });
+            }
+            Event::Wake { node, inc } => {
+                let due = self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.inc == inc && n.wake_at == Some(self.now));
+                if due {
+                    if let Some(n) = self.nodes.get_mut(&node) {
+                        n.wake_at = None;
+                    }
+                    self.input(&node, Input::Tick);
+                }
+            }
+            Event::Local { node, inc, input } => {
+                if self.nodes.get(&node).is_some_and(|n| n.inc == inc) {
+                    self.input(&node, input);
+                }
+            }
+            Event::Create { index, .. } => self.create(index),
+            Event::SendWrite { write, .. } => self.send_write(write),
+            Event::SessionWrite { node, inc, write } => {
+                if self.nodes.get(&node).is_some_and(|n| n.inc == inc) {
+                    self.session_write(&node, write);
+                }
+            }
+            Event::Ack { write } => {
+                if self.acked_ops.insert(write.op) {
+                    self.acked.push((write.game, write.op, self.now));
+                }
+            }
+            Event::CloseDuplicate { link } => self.close_link(link),
+            Event::Unfreeze { node } => {
+                if let Some(n) = self.nodes.get_mut(&node) {
+                    n.frozen_until = None;
+                }
+            }
+        }
+    }
+
+    // ---- nodes ----
+
+    fn start_node(&mut self, name: &str, seed: Option<&str>) {
+        let inc: u64 = self.rng.random();
+        let mut config = self.config.clone();
+        config.seeds = seed.map(|s| vec![addr(s)]).into_iter().flatten().collect();
+        let control = Control::new(MemberId::new(name, inc), addr(name), config, self.now);
+        self.trace.line(self.now, name, || format!("start {inc:016x}"));
+        self.nodes.insert(
+            name.to_string(),
+            Node {
+                control,
+                inc,
+                sessions: BTreeMap::new(),
+                wake_at: None,
+                frozen_until: None,
+                leaving: false,
+            },
+        );
+        self.flush(name);
+    }
+
+    fn stop_node(&mut self, name: &str) {
+        if self.nodes.remove(name).is_none() {
+            return;
+        }
+        let links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.open && (l.a == name || l.b == name))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in links {
+            self.close_link(link);
+        }
+    }
+
+    fn input(&mut self, node: &str, input: Input) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        n.control.handle(now, input);
+        self.flush(node);
+    }
+
+    /// Carries out every effect a node's control queued.
+    fn flush(&mut self, node: &str) {
+        loop {
+            let Some(n) = self.nodes.get_mut(node) else {
+                return;
+            };
+            let Some(effect) = n.control.poll_effect() else {
+                break;
+            };
+            self.effect(node, effect);
+        }
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let wake = n.control.next_wake().max(self.now + MS);
+        if n.wake_at.is_none_or(|w| w > wake) {
+            n.wake_at = Some(wake);
+            let inc = n.inc;
+            self.at(wake, Event::Wake { node: node.to_string(), inc });
+        }
+    }
+
+    fn effect(&mut self, node: &str, effect: Effect) {
+        let inc = self.nodes[node].inc;
+        match effect {
+            Effect::Send { link, msg } => self.send(node, link, msg),
+            Effect::Dial { addr } => {
+                let to = addr.trim_start_matches("addr-").to_string();
+                self.dial(node, &to);
+            }
+            Effect::CloseLink { link } => self.close_link(link),
+            Effect::StartSession(snapshot) => {
+                let id = snapshot.id;
+                let error = {
+                    let n = self.nodes.get_mut(node).expect("node");
+                    if n.sessions.contains_key(&id) {
+                        Some("already running".to_string())
+                    } else {
+                        let ops = decode_ops(&snapshot.state);
+                        n.sessions.insert(
+                            id,
+                            Session {
+                                snapshot,
+                                ops,
+                                saving: None,
+                                queue: VecDeque::new(),
+                                resave: false,
+                                releasing: false,
+                            },
+                        );
+                        None
+                    }
+                };
+                let input = Input::SessionStarted { id, error };
+                self.at(self.now + MS, Event::Local { node: node.into(), inc, input });
+            }
+            Effect::StopSession { id, .. } => {
+                self.trace.line(self.now, node, || format!("stop session {id}"));
+                self.nodes.get_mut(node).expect("node").sessions.remove(&id);
+            }
+            Effect::ReleaseSession(id) => {
+                let n = self.nodes.get_mut(node).expect("node");
+                match n.sessions.get_mut(&id) {
+                    Some(s) if s.saving.is_some() => s.releasing = true,
+                    Some(_) => self.release(node, id),
+                    None => {
+                        let input = Input::SessionReleased { id, snapshot: None };
+                        self.at(self.now + MS, Event::Local { node: node.into(), inc, input });
+                    }
+                }
+            }
+            Effect::Resave(id) => {
+                let n = self.nodes.get_mut(node).expect("node");
+                if let Some(s) = n.sessions.get_mut(&id) {
+                    s.resave = true;
+                    self.pump(node, id);
+                }
+            }
+            Effect::Saved { id, result } => self.saved(node, id, result.is_ok()),
+            Effect::Fetched { .. } => {}
+            Effect::Reply { call, result } => {
+                if let Ok(reg) = result {
+                    self.trace.line(self.now, node, || format!("created {} (call {call})", reg.id));
+                    self.created.entry(reg.id).or_insert(self.now);
+                }
+            }
+            Effect::Drained => {
+                self.trace.line(self.now, node, || "drained".into());
+                self.input(node, Input::Depart);
+                // Let the goodbyes go out before the links close.
+                let name = node.to_string();
+                self.at(self.now + 5 * MS, Event::Step(Step::Crash(name)));
+            }
+            Effect::Event(event) => {
+                self.trace.line(self.now, node, || format!("event {event:?}"));
+            }
+        }
+    }
+
+    // ---- sessions ----
+
+    fn release(&mut self, node: &str, id: GameId) {
+        let n = self.nodes.get_mut(node).expect("node");
+        let inc = n.inc;
+        let snapshot = n.sessions.remove(&id).map(|s| state_of(&s.snapshot, &s.ops));
+        let input = Input::SessionReleased { id, snapshot };
+        self.at(self.now + MS, Event::Local { node: node.into(), inc, input });
+    }
+
+    fn session_write(&mut self, node: &str, write: Write) {
+        let n = self.nodes.get_mut(node).expect("node");
+        match n.sessions.get_mut(&write.game) {
+            Some(s) if !s.releasing => {
+                s.queue.push_back(write);
+                self.pump(node, write.game);
+            }
+            _ => self.retry(write),
+        }
+    }
+
+    /// Starts the session's next save, if it is idle.
+    fn pump(&mut self, node: &str, id: GameId) {
+        let n = self.nodes.get_mut(node).expect("node");
+        let Some(s) = n.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.saving.is_some() || s.releasing {
+            return;
+        }
+        let snapshot = loop {
+            if let Some(write) = s.queue.pop_front() {
+                if s.ops.contains(&write.op) {
+                    // Applied already: acknowledged again, not applied twice.
+                    let w = write;
+                    self.ack(w);
+                    return self.pump(node, id);
+                }
+                let mut next = s.ops.clone();
+                next.push(write.op);
+                let snapshot = state_of(&s.snapshot, &next);
+                s.saving = Some((Some(write), next));
+                break snapshot;
+            }
+            if s.resave {
+                s.resave = false;
+                let snapshot = state_of(&s.snapshot, &s.ops);
+                s.saving = Some((None, s.ops.clone()));
+                break snapshot;
+            }
+            return;
+        };
+        self.input(node, Input::Save(snapshot));
+    }
+
+    fn saved(&mut self, node: &str, id: GameId, ok: bool) {
+        let n = self.nodes.get_mut(node).expect("node");
+        let Some(s) = n.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some((write, next)) = s.saving.take() else {
+            return;
+        };
+        if ok {
+            s.ops = next;
+        }
+        let releasing = s.releasing;
+        if let Some(write) = write {
+            if ok {
+                self.ack(write);
+            } else {
+                self.retry(write);
+            }
+        }
+        if releasing {
+            self.release(node, id);
+        } else {
+            self.pump(node, id);
+        }
+    }
+
+    fn ack(&mut self, write: Write) {
+        let delay = self.delay();
+        self.at(self.now + delay, Event::Ack { write });
+    }
+
+    fn retry(&mut self, mut write: Write) {
+        if write.attempt < 4 && !self.ended {
+            write.attempt += 1;
+            let at = self.now + Duration::from_millis(self.rng.random_range(50..=400));
+            self.at(at, Event::SendWrite { write });
+        }
+    }
+
+    // ---- clients ----
+
+    fn live_nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| !n.leaving)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    fn create(&mut self, index: usize) {
+        let live = self.live_nodes();
+        if live.is_empty() {
+            return;
+        }
+        let via = live[self.rng.random_range(0..live.len())].clone();
+        let id = GameId(uuid::Uuid::from_u128(self.rng.random()));
+        self.games.push(id);
+        let snapshot = Snapshot {
+            id,
+            version: 0,
+            join_code: format!("G{index:03}").parse::<JoinCode>().expect("code"),
+            users: vec!["ann".into(), "bob".into()],
+            active: true,
+            state: Vec::new(),
+        };
+        self.trace.line(self.now, &via, || format!("client create {id}"));
+        let call = index as u64;
+        self.input(&via, Input::Create { call, snapshot });
+    }
+
+    fn send_write(&mut self, mut write: Write) {
+        if self.ended {
+            return;
+        }
+        if write.attempt == 0 {
+            if self.games.is_empty() {
+                return;
+            }
+            write.game = self.games[self.rng.random_range(0..self.games.len())];
+        }
+        let live = self.live_nodes();
+        if live.is_empty() {
+            return;
+        }
+        let via = live[self.rng.random_range(0..live.len())].clone();
+        let owner = self.nodes[&via]
+            .control
+            .registry()
+            .lookup(write.game)
+            .map(|r| r.owner.clone());
+        let Some(owner) = owner else {
+            return self.retry(write);
+        };
+        let Some(node) = self.nodes.get(&owner.name).filter(|n| n.inc == owner.incarnation) else {
+            return self.retry(write);
+        };
+        let inc = node.inc;
+        if owner.name != via && !self.linked(&via, &owner.name) {
+            return self.retry(write);
+        }
+        let delay = if owner.name == via { Duration::ZERO } else { self.delay() };
+        let node = owner.name.clone();
+        self.at(self.now + delay, Event::SessionWrite { node, inc, write });
+    }
+
+    /// Whether `a` reaches `b` now (an open link, nothing cutting it).
+    fn linked(&self, a: &str, b: &str) -> bool {
+        self.links
+            .values()
+            .any(|l| l.open && ((l.a == a && l.b == b) || (l.a == b && l.b == a)))
+            && !self.blocked(a, b)
+            && !self.blocked(b, a)
+    }
+
+    // ---- the network ----
+
+    fn delay(&mut self) -> Duration {
+        Duration::from_micros(self.rng.random_range(200..=3000))
+    }
+
+    /// Whether traffic from `from` to `to` is dropped.
+    fn blocked(&self, from: &str, to: &str) -> bool {
+        self.one_way.contains(&(from.to_string(), to.to_string()))
+            || self.partitions.iter().any(|(l, r)| {
+                (l.contains(from) && r.contains(to)) || (r.contains(from) && l.contains(to))
+            })
+    }
+
+    fn send(&mut self, from: &str, link: LinkId, msg: Msg) {
+        let Some(l) = self.links.get(&link).filter(|l| l.open) else {
+            return;
+        };
+        let (to, dir) = if l.a == from { (l.b.clone(), 0) } else { (l.a.clone(), 1) };
+        if self.blocked(from, &to) {
+            return;
+        }
+        let mut at = self.now + self.delay();
+        let key = if from < to.as_str() {
+            (from.to_string(), to.clone())
+        } else {
+            (to.clone(), from.to_string())
+        };
+        if let Some(until) = self.stalls.get(&key) {
+            at = at.max(*until);
+        }
+        let l = self.links.get_mut(&link).expect("link");
+        at = at.max(l.last[dir]);
+        l.last[dir] = at;
+        self.at(at, Event::Deliver { to, link, msg });
+    }
+
+    fn dial(&mut self, from: &str, to: &str) {
+        if !self.nodes.contains_key(to) || self.blocked(from, to) || self.blocked(to, from) {
+            return;
+        }
+        self.open_link(from, to);
+    }
+
+    fn open_link(&mut self, a: &str, b: &str) -> LinkId {
+        let link = self.next_link;
+        self.next_link += 1;
+        self.links.insert(
+            link,
+            Link {
+                a: a.to_string(),
+                b: b.to_string(),
+                open: true,
+                last: [Duration::ZERO; 2],
+            },
+        );
+        self.trace.line(self.now, a, || format!("dial {b} as link {link}"));
+        let d1 = self.delay();
+        let d2 = self.delay();
+        self.at(self.now + d1, Event::LinkUp { to: a.to_string(), link });
+        self.at(self.now + d2, Event::LinkUp { to: b.to_string(), link });
+        link
+    }
+
+    fn close_link(&mut self, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link).filter(|l| l.open) else {
+            return;
+        };
+        l.open = false;
+        let (a, b) = (l.a.clone(), l.b.clone());
+        for to in [a, b] {
+            let d = self.delay();
+            self.at(self.now + d, Event::LinkDown { to, link });
+        }
+    }
+
+    // ---- faults ----
+
+    fn step(&mut self, step: Step) {
+        self.trace.line(self.now, "sim", || format!("step {step:?}"));
+        if !step.covered(self.config.failure_timeout) {
+            self.uncovered.push((self.now, Duration::MAX));
+        }
+        match step {
+            Step::Start { name, seed } => self.start_node(&name, seed.as_deref()),
+            Step::Crash(name) => self.stop_node(&name),
+            Step::Restart(name) => {
+                if !self.nodes.contains_key(&name) {
+                    let seed = self.nodes.keys().find(|n| **n != name).cloned();
+                    self.start_node(&name, seed.as_deref());
+                }
+            }
+            Step::Leave(name) => {
+                if let Some(n) = self.nodes.get_mut(&name) {
+                    n.leaving = true;
+                    self.input(&name, Input::Leave);
+                }
+            }
+            Step::CutLink(a, b) => {
+                let links: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| l.open && ((l.a == a && l.b == b) || (l.a == b && l.b == a)))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for link in links {
+                    self.close_link(link);
+                }
+            }
+            Step::DialBoth(a, b) => {
+                if self.nodes.contains_key(&a) && self.nodes.contains_key(&b) {
+                    let first = self.open_link(&a, &b);
+                    let second = self.open_link(&b, &a);
+                    // ractor_cluster keeps one of the two once both are up.
+                    let loser = if self.rng.random_bool(0.5) { first } else { second };
+                    let at = self.now + Duration::from_millis(self.rng.random_range(4..=30));
+                    self.at(at, Event::CloseDuplicate { link: loser });
+                }
+            }
+            Step::Stall(a, b, d) => {
+                let key = if a < b { (a, b) } else { (b, a) };
+                self.stalls.insert(key, self.now + d);
+            }
+            Step::Freeze(n, d) => {
+                if let Some(node) = self.nodes.get_mut(&n) {
+                    node.frozen_until = Some(self.now + d);
+                    self.at(self.now + d, Event::Unfreeze { node: n });
+                }
+            }
+            Step::Partition(l, r) => {
+                self.partitions.push((l.into_iter().collect(), r.into_iter().collect()));
+            }
+            Step::CutOneWay(a, b) => {
+                self.one_way.insert((a, b));
+            }
+            Step::Heal => {
+                self.partitions.clear();
+                self.one_way.clear();
+                let now = self.now;
+                for u in self.uncovered.iter_mut() {
+                    if u.1 == Duration::MAX {
+                        u.1 = now;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn event_node(event: &Event) -> Option<&str> {
+    match event {
+        Event::Deliver { to, .. } | Event::LinkUp { to, .. } | Event::LinkDown { to, .. } => {
+            Some(to)
+        }
+        Event::Wake { node, .. }
+        | Event::Local { node, .. }
+        | Event::SessionWrite { node, .. } => Some(node),
+        _ => None,
+    }
+}
+
+pub(super) fn addr(name: &str) -> String {
+    format!("addr-{name}")
+}
+
+fn state_of(base: &Snapshot, ops: &[u64]) -> Snapshot {
+    let mut state = Vec::with_capacity(ops.len() * 8);
+    for op in ops {
+        state.extend_from_slice(&op.to_le_bytes());
+    }
+    Snapshot {
+        version: ops.len() as u64,
+        state,
+        ..base.clone()
+    }
+}
+
+fn decode_ops(state: &[u8]) -> Vec<u64> {
+    state
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
+/// A message's name, for traces.
+pub(super) fn msg_name(msg: &Msg) -> String {
+    match msg {
+        Msg::Hello(h) => format!("Hello from {}", h.from),
+        Msg::Registered { regs, corr } => format!("Registered {corr:?} x{}", regs.len()),
+        Msg::Copy { corr, copies } => format!("Copy {corr} x{}", copies.len()),
+        Msg::Start { corr, snapshot, epoch } => {
+            format!("Start {corr} {} e{epoch} v{}", snapshot.id, snapshot.version)
+        }
+        Msg::Sync(regs) => format!("Sync x{}", regs.len()),
+        Msg::Members(list) => format!("Members x{}", list.len()),
+        Msg::Holdings(list) => format!("Holdings x{}", list.len()),
+        other => format!("{other:?}"),
+    }
+}
