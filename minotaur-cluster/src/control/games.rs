@@ -164,4 +164,3 @@ impl Copies {
         self.by_game.iter().map(|((id, o), h)| (id, o, h))
     }
 }
-}

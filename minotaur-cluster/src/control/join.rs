@@ -18,6 +18,10 @@ impl Control {
     }
 
     pub(super) fn on_link_up(&mut self, link: LinkId) {
+        // The peer's hello may have come first, and ours with it.
+        if self.links.contains_key(&link) {
+            return;
+        }
         self.links.insert(link, None);
         let hello = self.hello();
         self.effect(Effect::Send {
@@ -64,9 +68,11 @@ impl Control {
     }
 
     pub(super) fn on_hello(&mut self, link: LinkId, hello: Hello) {
-        if !self.links.contains_key(&link) || hello.from == *self.this() {
+        if hello.from == *self.this() {
             return;
         }
+        // Ours goes first, before anything this hello sets off.
+        self.on_link_up(link);
         let compatible = hello.min_protocol <= self.config.max_protocol
             && hello.max_protocol >= self.config.min_protocol;
         if !compatible {
