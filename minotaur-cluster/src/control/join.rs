@@ -227,8 +227,23 @@ impl Control {
         });
     }
 
-    pub(super) fn heartbeat(&mut self) {
+    /// Pings every peer and counts down those silent for too long. After
+    /// a gap in this node's own ticks (its process was stalled), silence
+    /// proves nothing: what peers sent meanwhile is still queued here, so
+    /// every peer gets a new window instead.
+    pub(super) fn heartbeat(&mut self, stalled: bool) {
         self.broadcast(Msg::Ping);
+        if stalled {
+            let now = self.now;
+            let this = self.this().clone();
+            let peers: Vec<MemberId> = self.members.peers().cloned().collect();
+            for peer in peers.iter().filter(|p| **p != this) {
+                if let Some(m) = self.members.get_mut(peer) {
+                    m.heard = m.heard.max(now);
+                }
+            }
+            return;
+        }
         let deadline = self.now.saturating_sub(self.config.failure_timeout);
         let silent: Vec<MemberId> = self
             .members

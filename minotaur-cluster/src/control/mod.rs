@@ -520,9 +520,11 @@ impl Control {
         let now = self.now;
         self.expire_unlinked();
         if now >= self.next_tick {
+            let late = now.saturating_sub(self.next_tick);
+            let stalled = self.ticks > 0 && late * 2 >= self.config.failure_timeout;
             self.next_tick = now + self.config.heartbeat_interval;
             self.ticks += 1;
-            self.heartbeat();
+            self.heartbeat(stalled);
             if self.ticks % GOSSIP_EVERY == 0 {
                 self.gossip();
                 self.reconnect();
