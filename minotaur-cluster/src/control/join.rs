@@ -49,6 +49,11 @@ impl Control {
         }
         if other.is_some() {
             self.relinked(&member);
+        } else if let Some(addr) = self.members.get(&member).map(|m| m.addr.clone()) {
+            // A link can close with both nodes alive (a reset connection):
+            // dial at once, so a new link can come up within the grace.
+            self.dialed.remove(&addr);
+            self.dial(&addr);
         }
     }
 
