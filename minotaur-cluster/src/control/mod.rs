@@ -667,11 +667,15 @@ impl Control {
         if let Msg::Hello(hello) = msg {
             return self.on_hello(link, hello);
         }
-        // Only a member's current link speaks for it: a message over a
-        // link it no longer uses, or from a member counted down, is stale.
-        let Some(from) = self.members.by_link(link).cloned() else {
+        // Any link whose hello named a live member speaks for it (when both
+        // ends dialled at once, each may send over another of the two); a
+        // member counted down is not heard until it says hello again.
+        let Some(from) = self.links.get(&link).cloned().flatten() else {
             return;
         };
+        if !self.members.is_live(&from) {
+            return;
+        }
         if let Some(m) = self.members.get_mut(&from) {
             m.heard = self.now;
         }

@@ -100,6 +100,7 @@ pub fn run(seed: u64, record: bool) -> Outcome {
     let mut violations = Vec::new();
     let step = Duration::from_millis(250);
     let mut stable_since: Option<Duration> = None;
+    let mut changes = 0;
     let end_of_load = schedule.calm_at + Duration::from_millis(500);
     let end = schedule.calm_at + SETTLE;
     let mut t = Duration::ZERO;
@@ -110,7 +111,7 @@ pub fn run(seed: u64, record: bool) -> Outcome {
             world.ended = true;
         }
         // One session per game, once membership has been stable a while.
-        if check::mesh_violations(&world).is_empty() {
+        if check::mesh_violations(&world).is_empty() && world.membership_changes == changes {
             let since = *stable_since.get_or_insert(t);
             if t - since >= Duration::from_secs(1) && violations.is_empty() {
                 for v in check::one_session_per_game(&world) {
@@ -119,6 +120,7 @@ pub fn run(seed: u64, record: bool) -> Outcome {
             }
         } else {
             stable_since = None;
+            changes = world.membership_changes;
         }
     }
     violations.extend(check::settled(&world, replication, failure_timeout));

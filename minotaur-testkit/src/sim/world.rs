@@ -100,6 +100,8 @@ pub(super) struct World {
     /// When each uncovered fault was active: (from, to).
     pub uncovered: Vec<(Duration, Duration)>,
     pub ended: bool,
+    /// Membership events seen on any node, so far.
+    pub membership_changes: u64,
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -127,6 +129,7 @@ impl World {
             games: Vec::new(),
             uncovered: Vec::new(),
             ended: false,
+            membership_changes: 0,
         }
     }
 
@@ -383,6 +386,10 @@ impl World {
                 self.at(self.now + 5 * MS, Event::Step(Step::Crash(name)));
             }
             Effect::Event(event) => {
+                use minotaur_cluster::control::Event as E;
+                if matches!(event, E::MemberUp(_) | E::MemberDown(..) | E::MemberLeaving(_)) {
+                    self.membership_changes += 1;
+                }
                 self.trace.line(self.now, node, || format!("event {event:?}"));
             }
         }
