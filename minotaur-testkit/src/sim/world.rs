@@ -89,6 +89,8 @@ pub(super) struct World {
     pub partitions: Vec<(BTreeSet<String>, BTreeSet<String>)>,
     pub one_way: BTreeSet<(String, String)>,
     pub stalls: BTreeMap<(String, String), Duration>,
+    /// Messages a partition holds back: sender, link, message.
+    held: Vec<(String, LinkId, Msg)>,
     pub trace: Trace,
     /// Games whose create was acknowledged, with the time.
     pub created: BTreeMap<GameId, Duration>,
@@ -121,6 +123,7 @@ impl World {
             partitions: Vec::new(),
             one_way: BTreeSet::new(),
             stalls: BTreeMap::new(),
+            held: Vec::new(),
             trace,
             created: BTreeMap::new(),
             acked: Vec::new(),
@@ -583,7 +586,10 @@ impl World {
             return;
         };
         let (to, dir) = if l.a == from { (l.b.clone(), 0) } else { (l.a.clone(), 1) };
+        // An open TCP connection loses nothing: what a partition blocks
+        // arrives once it heals, unless the link closes first.
         if self.blocked(from, &to) {
+            self.held.push((from.to_string(), link, msg));
             return;
         }
         let mut at = self.now + self.delay();
@@ -702,6 +708,9 @@ impl World {
             Step::Heal => {
                 self.partitions.clear();
                 self.one_way.clear();
+                for (from, link, msg) in std::mem::take(&mut self.held) {
+                    self.send(&from, link, msg);
+                }
                 let now = self.now;
                 for u in self.uncovered.iter_mut() {
                     if u.1 == Duration::MAX {
