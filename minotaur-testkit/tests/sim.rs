@@ -49,7 +49,12 @@ fn seeds_hold_every_invariant() {
         "{} of {} seeds failed; first: {:?}",
         summary.failed.len(),
         summary.seeds,
-        summary.failed.iter().map(|o| o.seed).take(10).collect::<Vec<_>>()
+        summary
+            .failed
+            .iter()
+            .map(|o| o.seed)
+            .take(10)
+            .collect::<Vec<_>>()
     );
 }
 

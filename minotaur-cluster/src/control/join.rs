@@ -106,7 +106,8 @@ impl Control {
                 heard: self.now,
                 link: Some(link),
                 unlinked_since: None,
-                synced: before.as_ref().is_some_and(|m| m.synced) && was != Some(MemberStatus::Down),
+                synced: before.as_ref().is_some_and(|m| m.synced)
+                    && was != Some(MemberStatus::Down),
             },
         );
         if was != Some(status) {
@@ -202,7 +203,10 @@ impl Control {
             }
             // A newer incarnation of a name we count down is someone to
             // meet; an older one we replaced is not.
-            let replaced = self.members.get(&id).is_some_and(|m| m.status == MemberStatus::Down)
+            let replaced = self
+                .members
+                .get(&id)
+                .is_some_and(|m| m.status == MemberStatus::Down)
                 && !self.members.other_incarnations(&id).is_empty();
             if !replaced {
                 self.dial(&addr);

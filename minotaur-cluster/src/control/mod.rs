@@ -35,7 +35,7 @@ use crate::config::Redistribution;
 use crate::membership::{DownReason, MemberId, MemberStatus};
 use crate::placement::{Placement, Rendezvous};
 use crate::registry::{Registration, Table, Time};
-use games::{CopyBatch, Copies};
+use games::{Copies, CopyBatch};
 use minotaur_core::{EngineError, GameId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -458,7 +458,11 @@ impl Control {
 
     /// Sends `msg` to `to` if it has a link; returns whether it did.
     fn send(&mut self, to: &MemberId, msg: Msg) -> bool {
-        match self.members.get(to).filter(|m| m.status != MemberStatus::Down) {
+        match self
+            .members
+            .get(to)
+            .filter(|m| m.status != MemberStatus::Down)
+        {
             Some(Member {
                 link: Some(link), ..
             }) => {
@@ -533,7 +537,8 @@ impl Control {
                 self.sweep();
                 self.send_holdings();
                 let keep = self.config.failure_timeout * 60;
-                self.moved.retain(|_, (_, at)| now.saturating_sub(*at) < keep);
+                self.moved
+                    .retain(|_, (_, at)| now.saturating_sub(*at) < keep);
             }
             self.purge_due();
             self.drain();
@@ -597,7 +602,11 @@ impl Control {
             }
             Request::Announce { id, .. } => self.announced(id, corr),
             Request::Move { id } => self.move_failed(id, corr),
-            Request::Place { snapshot, epoch, to } => {
+            Request::Place {
+                snapshot,
+                epoch,
+                to,
+            } => {
                 if self.members.is_live(&to) {
                     // Sent again: a repeat gets the same answer.
                     let corr = self.request(Request::Place {

@@ -71,7 +71,10 @@ impl Control {
     }
 
     pub(super) fn on_released(&mut self, id: GameId, snapshot: Option<Snapshot>) {
-        if !matches!(self.owned.get(&id).map(|o| &o.phase), Some(Phase::Releasing)) {
+        if !matches!(
+            self.owned.get(&id).map(|o| &o.phase),
+            Some(Phase::Releasing)
+        ) {
             return;
         }
         let Some(snapshot) = snapshot else {

@@ -53,7 +53,12 @@ impl Control {
 
     /// Sends the copy of an owned game to its best backup not yet tried;
     /// settles it at once when there is none.
-    pub(super) fn copy_out(&mut self, snapshot: Snapshot, reason: CopyReason, tried: Vec<MemberId>) {
+    pub(super) fn copy_out(
+        &mut self,
+        snapshot: Snapshot,
+        reason: CopyReason,
+        tried: Vec<MemberId>,
+    ) {
         let mut batch = BTreeMap::new();
         batch.insert(snapshot.id, snapshot);
         self.copy_many(batch, reason, tried);

@@ -195,8 +195,7 @@ impl Control {
         if !self.owned.contains_key(&id) {
             return; // it lost to a registration that outranks it
         }
-        let waiting: std::collections::BTreeSet<MemberId> =
-            self.members.peers().cloned().collect();
+        let waiting: std::collections::BTreeSet<MemberId> = self.members.peers().cloned().collect();
         let corr = self.request(Request::Announce {
             id,
             waiting: waiting.clone(),
@@ -267,10 +266,9 @@ impl Control {
             Waiter::Call(call) => {
                 let result = result.map_err(|r| match r {
                     Refusal::AlreadyRunning => EngineError::AlreadyRunning(id),
-                    Refusal::Leaving => EngineError::Unavailable(format!(
-                        "{} is leaving the cluster",
-                        self.this()
-                    )),
+                    Refusal::Leaving => {
+                        EngineError::Unavailable(format!("{} is leaving the cluster", self.this()))
+                    }
                     Refusal::NotReplicated => EngineError::Unavailable(format!(
                         "game {id} could not be copied to a backup"
                     )),
@@ -315,7 +313,11 @@ impl Control {
                 }
             },
             Request::Move { id } => self.on_move_started(id, from, corr, result),
-            Request::Place { snapshot, epoch, to } if &to == from => match result {
+            Request::Place {
+                snapshot,
+                epoch,
+                to,
+            } if &to == from => match result {
                 Ok(reg) => self.apply_registration(reg),
                 Err(Refusal::AlreadyRunning) => {}
                 Err(refusal) => {

@@ -35,7 +35,10 @@ pub(super) fn mesh_violations(world: &World) -> Vec<String> {
         for id in ids.iter().filter(|id| *id != members.this()) {
             let m = members.get(id).expect("seen");
             if m.link.is_none() || m.status != MemberStatus::Up {
-                out.push(format!("{name} has no link to {} ({:?})", id.name, m.status));
+                out.push(format!(
+                    "{name} has no link to {} ({:?})",
+                    id.name, m.status
+                ));
             }
         }
     }
@@ -86,11 +89,23 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
                 let diff: Vec<String> = r
                     .iter()
                     .filter(|(id, e)| v.get(id) != Some(e))
-                    .map(|(id, (o, e))| format!("{id}: {}@{e} vs {:?}", o.name, v.get(id).map(|(o, e)| (o.name.clone(), e))))
-                    .chain(v.keys().filter(|id| !r.contains_key(id)).map(|id| format!("{id}: only on {name}")))
+                    .map(|(id, (o, e))| {
+                        format!(
+                            "{id}: {}@{e} vs {:?}",
+                            o.name,
+                            v.get(id).map(|(o, e)| (o.name.clone(), e))
+                        )
+                    })
+                    .chain(
+                        v.keys()
+                            .filter(|id| !r.contains_key(id))
+                            .map(|id| format!("{id}: only on {name}")),
+                    )
                     .take(3)
                     .collect();
-                out.push(format!("registry of {name} differs from {first}'s: {diff:?}"));
+                out.push(format!(
+                    "registry of {name} differs from {first}'s: {diff:?}"
+                ));
             }
             _ => {}
         }
@@ -101,8 +116,14 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
     for (id, (owner, _)) in &registry {
         match nodes.get(owner) {
             Some(n) if n.sessions.contains_key(id) && n.control.owned().contains_key(id) => {}
-            Some(_) => out.push(format!("game {id} is registered to {} which does not run it", owner.name)),
-            None => out.push(format!("game {id} is registered to {}, which is gone", owner.name)),
+            Some(_) => out.push(format!(
+                "game {id} is registered to {} which does not run it",
+                owner.name
+            )),
+            None => out.push(format!(
+                "game {id} is registered to {}, which is gone",
+                owner.name
+            )),
         }
     }
     for (name, n) in &world.nodes {
@@ -145,7 +166,10 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
                     .is_some_and(|g| g.backup.as_ref().map(|(b, _)| b) == Some(holder))
             });
             if !kept {
-                out.push(format!("{} holds a copy of game {id} left behind by {}", holder.name, owner.name));
+                out.push(format!(
+                    "{} holds a copy of game {id} left behind by {}",
+                    holder.name, owner.name
+                ));
             }
         }
     }
@@ -174,9 +198,13 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
         }
         match sessions.get(id) {
             Some(s) if s.ops.contains(op) => {}
-            Some(_) => out.push(format!("write {op} to game {id}, acknowledged at {at:?}, is lost")),
+            Some(_) => out.push(format!(
+                "write {op} to game {id}, acknowledged at {at:?}, is lost"
+            )),
             None if world.created.get(id).is_some_and(|t| covered(*t)) => {}
-            None => out.push(format!("write {op} to game {id}, acknowledged at {at:?}, is lost with its game")),
+            None => out.push(format!(
+                "write {op} to game {id}, acknowledged at {at:?}, is lost with its game"
+            )),
         }
     }
     out

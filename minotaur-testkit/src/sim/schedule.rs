@@ -88,7 +88,8 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration) -> Schedule {
     let mut t = ms(1500);
     let faults = rng.random_range(1..=3);
     for _ in 0..faults {
-        let pick = |rng: &mut SmallRng, from: &[String]| from[rng.random_range(0..from.len())].clone();
+        let pick =
+            |rng: &mut SmallRng, from: &[String]| from[rng.random_range(0..from.len())].clone();
         let two = |rng: &mut SmallRng, from: &[String]| {
             let a = rng.random_range(0..from.len());
             let mut b = rng.random_range(0..from.len() - 1);

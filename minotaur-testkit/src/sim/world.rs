@@ -28,23 +28,54 @@ pub(super) struct Write {
 pub(super) enum Event {
     Step(Step),
     /// A message arrives at `to` over `link`.
-    Deliver { to: String, link: LinkId, msg: Msg },
-    LinkUp { to: String, link: LinkId },
-    LinkDown { to: String, link: LinkId },
-    Wake { node: String, inc: u64 },
+    Deliver {
+        to: String,
+        link: LinkId,
+        msg: Msg,
+    },
+    LinkUp {
+        to: String,
+        link: LinkId,
+    },
+    LinkDown {
+        to: String,
+        link: LinkId,
+    },
+    Wake {
+        node: String,
+        inc: u64,
+    },
     /// A node-local input (session callbacks), for node `node` incarnation `inc`.
-    Local { node: String, inc: u64, input: Input },
+    Local {
+        node: String,
+        inc: u64,
+        input: Input,
+    },
     /// A client creates a game through `via`.
-    Create { index: usize },
+    Create {
+        index: usize,
+    },
     /// A client sends a write through `via`.
-    SendWrite { write: Write },
+    SendWrite {
+        write: Write,
+    },
     /// A write reaches its owner.
-    SessionWrite { node: String, inc: u64, write: Write },
+    SessionWrite {
+        node: String,
+        inc: u64,
+        write: Write,
+    },
     /// A write's acknowledgement reaches the client.
-    Ack { write: Write },
+    Ack {
+        write: Write,
+    },
     /// Close one of two links both ends dialled (ractor_cluster's choice).
-    CloseDuplicate { link: LinkId },
-    Unfreeze { node: String },
+    CloseDuplicate {
+        link: LinkId,
+    },
+    Unfreeze {
+        node: String,
+    },
 }
 
 /// A session of the simulated game: its state is the list of writes applied.
@@ -153,7 +184,8 @@ impl World {
             self.at(at, Event::Create { index });
         }
         for _ in 0..schedule.writes {
-            let at = Duration::from_millis(self.rng.random_range(500..=end.as_millis() as u64 + 500));
+            let at =
+                Duration::from_millis(self.rng.random_range(500..=end.as_millis() as u64 + 500));
             let op = self.next_op;
             self.next_op += 1;
             // The game is drawn when the write is sent.
@@ -197,7 +229,8 @@ impl World {
             Event::Step(step) => self.step(step),
             Event::Deliver { to, link, msg } => {
                 if self.links.get(&link).is_some_and(|l| l.open) {
-                    self.trace.line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
+                    self.trace
+                        .line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
                     self.input(&to, Input::Received { link, msg });
                 }
             }
@@ -208,7 +241,8 @@ impl World {
                 }
             }
             Event::LinkDown { to, link } => {
-                self.trace.line(self.now, &to, || format!("link down {link}"));
+                self.trace
+                    .line(self.now, &to, || format!("link down {link}"));
                 self.input(&to, Input::LinkDown { link });
             }
             Event::Wake { node, inc } => {
@@ -256,7 +290,8 @@ impl World {
         let mut config = self.config.clone();
         config.seeds = seed.map(|s| vec![addr(s)]).into_iter().flatten().collect();
         let control = Control::new(MemberId::new(name, inc), addr(name), config, self.now);
-        self.trace.line(self.now, name, || format!("start {inc:016x}"));
+        self.trace
+            .line(self.now, name, || format!("start {inc:016x}"));
         self.nodes.insert(
             name.to_string(),
             Node {
@@ -313,7 +348,13 @@ impl World {
         if n.wake_at.is_none_or(|w| w > wake) {
             n.wake_at = Some(wake);
             let inc = n.inc;
-            self.at(wake, Event::Wake { node: node.to_string(), inc });
+            self.at(
+                wake,
+                Event::Wake {
+                    node: node.to_string(),
+                    inc,
+                },
+            );
         }
     }
 
@@ -349,10 +390,18 @@ impl World {
                     }
                 };
                 let input = Input::SessionStarted { id, error };
-                self.at(self.now + MS, Event::Local { node: node.into(), inc, input });
+                self.at(
+                    self.now + MS,
+                    Event::Local {
+                        node: node.into(),
+                        inc,
+                        input,
+                    },
+                );
             }
             Effect::StopSession { id, .. } => {
-                self.trace.line(self.now, node, || format!("stop session {id}"));
+                self.trace
+                    .line(self.now, node, || format!("stop session {id}"));
                 self.nodes.get_mut(node).expect("node").sessions.remove(&id);
             }
             Effect::ReleaseSession(id) => {
@@ -362,7 +411,14 @@ impl World {
                     Some(_) => self.release(node, id),
                     None => {
                         let input = Input::SessionReleased { id, snapshot: None };
-                        self.at(self.now + MS, Event::Local { node: node.into(), inc, input });
+                        self.at(
+                            self.now + MS,
+                            Event::Local {
+                                node: node.into(),
+                                inc,
+                                input,
+                            },
+                        );
                     }
                 }
             }
@@ -377,7 +433,9 @@ impl World {
             Effect::Fetched { .. } => {}
             Effect::Reply { call, result } => {
                 if let Ok(reg) = result {
-                    self.trace.line(self.now, node, || format!("created {} (call {call})", reg.id));
+                    self.trace.line(self.now, node, || {
+                        format!("created {} (call {call})", reg.id)
+                    });
                     self.created.entry(reg.id).or_insert(self.now);
                 }
             }
@@ -390,10 +448,14 @@ impl World {
             }
             Effect::Event(event) => {
                 use minotaur_cluster::control::Event as E;
-                if matches!(event, E::MemberUp(_) | E::MemberDown(..) | E::MemberLeaving(_)) {
+                if matches!(
+                    event,
+                    E::MemberUp(_) | E::MemberDown(..) | E::MemberLeaving(_)
+                ) {
                     self.membership_changes += 1;
                 }
-                self.trace.line(self.now, node, || format!("event {event:?}"));
+                self.trace
+                    .line(self.now, node, || format!("event {event:?}"));
             }
         }
     }
@@ -403,9 +465,19 @@ impl World {
     fn release(&mut self, node: &str, id: GameId) {
         let n = self.nodes.get_mut(node).expect("node");
         let inc = n.inc;
-        let snapshot = n.sessions.remove(&id).map(|s| state_of(&s.snapshot, &s.ops));
+        let snapshot = n
+            .sessions
+            .remove(&id)
+            .map(|s| state_of(&s.snapshot, &s.ops));
         let input = Input::SessionReleased { id, snapshot };
-        self.at(self.now + MS, Event::Local { node: node.into(), inc, input });
+        self.at(
+            self.now + MS,
+            Event::Local {
+                node: node.into(),
+                inc,
+                input,
+            },
+        );
     }
 
     fn session_write(&mut self, node: &str, write: Write) {
@@ -518,7 +590,8 @@ impl World {
             active: true,
             state: Vec::new(),
         };
-        self.trace.line(self.now, &via, || format!("client create {id}"));
+        self.trace
+            .line(self.now, &via, || format!("client create {id}"));
         let call = index as u64;
         self.input(&via, Input::Create { call, snapshot });
     }
@@ -546,14 +619,22 @@ impl World {
         let Some(owner) = owner else {
             return self.retry(write);
         };
-        let Some(node) = self.nodes.get(&owner.name).filter(|n| n.inc == owner.incarnation) else {
+        let Some(node) = self
+            .nodes
+            .get(&owner.name)
+            .filter(|n| n.inc == owner.incarnation)
+        else {
             return self.retry(write);
         };
         let inc = node.inc;
         if owner.name != via && !self.linked(&via, &owner.name) {
             return self.retry(write);
         }
-        let delay = if owner.name == via { Duration::ZERO } else { self.delay() };
+        let delay = if owner.name == via {
+            Duration::ZERO
+        } else {
+            self.delay()
+        };
         let node = owner.name.clone();
         self.at(self.now + delay, Event::SessionWrite { node, inc, write });
     }
@@ -585,7 +666,11 @@ impl World {
         let Some(l) = self.links.get(&link).filter(|l| l.open) else {
             return;
         };
-        let (to, dir) = if l.a == from { (l.b.clone(), 0) } else { (l.a.clone(), 1) };
+        let (to, dir) = if l.a == from {
+            (l.b.clone(), 0)
+        } else {
+            (l.a.clone(), 1)
+        };
         // An open TCP connection loses nothing: what a partition blocks
         // arrives once it heals, unless the link closes first.
         if self.blocked(from, &to) {
@@ -626,11 +711,24 @@ impl World {
                 last: [Duration::ZERO; 2],
             },
         );
-        self.trace.line(self.now, a, || format!("dial {b} as link {link}"));
+        self.trace
+            .line(self.now, a, || format!("dial {b} as link {link}"));
         let d1 = self.delay();
         let d2 = self.delay();
-        self.at(self.now + d1, Event::LinkUp { to: a.to_string(), link });
-        self.at(self.now + d2, Event::LinkUp { to: b.to_string(), link });
+        self.at(
+            self.now + d1,
+            Event::LinkUp {
+                to: a.to_string(),
+                link,
+            },
+        );
+        self.at(
+            self.now + d2,
+            Event::LinkUp {
+                to: b.to_string(),
+                link,
+            },
+        );
         link
     }
 
@@ -649,7 +747,8 @@ impl World {
     // ---- faults ----
 
     fn step(&mut self, step: Step) {
-        self.trace.line(self.now, "sim", || format!("step {step:?}"));
+        self.trace
+            .line(self.now, "sim", || format!("step {step:?}"));
         if !step.covered(self.config.failure_timeout) {
             self.uncovered.push((self.now, Duration::MAX));
         }
@@ -684,7 +783,11 @@ impl World {
                     let first = self.open_link(&a, &b);
                     let second = self.open_link(&b, &a);
                     // ractor_cluster keeps one of the two once both are up.
-                    let loser = if self.rng.random_bool(0.5) { first } else { second };
+                    let loser = if self.rng.random_bool(0.5) {
+                        first
+                    } else {
+                        second
+                    };
                     let at = self.now + Duration::from_millis(self.rng.random_range(4..=30));
                     self.at(at, Event::CloseDuplicate { link: loser });
                 }
@@ -700,7 +803,8 @@ impl World {
                 }
             }
             Step::Partition(l, r) => {
-                self.partitions.push((l.into_iter().collect(), r.into_iter().collect()));
+                self.partitions
+                    .push((l.into_iter().collect(), r.into_iter().collect()));
             }
             Step::CutOneWay(a, b) => {
                 self.one_way.insert((a, b));
@@ -727,9 +831,9 @@ fn event_node(event: &Event) -> Option<&str> {
         Event::Deliver { to, .. } | Event::LinkUp { to, .. } | Event::LinkDown { to, .. } => {
             Some(to)
         }
-        Event::Wake { node, .. }
-        | Event::Local { node, .. }
-        | Event::SessionWrite { node, .. } => Some(node),
+        Event::Wake { node, .. } | Event::Local { node, .. } | Event::SessionWrite { node, .. } => {
+            Some(node)
+        }
         _ => None,
     }
 }
@@ -763,8 +867,15 @@ pub(super) fn msg_name(msg: &Msg) -> String {
         Msg::Hello(h) => format!("Hello from {}", h.from),
         Msg::Registered { regs, corr } => format!("Registered {corr:?} x{}", regs.len()),
         Msg::Copy { corr, copies } => format!("Copy {corr} x{}", copies.len()),
-        Msg::Start { corr, snapshot, epoch } => {
-            format!("Start {corr} {} e{epoch} v{}", snapshot.id, snapshot.version)
+        Msg::Start {
+            corr,
+            snapshot,
+            epoch,
+        } => {
+            format!(
+                "Start {corr} {} e{epoch} v{}",
+                snapshot.id, snapshot.version
+            )
         }
         Msg::Sync(regs) => format!("Sync x{}", regs.len()),
         Msg::Members(list) => format!("Members x{}", list.len()),
