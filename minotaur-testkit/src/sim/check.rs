@@ -9,6 +9,9 @@ use minotaur_core::GameId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// Each game's owner and epoch, as one node's registry has them.
+type Owners = BTreeMap<GameId, (MemberId, u64)>;
+
 /// The members that run and stay, by id.
 fn staying(world: &World) -> BTreeSet<MemberId> {
     world
@@ -73,14 +76,14 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
         .collect();
 
     // One registry, the same everywhere.
-    let view = |n: &super::world::Node| -> BTreeMap<GameId, (MemberId, u64)> {
+    let view = |n: &super::world::Node| -> Owners {
         n.control
             .registry()
             .iter()
             .map(|r| (r.id, (r.owner.clone(), r.epoch)))
             .collect()
     };
-    let mut reference: Option<(String, BTreeMap<GameId, (MemberId, u64)>)> = None;
+    let mut reference: Option<(String, Owners)> = None;
     for (name, n) in world.nodes.iter().filter(|(_, n)| !n.leaving) {
         let v = view(n);
         match &reference {

@@ -371,22 +371,22 @@ impl World {
                 let id = snapshot.id;
                 let error = {
                     let n = self.nodes.get_mut(node).expect("node");
-                    if n.sessions.contains_key(&id) {
-                        Some("already running".to_string())
-                    } else {
-                        let ops = decode_ops(&snapshot.state);
-                        n.sessions.insert(
-                            id,
-                            Session {
+                    match n.sessions.entry(id) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            Some("already running".to_string())
+                        }
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            let ops = decode_ops(&snapshot.state);
+                            slot.insert(Session {
                                 snapshot,
                                 ops,
                                 saving: None,
                                 queue: VecDeque::new(),
                                 resave: false,
                                 releasing: false,
-                            },
-                        );
-                        None
+                            });
+                            None
+                        }
                     }
                 };
                 let input = Input::SessionStarted { id, error };
@@ -500,26 +500,23 @@ impl World {
         if s.saving.is_some() || s.releasing {
             return;
         }
-        let snapshot = loop {
-            if let Some(write) = s.queue.pop_front() {
-                if s.ops.contains(&write.op) {
-                    // Applied already: acknowledged again, not applied twice.
-                    let w = write;
-                    self.ack(w);
-                    return self.pump(node, id);
-                }
-                let mut next = s.ops.clone();
-                next.push(write.op);
-                let snapshot = state_of(&s.snapshot, &next);
-                s.saving = Some((Some(write), next));
-                break snapshot;
+        let snapshot = if let Some(write) = s.queue.pop_front() {
+            if s.ops.contains(&write.op) {
+                // Applied already: acknowledged again, not applied twice.
+                self.ack(write);
+                return self.pump(node, id);
             }
-            if s.resave {
-                s.resave = false;
-                let snapshot = state_of(&s.snapshot, &s.ops);
-                s.saving = Some((None, s.ops.clone()));
-                break snapshot;
-            }
+            let mut next = s.ops.clone();
+            next.push(write.op);
+            let snapshot = state_of(&s.snapshot, &next);
+            s.saving = Some((Some(write), next));
+            snapshot
+        } else if s.resave {
+            s.resave = false;
+            let snapshot = state_of(&s.snapshot, &s.ops);
+            s.saving = Some((None, s.ops.clone()));
+            snapshot
+        } else {
             return;
         };
         self.input(node, Input::Save(snapshot));
