@@ -99,7 +99,8 @@ impl ClusterDirectory {
             // The owner is gone or going: once failover or the handoff
             // completes, the registry names the game's new owner.
             Err(RpcError::Closed(_)) if repeatable => Route::Retry,
-            Err(e) => Route::Done(Err(EngineError::Unavailable(e.to_string()))),
+            // Among them a request too large to send: a typed codec error.
+            Err(e) => Route::Done(Err(e.into_engine())),
         }
     }
 
@@ -194,7 +195,7 @@ impl ClusterDirectory {
                     Ok(other) => Err(EngineError::Protocol(format!(
                         "unexpected answer {other:?}"
                     ))),
-                    Err(e) => Err(EngineError::Unavailable(e.to_string())),
+                    Err(e) => Err(e.into_engine()),
                 }
             }
         }

@@ -55,7 +55,7 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
             )
             .await
         }
-        Err(e) => Err(rpc::RpcError::Codec(target.to_string(), e.to_string())),
+        Err(e) => Err(rpc::RpcError::Encode(e)),
     };
     match moved {
         Ok(Response::Started(Ok(reg))) => {

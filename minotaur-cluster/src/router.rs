@@ -9,7 +9,7 @@ use crate::node::{lock, Shared};
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use crate::replication::Replica;
 use crate::{directory, supervisor};
-use minotaur_core::{codec, Command, Game, GameId, OpId};
+use minotaur_core::{codec, Command, EngineError, Game, GameId, OpId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 
@@ -71,14 +71,32 @@ impl Actor for Router {
     }
 }
 
-/// Sends `response` on `reply`.
+/// Sends `response` on `reply`. A response too large for the wire (the
+/// state of a game grown past the codec's limit, say) is replaced by the
+/// codec error, so the caller gets a typed answer at once rather than
+/// waiting out its deadline for one that never comes. (A command's answer
+/// replaced this way may belong to a write that was applied.)
 pub(crate) fn answer(reply: RpcReplyPort<Vec<u8>>, response: Response) {
-    match protocol::seal(response) {
-        Ok(bytes) => {
-            let _ = reply.send(bytes);
+    let bytes = match protocol::seal(&response) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(error = %e, "answer not sendable; answering with the error instead");
+            let refusal = match response {
+                Response::Command(_) => Response::Command(Err(EngineError::Codec(e))),
+                Response::Started(_) => Response::Started(Err(EngineError::Codec(e))),
+                Response::Claimed(_) => Response::Claimed(Err(EngineError::Codec(e))),
+                _ => Response::Refused(format!("answer not sent: {e}")),
+            };
+            match protocol::seal(refusal) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a response");
+                    return;
+                }
+            }
         }
-        Err(e) => tracing::error!(error = %e, "cannot encode a response"),
-    }
+    };
+    let _ = reply.send(bytes);
 }
 
 fn on_notice(shared: &Arc<Shared>, notice: Notice) {

@@ -134,7 +134,7 @@ pub(crate) async fn start_remote(
         Ok(other) => Err(EngineError::Protocol(format!(
             "unexpected answer {other:?}"
         ))),
-        Err(e) => Err(EngineError::Unavailable(e.to_string())),
+        Err(e) => Err(e.into_engine()),
     }
 }
 
