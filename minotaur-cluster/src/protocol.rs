@@ -176,6 +176,10 @@ pub enum Response {
     Snapshot(Option<Vec<u8>>),
     /// The request could not be understood or is not accepted.
     Refused(String),
+    /// Answer to [`Request::Start`] from a member that is leaving: nothing
+    /// was started, place the game on another member. (Earlier releases
+    /// answer `Started(Err(EngineError::Unavailable(..)))` instead.)
+    Leaving(MemberId),
 }
 
 /// One-way messages between routers.

@@ -8,6 +8,7 @@ use crate::membership::{DownReason, MemberStatus};
 use crate::node::{lock, Shared};
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use crate::replication::Replica;
+use crate::supervisor::StartError;
 use crate::{directory, supervisor};
 use minotaur_core::{codec, Command, EngineError, Game, GameId, OpId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -123,12 +124,7 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
             shared.owned.forget_backup(&from);
             shared.tasks.spawn(crate::handoff::sweep(shared.clone()));
         }
-        Notice::Leaving { from } => {
-            if shared.members.set_leaving(&from) {
-                tracing::info!(peer = %from, "member leaving");
-                shared.tasks.spawn(crate::handoff::sweep(shared.clone()));
-            }
-        }
+        Notice::Leaving { from } => supervisor::member_leaving(shared, &from),
         Notice::Bye { from } => links::member_down(shared, &from, DownReason::Left),
         Notice::DropReplica { id, owner } => shared.replicas.drop_from(id, &owner),
     }
@@ -161,7 +157,10 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             return on_command(&shared, id, command, Some(op), reply).await
         }
         Request::Start { snapshot, epoch } => match codec::decode::<Game>(&snapshot) {
-            Ok(game) => Response::Started(supervisor::host_game(&shared, game, epoch).await),
+            Ok(game) => match supervisor::host_game(&shared, game, epoch).await {
+                Err(StartError::Leaving(this)) => Response::Leaving(this),
+                started => Response::Started(started.map_err(EngineError::from)),
+            },
             Err(e) => Response::Started(Err(e.into())),
         },
         Request::ClaimCode { code, id } => Response::Claimed(if shared.registry.claim(&code, id) {
