@@ -223,4 +223,14 @@ pub enum Notice {
         /// The owner whose copy it was.
         owner: MemberId,
     },
+    /// The members the sender sees up or leaving, with their addresses.
+    /// Sent to every live peer every few heartbeats and whenever a member
+    /// comes up, so that members that joined through the same peer at once
+    /// learn of each other: the receiver dials those it does not know.
+    Members {
+        /// The sender.
+        from: MemberId,
+        /// Its live members (itself included) and their addresses.
+        members: Vec<(MemberId, String)>,
+    },
 }

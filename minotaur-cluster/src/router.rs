@@ -127,6 +127,16 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
         Notice::Leaving { from } => supervisor::member_leaving(shared, &from),
         Notice::Bye { from } => links::member_down(shared, &from, DownReason::Left),
         Notice::DropReplica { id, owner } => shared.replicas.drop_from(id, &owner),
+        Notice::Members { from, members } => {
+            shared.members.heard(&from);
+            let addrs = links::unknown(shared, members);
+            if !addrs.is_empty() {
+                let owner = shared.clone();
+                shared
+                    .tasks
+                    .spawn(async move { links::dial_all(&owner, addrs).await });
+            }
+        }
     }
 }
 

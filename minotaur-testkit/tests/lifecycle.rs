@@ -1,9 +1,9 @@
 //! Nodes coming and going: what a stopped node reports, creating games
-//! while a member leaves.
+//! while a member leaves, and membership converging when nodes join at once.
 
-use minotaur_cluster::NodeConfig;
+use minotaur_cluster::{MemberStatus, Node, NodeConfig};
 use minotaur_core::{GameId, UserId};
-use minotaur_testkit::TestCluster;
+use minotaur_testkit::{eventually, TestCluster};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -176,6 +176,72 @@ async fn creating_games_while_a_member_leaves_never_fails() -> Result<(), Box<dy
     for latency in [20, 20, 100, 0] {
         let latency = (latency > 0).then(|| Duration::from_millis(latency));
         create_while_leaving(latency).await?;
+    }
+    Ok(())
+}
+
+fn mesh_config(name: &str, cookie: &str, seeds: Vec<String>) -> NodeConfig {
+    let mut cfg = NodeConfig::new(name, cookie);
+    fast(&mut cfg);
+    cfg.seeds = seeds;
+    cfg
+}
+
+fn views(nodes: &[&Node]) -> Vec<(String, Vec<String>)> {
+    nodes
+        .iter()
+        .map(|n| {
+            let up: Vec<String> = n
+                .members()
+                .into_iter()
+                .filter(|(_, s)| *s == MemberStatus::Up)
+                .map(|(id, _)| id.name)
+                .collect();
+            (n.name().to_string(), up)
+        })
+        .collect()
+}
+
+/// n2 and n3 join through n1 at the same moment: whatever order the three
+/// handshakes complete in, every node ends up seeing all three up. (Real
+/// nodes over TCP: the cluster harness starts nodes one at a time.) Each
+/// of n2 and n3 used to learn of the other only from n1's Hello, which
+/// lacked it when both handshakes with n1 ran at once: about half the
+/// rounds never linked them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_joining_at_once_through_one_seed_form_a_full_mesh(
+) -> Result<(), Box<dyn std::error::Error>> {
+    for round in 0..10 {
+        let cookie = format!("mesh-{:032x}", rand::random::<u128>());
+        let n1 = Node::start(mesh_config("n1", &cookie, Vec::new())).await?;
+        let seeds = vec![n1.addr().to_string()];
+        let (n2, n3) = tokio::join!(
+            Node::start(mesh_config("n2", &cookie, seeds.clone())),
+            Node::start(mesh_config("n3", &cookie, seeds)),
+        );
+        let (n2, n3) = (n2?, n3?);
+        let nodes = [&n1, &n2, &n3];
+        let full = vec!["n1".to_string(), "n2".into(), "n3".into()];
+        let converged = eventually(
+            &format!("round {round}: every node to see all three up"),
+            Duration::from_secs(5),
+            || {
+                let seen = views(&nodes);
+                let full = full.clone();
+                async move {
+                    if seen.iter().all(|(_, up)| up == &full) {
+                        Ok(())
+                    } else {
+                        Err(format!("{seen:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+        for node in nodes {
+            node.kill().await;
+        }
+        converged?;
     }
     Ok(())
 }
