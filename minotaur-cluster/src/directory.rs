@@ -8,7 +8,7 @@ use crate::node::Shared;
 use crate::placement::ranked;
 use crate::protocol::{Request, Response};
 use crate::rpc::{self, RpcError};
-use crate::supervisor;
+use crate::supervisor::{self, StartError};
 use crate::tasks::CallGuard;
 use async_trait::async_trait;
 use minotaur_core::local::{call_session, call_session_write};
@@ -99,7 +99,8 @@ impl ClusterDirectory {
             // The owner is gone or going: once failover or the handoff
             // completes, the registry names the game's new owner.
             Err(RpcError::Closed(_)) if repeatable => Route::Retry,
-            Err(e) => Route::Done(Err(EngineError::Unavailable(e.to_string()))),
+            // Among them a request too large to send: a typed codec error.
+            Err(e) => Route::Done(Err(e.into_engine())),
         }
     }
 
@@ -164,6 +165,9 @@ impl ClusterDirectory {
         }
     }
 
+    /// Reserves `code` for game `id` at the code's home member. A home that
+    /// goes away meanwhile (it left or crashed) is replaced by the next
+    /// one, within the call timeout.
     async fn claim_code(&self, code: &JoinCode, id: GameId) -> Result<(), EngineError> {
         let shared = &self.shared;
         if shared
@@ -173,29 +177,121 @@ impl ClusterDirectory {
         {
             return Err(EngineError::JoinCodeTaken(code.clone()));
         }
-        // Every claim of a code goes to the code's home member, which
-        // serialises them: two simultaneous creates cannot both win.
-        let home = ranked(code, shared.members.up()).into_iter().next();
-        match home {
-            None => Ok(()),
-            Some(home) if home == shared.this => match shared.registry.claim(code, id) {
-                true => Ok(()),
-                false => Err(EngineError::JoinCodeTaken(code.clone())),
-            },
-            Some(home) => {
-                let request = Request::ClaimCode {
-                    code: code.clone(),
-                    id,
-                };
-                match rpc::request(&shared.members, &home, request, shared.config.call_timeout)
-                    .await
-                {
-                    Ok(Response::Claimed(result)) => result,
-                    Ok(other) => Err(EngineError::Protocol(format!(
-                        "unexpected answer {other:?}"
-                    ))),
-                    Err(e) => Err(EngineError::Unavailable(e.to_string())),
+        let timeout = shared.config.call_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut gone: Vec<MemberId> = Vec::new();
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            // Every claim of a code goes to the code's home member, which
+            // serialises them: two simultaneous creates cannot both win.
+            let up = shared
+                .members
+                .up()
+                .into_iter()
+                .filter(|m| !gone.contains(m));
+            let home = match ranked(code, up).into_iter().next() {
+                None => return Ok(()),
+                Some(home) if home == shared.this => {
+                    return match shared.registry.claim(code, id) {
+                        true => Ok(()),
+                        false => Err(EngineError::JoinCodeTaken(code.clone())),
+                    };
                 }
+                Some(home) => home,
+            };
+            let request = Request::ClaimCode {
+                code: code.clone(),
+                id,
+            };
+            let error = match rpc::request(&shared.members, &home, request, timeout).await {
+                Ok(Response::Claimed(result)) => return result,
+                Ok(other) => {
+                    return Err(EngineError::Protocol(format!(
+                        "unexpected answer {other:?}"
+                    )))
+                }
+                // The home went away: claim at the next one (a claim is
+                // idempotent, so asking a home that is still up again is
+                // safe too).
+                Err(e @ (RpcError::NoRoute(_) | RpcError::Closed(_))) => e,
+                Err(e) => return Err(e.into_engine()),
+            };
+            if shared.members.status(&home) != Some(crate::MemberStatus::Up) {
+                gone.push(home);
+            }
+            if Instant::now() + backoff >= deadline {
+                return Err(error.into_engine());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts `game` on the member the placement picks among those taking
+    /// new sessions. A member that turns out to be leaving (it refuses with
+    /// [`Response::Leaving`], and is marked leaving here) or gone is left
+    /// out and the game placed again, within the call timeout: a create
+    /// never fails because another member leaves meanwhile.
+    async fn place(&self, game: Game) -> Result<(), EngineError> {
+        let shared = &self.shared;
+        let deadline = Instant::now() + shared.config.call_timeout;
+        let snapshot = codec::encode(&game)?;
+        let mut excluded: Vec<MemberId> = Vec::new();
+        // Whether an attempt may have started the game without our hearing.
+        let mut unsure = false;
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            let targets: Vec<_> = candidates(shared)
+                .into_iter()
+                .filter(|c| !excluded.contains(&c.id))
+                .collect();
+            if targets.is_empty() {
+                return Err(EngineError::Unavailable(
+                    "no member takes new sessions".into(),
+                ));
+            }
+            let owner = shared
+                .config
+                .placement
+                .place(game.id, &targets, &shared.this);
+            let started = if owner == shared.this {
+                supervisor::host_game(shared, game.clone(), 1).await
+            } else {
+                supervisor::start_remote(shared, &owner, snapshot.clone(), 1).await
+            };
+            let error = match started {
+                Ok(_) => return Ok(()),
+                // An attempt whose answer was lost did start it.
+                Err(StartError::Failed(EngineError::AlreadyRunning(id)))
+                    if unsure && id == game.id =>
+                {
+                    return Ok(())
+                }
+                Err(StartError::Failed(e)) => return Err(e),
+                Err(StartError::Leaving(member)) => {
+                    supervisor::member_leaving(shared, &member);
+                    excluded.push(owner);
+                    StartError::Leaving(member)
+                }
+                Err(StartError::NoRoute(member)) => {
+                    excluded.push(owner);
+                    StartError::NoRoute(member)
+                }
+                // Try it again while it is up (a start that did happen is
+                // then answered AlreadyRunning); place elsewhere once not.
+                Err(StartError::Closed(member)) => {
+                    unsure = true;
+                    if shared.members.status(&owner) != Some(crate::MemberStatus::Up) {
+                        excluded.push(owner);
+                    } else {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(50));
+                    }
+                    StartError::Closed(member)
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(error.into());
             }
         }
     }
@@ -232,23 +328,7 @@ impl Directory for ClusterDirectory {
             }
         }
         self.claim_code(&game.join_code, game.id).await?;
-        let targets = candidates(shared);
-        if targets.is_empty() {
-            return Err(EngineError::Unavailable(
-                "no member takes new sessions".into(),
-            ));
-        }
-        let owner = shared
-            .config
-            .placement
-            .place(game.id, &targets, &shared.this);
-        if owner == shared.this {
-            return supervisor::host_game(shared, game, 1).await.map(|_| ());
-        }
-        let snapshot = codec::encode(&game)?;
-        supervisor::start_remote(shared, &owner, snapshot, 1)
-            .await
-            .map(|_| ())
+        self.place(game).await
     }
 
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {

@@ -230,6 +230,7 @@ async fn start_elsewhere(shared: &Arc<Shared>, r: Restart) -> bool {
         supervisor::start_remote(shared, &target, r.snapshot, r.epoch)
             .await
             .map(|_| ())
+            .map_err(EngineError::from)
     };
     match result {
         Ok(()) => true,

@@ -55,7 +55,7 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
             )
             .await
         }
-        Err(e) => Err(rpc::RpcError::Codec(target.to_string(), e.to_string())),
+        Err(e) => Err(rpc::RpcError::Encode(e)),
     };
     match moved {
         Ok(Response::Started(Ok(reg))) => {
@@ -72,6 +72,10 @@ pub(crate) async fn move_game(shared: &Arc<Shared>, id: GameId, target: MemberId
             true
         }
         other => {
+            if let Ok(Response::Leaving(member)) = &other {
+                // Not a target for the next round either.
+                supervisor::member_leaving(shared, member);
+            }
             tracing::warn!(game = %id, to = %target, answer = ?other, "handoff failed; keeping the session here");
             // Taken back even while leaving: the session must not be lost.
             if let Err(e) = supervisor::host_unchecked(shared, game, epoch).await {

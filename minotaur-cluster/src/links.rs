@@ -208,13 +208,59 @@ pub(crate) fn hello(shared: &Shared) -> Hello {
         min_protocol: protocol::MIN_PROTOCOL_VERSION,
         max_protocol: protocol::PROTOCOL_VERSION,
         leaving: shared.is_leaving(),
-        members: shared
-            .members
-            .addresses()
-            .into_iter()
-            .filter(|(_, _, s)| *s != MemberStatus::Down)
-            .map(|(id, addr, _)| (id, addr))
-            .collect(),
+        members: live_addresses(shared),
+    }
+}
+
+/// The members this node sees up or leaving (itself included), with their
+/// addresses.
+fn live_addresses(shared: &Shared) -> Vec<(MemberId, String)> {
+    shared
+        .members
+        .addresses()
+        .into_iter()
+        .filter(|(_, _, s)| *s != MemberStatus::Down)
+        .map(|(id, addr, _)| (id, addr))
+        .collect()
+}
+
+/// How many heartbeats apart this node sends its member list to its peers.
+const MEMBERS_EVERY: u64 = 5;
+
+/// Tells every live peer which members this node sees live. A member learns
+/// of the others from the Hello of its handshake, which lacks those whose
+/// own handshake with the same peer completed just after it (two nodes
+/// joining through one seed at once): without this they never link.
+pub(crate) fn share_members(shared: &Shared) {
+    rpc::broadcast(
+        &shared.members,
+        &Notice::Members {
+            from: shared.this.clone(),
+            members: live_addresses(shared),
+        },
+    );
+}
+
+/// Addresses of the members of `members` (as a peer sees them) that are
+/// not live here: to dial, unless this node is leaving. A member whose
+/// name is live here under another incarnation is left to [`reconnect`]:
+/// the peer's view may simply be older than ours.
+pub(crate) fn unknown(shared: &Shared, members: Vec<(MemberId, String)>) -> Vec<String> {
+    if shared.is_leaving() {
+        return Vec::new();
+    }
+    let live = shared.members.live();
+    members
+        .into_iter()
+        .filter(|(other, _)| other != &shared.this && !live.iter().any(|m| m.name == other.name))
+        .map(|(_, addr)| addr)
+        .collect()
+}
+
+/// Dials each of `addrs` (paced like every dial).
+pub(crate) async fn dial_all(shared: &Arc<Shared>, addrs: Vec<String>) {
+    for addr in addrs {
+        dial(shared, &addr).await;
     }
 }
 
@@ -394,16 +440,11 @@ async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
     if uplink != Uplink::Unchanged {
         tracing::info!(peer = %member, ?uplink, "member up");
         supervisor::on_member_up(&shared, &member).await;
+        // Our other peers may not know it yet, nor it them.
+        share_members(&shared);
     }
-    for (other, addr) in theirs.members {
-        let known = matches!(
-            shared.members.status(&other),
-            Some(MemberStatus::Up | MemberStatus::Leaving)
-        );
-        if other != shared.this && !known {
-            dial(&shared, &addr).await;
-        }
-    }
+    let addrs = unknown(&shared, theirs.members);
+    dial_all(&shared, addrs).await;
 }
 
 /// Closes a session's connection: its socket belongs to a child actor,
@@ -455,6 +496,9 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>) {
         reconnect(&shared).await;
         crate::failover::adopt_orphans(&shared);
         ticks += 1;
+        if ticks % MEMBERS_EVERY == 0 {
+            share_members(&shared);
+        }
         if ticks % 10 == 0 {
             shared.tasks.spawn(handoff::sweep_again(shared.clone()));
         }

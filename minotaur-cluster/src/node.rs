@@ -309,7 +309,8 @@ impl Node {
         &self.shared.registry
     }
 
-    /// Ids of the sessions running on this node.
+    /// Ids of the sessions running on this node: none once [`Node::kill`] or
+    /// [`Node::shutdown`] has returned.
     pub fn hosted(&self) -> Vec<GameId> {
         self.shared.local.sessions().ids()
     }

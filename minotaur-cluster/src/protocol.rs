@@ -41,7 +41,24 @@ pub struct Envelope<T> {
     pub body: T,
 }
 
-/// Encodes `body` in an envelope.
+/// Room left in a cluster frame for ractor_cluster's own wrapping of a
+/// sealed message (actor id, variant name, reply port, length prefix): a
+/// few dozen bytes in practice.
+pub const FRAME_OVERHEAD: usize = 64 * 1024;
+
+// A sealed message is at most `MAX_DECODE_LEN` bytes, and must fit in the
+// frames ractor_cluster accepts (nodes keep its default limit): a frame
+// over it makes the receiving end close the link, which counts both
+// members down.
+const _: () = assert!(
+    codec::MAX_DECODE_LEN as u64 + FRAME_OVERHEAD as u64
+        <= ractor_cluster::DEFAULT_MAX_INBOUND_FRAME_SIZE
+);
+
+/// Encodes `body` in an envelope. A message whose encoding would be over
+/// [`codec::MAX_DECODE_LEN`] is refused with [`CodecError::Oversize`]
+/// before anything is sent: a peer could not decode it, and one over
+/// ractor_cluster's frame limit would close the link.
 pub fn seal<T: Serialize>(body: T) -> Result<Vec<u8>, CodecError> {
     codec::encode(&Envelope {
         protocol: PROTOCOL_VERSION,
@@ -159,6 +176,10 @@ pub enum Response {
     Snapshot(Option<Vec<u8>>),
     /// The request could not be understood or is not accepted.
     Refused(String),
+    /// Answer to [`Request::Start`] from a member that is leaving: nothing
+    /// was started, place the game on another member. (Earlier releases
+    /// answer `Started(Err(EngineError::Unavailable(..)))` instead.)
+    Leaving(MemberId),
 }
 
 /// One-way messages between routers.
@@ -201,5 +222,15 @@ pub enum Notice {
         id: GameId,
         /// The owner whose copy it was.
         owner: MemberId,
+    },
+    /// The members the sender sees up or leaving, with their addresses.
+    /// Sent to every live peer every few heartbeats and whenever a member
+    /// comes up, so that members that joined through the same peer at once
+    /// learn of each other: the receiver dials those it does not know.
+    Members {
+        /// The sender.
+        from: MemberId,
+        /// Its live members (itself included) and their addresses.
+        members: Vec<(MemberId, String)>,
     },
 }

@@ -10,7 +10,7 @@ use crate::membership::{MemberId, Membership};
 use crate::placement::ranked;
 use crate::protocol::{Notice, Request, Response};
 use crate::registry::Registry;
-use crate::rpc;
+use crate::rpc::{self, RpcError};
 use async_trait::async_trait;
 use minotaur_core::{codec, EngineError, Game, GameId, StateSink};
 use std::collections::HashMap;
@@ -180,6 +180,8 @@ impl ReplicationSink {
                     return Ok(());
                 }
                 Ok(other) => last_error = Some(format!("{backup} answered {other:?}")),
+                // Too large to send to any backup.
+                Err(RpcError::Encode(e)) => return Err(EngineError::Codec(e)),
                 Err(e) => last_error = Some(e.to_string()),
             }
         }

@@ -8,8 +8,9 @@ use crate::membership::{DownReason, MemberStatus};
 use crate::node::{lock, Shared};
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use crate::replication::Replica;
+use crate::supervisor::StartError;
 use crate::{directory, supervisor};
-use minotaur_core::{codec, Command, Game, GameId, OpId};
+use minotaur_core::{codec, Command, EngineError, Game, GameId, OpId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 
@@ -71,14 +72,32 @@ impl Actor for Router {
     }
 }
 
-/// Sends `response` on `reply`.
+/// Sends `response` on `reply`. A response too large for the wire (the
+/// state of a game grown past the codec's limit, say) is replaced by the
+/// codec error, so the caller gets a typed answer at once rather than
+/// waiting out its deadline for one that never comes. (A command's answer
+/// replaced this way may belong to a write that was applied.)
 pub(crate) fn answer(reply: RpcReplyPort<Vec<u8>>, response: Response) {
-    match protocol::seal(response) {
-        Ok(bytes) => {
-            let _ = reply.send(bytes);
+    let bytes = match protocol::seal(&response) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(error = %e, "answer not sendable; answering with the error instead");
+            let refusal = match response {
+                Response::Command(_) => Response::Command(Err(EngineError::Codec(e))),
+                Response::Started(_) => Response::Started(Err(EngineError::Codec(e))),
+                Response::Claimed(_) => Response::Claimed(Err(EngineError::Codec(e))),
+                _ => Response::Refused(format!("answer not sent: {e}")),
+            };
+            match protocol::seal(refusal) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a response");
+                    return;
+                }
+            }
         }
-        Err(e) => tracing::error!(error = %e, "cannot encode a response"),
-    }
+    };
+    let _ = reply.send(bytes);
 }
 
 fn on_notice(shared: &Arc<Shared>, notice: Notice) {
@@ -105,14 +124,19 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
             shared.owned.forget_backup(&from);
             shared.tasks.spawn(crate::handoff::sweep(shared.clone()));
         }
-        Notice::Leaving { from } => {
-            if shared.members.set_leaving(&from) {
-                tracing::info!(peer = %from, "member leaving");
-                shared.tasks.spawn(crate::handoff::sweep(shared.clone()));
-            }
-        }
+        Notice::Leaving { from } => supervisor::member_leaving(shared, &from),
         Notice::Bye { from } => links::member_down(shared, &from, DownReason::Left),
         Notice::DropReplica { id, owner } => shared.replicas.drop_from(id, &owner),
+        Notice::Members { from, members } => {
+            shared.members.heard(&from);
+            let addrs = links::unknown(shared, members);
+            if !addrs.is_empty() {
+                let owner = shared.clone();
+                shared
+                    .tasks
+                    .spawn(async move { links::dial_all(&owner, addrs).await });
+            }
+        }
     }
 }
 
@@ -143,7 +167,10 @@ async fn on_request(shared: Arc<Shared>, request: Request, reply: RpcReplyPort<V
             return on_command(&shared, id, command, Some(op), reply).await
         }
         Request::Start { snapshot, epoch } => match codec::decode::<Game>(&snapshot) {
-            Ok(game) => Response::Started(supervisor::host_game(&shared, game, epoch).await),
+            Ok(game) => match supervisor::host_game(&shared, game, epoch).await {
+                Err(StartError::Leaving(this)) => Response::Leaving(this),
+                started => Response::Started(started.map_err(EngineError::from)),
+            },
             Err(e) => Response::Started(Err(e.into())),
         },
         Request::ClaimCode { code, id } => Response::Claimed(if shared.registry.claim(&code, id) {

@@ -2,6 +2,8 @@
 
 use crate::membership::{MemberId, Membership};
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
+use minotaur_core::codec::CodecError;
+use minotaur_core::EngineError;
 use ractor::rpc::CallResult;
 use std::time::Duration;
 
@@ -20,6 +22,23 @@ pub enum RpcError {
     /// The answer could not be decoded.
     #[error("bad answer from {0}: {1}")]
     Codec(String, String),
+    /// The request could not be encoded (too large for the wire, say):
+    /// nothing was sent.
+    #[error("request not sent: {0}")]
+    Encode(CodecError),
+}
+
+impl RpcError {
+    /// The engine error a caller gets when a request it made failed: a
+    /// request that could not be encoded keeps its typed codec error
+    /// ([`EngineError::Codec`]); the others mean the member could not be
+    /// reached in time.
+    pub fn into_engine(self) -> EngineError {
+        match self {
+            RpcError::Encode(e) => EngineError::Codec(e),
+            other => EngineError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 /// Sends `request` to `to`'s router and waits up to `timeout` for its response.
@@ -32,8 +51,7 @@ pub async fn request(
     let router = members
         .router(to)
         .ok_or_else(|| RpcError::NoRoute(to.to_string()))?;
-    let bytes =
-        protocol::seal(request).map_err(|e| RpcError::Codec(to.to_string(), e.to_string()))?;
+    let bytes = protocol::seal(request).map_err(RpcError::Encode)?;
     call(&router, bytes, timeout, to).await
 }
 
@@ -55,16 +73,26 @@ pub(crate) async fn call(
     }
 }
 
+/// Encodes a notice; one that cannot be (too large) is not sent.
+fn seal_notice(notice: &Notice) -> Option<Vec<u8>> {
+    protocol::seal(notice)
+        .inspect_err(|e| tracing::warn!(error = %e, "notice not sent"))
+        .ok()
+}
+
 /// Sends `notice` to `to`, if it is reachable. Notices are best effort.
 pub fn notify(members: &Membership, to: &MemberId, notice: &Notice) {
-    if let (Some(router), Ok(bytes)) = (members.router(to), protocol::seal(notice)) {
+    let Some(router) = members.router(to) else {
+        return;
+    };
+    if let Some(bytes) = seal_notice(notice) {
         let _ = router.cast(RouterMsg::Notice(bytes));
     }
 }
 
 /// Sends `notice` to every live peer.
 pub fn broadcast(members: &Membership, notice: &Notice) {
-    let Ok(bytes) = protocol::seal(notice) else {
+    let Some(bytes) = seal_notice(notice) else {
         return;
     };
     for id in members.live() {

@@ -8,7 +8,7 @@ use crate::node::Shared;
 use crate::protocol::{Notice, Request, Response};
 use crate::registry::{Applied, Registration};
 use crate::replication::OwnedGame;
-use crate::rpc;
+use crate::rpc::{self, RpcError};
 use minotaur_core::host::{EndReason, HostEvent};
 use minotaur_core::{EngineError, Game, StateSink};
 use std::collections::hash_map::Entry;
@@ -18,20 +18,45 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// How many sessions are restarted or moved at once.
 pub(crate) const PARALLEL: usize = 64;
 
+/// Why a session was not started on a member.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The member is leaving and takes no new sessions: nothing started.
+    Leaving(MemberId),
+    /// There is no link to the member: nothing was sent.
+    NoRoute(MemberId),
+    /// The link to the member closed before it answered: the session may
+    /// have started there.
+    Closed(MemberId),
+    /// Anything else, for the caller.
+    Failed(EngineError),
+}
+
+impl From<StartError> for EngineError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Leaving(m) => EngineError::Unavailable(format!("{m} is leaving")),
+            StartError::NoRoute(m) => EngineError::Unavailable(format!("no route to {m}")),
+            StartError::Closed(m) => EngineError::Unavailable(format!("link to {m} closed")),
+            StartError::Failed(e) => e,
+        }
+    }
+}
+
 /// Starts a session for `game` on this node under `epoch`: copies it to its
-/// backup, starts the actor, then registers it cluster-wide.
+/// backup, starts the actor, then registers it cluster-wide. Refused while
+/// this node is leaving.
 pub(crate) async fn host_game(
     shared: &Arc<Shared>,
     game: Game,
     epoch: u64,
-) -> Result<Registration, EngineError> {
+) -> Result<Registration, StartError> {
     if shared.is_leaving() {
-        return Err(EngineError::Unavailable(format!(
-            "{} is leaving",
-            shared.this
-        )));
+        return Err(StartError::Leaving(shared.this.clone()));
     }
-    host_unchecked(shared, game, epoch).await
+    host_unchecked(shared, game, epoch)
+        .await
+        .map_err(StartError::Failed)
 }
 
 /// [`host_game`] even while leaving (to take back a session whose handoff failed).
@@ -123,18 +148,30 @@ pub(crate) async fn start_remote(
     target: &MemberId,
     snapshot: Vec<u8>,
     epoch: u64,
-) -> Result<Registration, EngineError> {
+) -> Result<Registration, StartError> {
     let request = Request::Start { snapshot, epoch };
     match rpc::request(&shared.members, target, request, shared.config.call_timeout).await {
         Ok(Response::Started(Ok(reg))) => {
             apply_registration(shared, reg.clone());
             Ok(reg)
         }
-        Ok(Response::Started(Err(e))) => Err(e),
-        Ok(other) => Err(EngineError::Protocol(format!(
+        Ok(Response::Started(Err(e))) => Err(StartError::Failed(e)),
+        Ok(Response::Leaving(_)) => Err(StartError::Leaving(target.clone())),
+        Ok(other) => Err(StartError::Failed(EngineError::Protocol(format!(
             "unexpected answer {other:?}"
-        ))),
-        Err(e) => Err(EngineError::Unavailable(e.to_string())),
+        )))),
+        Err(RpcError::NoRoute(_)) => Err(StartError::NoRoute(target.clone())),
+        Err(RpcError::Closed(_)) => Err(StartError::Closed(target.clone())),
+        Err(e) => Err(StartError::Failed(e.into_engine())),
+    }
+}
+
+/// `member` is leaving: it takes no new sessions from now on, and the
+/// backups it holds for us are placed elsewhere.
+pub(crate) fn member_leaving(shared: &Arc<Shared>, member: &MemberId) {
+    if shared.members.set_leaving(member) {
+        tracing::info!(peer = %member, "member leaving");
+        shared.tasks.spawn(handoff::sweep(shared.clone()));
     }
 }
 

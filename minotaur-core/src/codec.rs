@@ -4,7 +4,11 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Largest value [`decode`] accepts, in bytes (4 MiB).
+/// Largest encoding, in bytes (4 MiB), that [`encode`] produces and
+/// [`decode`] accepts. Decoding also bounds the memory a value claims
+/// (a length prefix counts as 8 bytes, say), so an encoding within a few
+/// bytes of the limit, or a long run of small integers, can still be
+/// refused by `decode`.
 pub const MAX_DECODE_LEN: usize = 4 * 1024 * 1024;
 
 /// Encoding or decoding failed.
@@ -33,17 +37,51 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_DECODE_LEN>()
 }
 
-/// Encodes `value`.
+/// Encodes `value`. Never produces more than [`MAX_DECODE_LEN`] bytes: a
+/// value whose encoding is longer is [`CodecError::Oversize`], so nothing
+/// is ever sent that its receiver would refuse to decode (or that a
+/// transport with a frame limit would close the link over). The encoding
+/// stops growing at the limit; only its length is counted beyond it.
 ///
 /// ```
-/// use minotaur_core::codec;
+/// use minotaur_core::codec::{self, CodecError, MAX_DECODE_LEN};
 /// let bytes = codec::encode(&(1u32, "two".to_string())).unwrap();
 /// let back: (u32, String) = codec::decode(&bytes).unwrap();
 /// assert_eq!(back, (1, "two".to_string()));
 /// assert!(codec::decode::<(u32, String)>(&bytes[..2]).is_err());
+/// let huge = "x".repeat(MAX_DECODE_LEN);
+/// assert!(matches!(codec::encode(&huge), Err(CodecError::Oversize { .. })));
 /// ```
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+    let mut writer = Bounded {
+        bytes: Vec::new(),
+        len: 0,
+    };
+    bincode::serde::encode_into_writer(value, &mut writer, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    if writer.len > MAX_DECODE_LEN {
+        return Err(CodecError::Oversize {
+            len: writer.len,
+            limit: MAX_DECODE_LEN,
+        });
+    }
+    Ok(writer.bytes)
+}
+
+/// Keeps at most [`MAX_DECODE_LEN`] bytes and counts all of them.
+struct Bounded {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl bincode::enc::write::Writer for Bounded {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.len = self.len.saturating_add(bytes.len());
+        if self.len <= MAX_DECODE_LEN {
+            self.bytes.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a `T` from exactly `bytes`. Never panics: garbage, truncated,

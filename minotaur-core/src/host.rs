@@ -88,6 +88,15 @@ impl HostedSessions {
         t.by_id.insert(id, hosted);
     }
 
+    /// Empties the table, returning what it held: once the host stops,
+    /// nothing runs here, whatever exit notices it did not get to.
+    pub(crate) fn clear(&self) -> Vec<(GameId, Hosted)> {
+        let mut t = self.write();
+        t.by_code.clear();
+        t.by_actor.clear();
+        t.by_id.drain().collect()
+    }
+
     fn remove_actor(&self, actor: ActorId) -> Option<(GameId, Hosted)> {
         let mut t = self.write();
         let id = t.by_actor.remove(&actor)?;
@@ -240,14 +249,21 @@ impl Actor for SessionHost {
     // exits, so their `post_stop` never runs and a session's round timer
     // task would outlive it (until the round's deadline). Stop them
     // properly first: the host takes no more starts by now.
+    //
+    // Then forget them all: a stopping host drops the exit notices still
+    // queued for it (a stop outranks them), so sessions that ended without
+    // their notice being handled would stay listed as hosted for good.
     async fn post_stop(
         &self,
         myself: ActorRef<HostMsg>,
-        _state: &mut HostState,
+        state: &mut HostState,
     ) -> Result<(), ActorProcessingErr> {
         myself
             .stop_children_and_wait(None, Some(std::time::Duration::from_secs(5)))
             .await;
+        for (id, hosted) in state.args.sessions.clear() {
+            state.report(id, hosted.join_code, EndReason::Stopped);
+        }
         Ok(())
     }
 

@@ -110,7 +110,8 @@ impl LocalDirectory {
         }
     }
 
-    /// Stops every session and the host, waiting for them.
+    /// Stops every session and the host, waiting for them. Afterwards no
+    /// session is listed in [`sessions`](Self::sessions).
     pub async fn shutdown(&self) {
         self.host
             .stop_children_and_wait(None, Some(Duration::from_secs(5)))
@@ -119,6 +120,9 @@ impl LocalDirectory {
             .host
             .stop_and_wait(None, Some(Duration::from_secs(5)))
             .await;
+        // The host empties the table as it stops; this covers a host that
+        // did not stop within the wait.
+        self.sessions.clear();
     }
 }
 

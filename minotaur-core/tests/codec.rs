@@ -156,8 +156,10 @@ fn oversize_input_is_refused_before_decoding() {
             limit: MAX_DECODE_LEN,
         })
     );
-    // Even a valid encoding is refused when it is too long.
-    let huge = codec::encode(&"x".repeat(MAX_DECODE_LEN)).unwrap();
+    // Even a valid encoding is refused when it is too long (built by hand:
+    // `encode` refuses to produce it).
+    let mut huge = varint_u64(MAX_DECODE_LEN as u64);
+    huge.extend(std::iter::repeat_n(b'x', MAX_DECODE_LEN));
     assert!(huge.len() > MAX_DECODE_LEN);
     assert!(matches!(
         codec::decode::<String>(&huge),
@@ -167,6 +169,37 @@ fn oversize_input_is_refused_before_decoding() {
     let big = "y".repeat(MAX_DECODE_LEN - 1024);
     let bytes = codec::encode(&big).unwrap();
     assert_eq!(codec::decode::<String>(&bytes).unwrap(), big);
+}
+
+#[test]
+fn encode_refuses_what_decode_would_refuse() {
+    // Exactly at the limit: a string of the limit minus its 5-byte length
+    // prefix (marker 252 and a u32) encodes. (Decoding also bounds the
+    // memory a value claims, 8 bytes for the length here, so this one would
+    // be refused by `decode` as too large all the same.)
+    let fits = "f".repeat(MAX_DECODE_LEN - 5);
+    let bytes = codec::encode(&fits).unwrap();
+    assert_eq!(bytes.len(), MAX_DECODE_LEN);
+    assert!(bytes.iter().skip(5).all(|b| *b == b'f'));
+    // One byte more is refused, with the whole encoding's length.
+    let over = "o".repeat(MAX_DECODE_LEN - 4);
+    assert_eq!(
+        codec::encode(&over),
+        Err(CodecError::Oversize {
+            len: MAX_DECODE_LEN + 1,
+            limit: MAX_DECODE_LEN,
+        })
+    );
+    // Far over (larger than a cluster link's 16 MiB frame): the same error.
+    let user: UserId = "u".repeat(20 * 1024 * 1024).into();
+    let command = Command::RegisterMove {
+        user,
+        vector: Hex::new(1, 0),
+    };
+    assert!(matches!(
+        codec::encode(&command),
+        Err(CodecError::Oversize { len, limit }) if len > 20 * 1024 * 1024 && limit == MAX_DECODE_LEN
+    ));
 }
 
 /// bincode's varint for a u64: marker 253, then 8 little-endian bytes.
