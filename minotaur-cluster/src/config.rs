@@ -48,6 +48,17 @@ pub enum Redistribution {
     Active,
 }
 
+/// Which control plane a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ControlPlane {
+    /// The modules around one shared state (the default, for now).
+    #[default]
+    Modules,
+    /// One [`Control`](crate::control::Control) state machine, owned by one
+    /// driver task. Speaks only to nodes that run it too.
+    StateMachine,
+}
+
 /// Shortest cookie a node accepts without [`NodeConfig::allow_weak_cookie`].
 pub const MIN_COOKIE_LEN: usize = 16;
 
@@ -118,6 +129,9 @@ pub struct NodeConfig {
     /// Encrypt and mutually authenticate cluster links with TLS (TCP
     /// transport only). Off by default.
     pub tls: Option<TlsConfig>,
+    /// Which control plane runs the node; every member of a cluster must
+    /// run the same one.
+    pub control_plane: ControlPlane,
 }
 
 impl NodeConfig {
@@ -142,6 +156,7 @@ impl NodeConfig {
             max_restarts: minotaur_core::local::DEFAULT_MAX_RESTARTS,
             allow_weak_cookie: false,
             tls: None,
+            control_plane: ControlPlane::Modules,
         }
     }
 

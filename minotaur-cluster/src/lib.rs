@@ -22,12 +22,14 @@
 pub mod config;
 pub mod control;
 mod directory;
+mod driver;
 mod failover;
 mod handoff;
 mod links;
 pub mod membership;
 mod node;
 pub mod placement;
+mod plane;
 pub mod protocol;
 pub mod registry;
 pub mod replication;
@@ -37,7 +39,9 @@ mod supervisor;
 mod tasks;
 pub mod tls;
 
-pub use config::{Connector, NodeConfig, Redistribution, Transport, DEV_COOKIE, MIN_COOKIE_LEN};
+pub use config::{
+    Connector, ControlPlane, NodeConfig, Redistribution, Transport, DEV_COOKIE, MIN_COOKIE_LEN,
+};
 pub use directory::ClusterDirectory;
 pub use membership::{ClusterEvent, DownReason, MemberId, MemberStatus};
 pub use node::{Node, NodeError};

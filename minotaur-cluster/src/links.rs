@@ -172,31 +172,42 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) {
         }
         dialed.insert(addr.to_string(), Instant::now());
     }
-    let result = match &shared.config.transport {
-        Transport::Tcp => match &shared.config.tls {
+    let result = connect(&shared.config, &shared.server, &shared.this, addr).await;
+    if let Err(e) = result {
+        tracing::debug!(%addr, error = %e, "dial failed");
+    }
+}
+
+/// Opens a link from `server` to the node at `addr`, over the configured
+/// transport (TLS or not).
+pub(crate) async fn connect(
+    config: &NodeConfig,
+    server: &ActorRef<NodeServerMessage>,
+    this: &MemberId,
+    addr: &str,
+) -> Result<(), String> {
+    match &config.transport {
+        Transport::Tcp => match &config.tls {
             Some(tls) => {
                 // The TLS handshake happens inside the dial: bound it, a
                 // stalled peer must not hold up the caller.
-                let deadline = handshake_deadline(&shared.config);
-                tokio::time::timeout(deadline, tls.dial(&shared.server, addr))
+                let deadline = handshake_deadline(config);
+                tokio::time::timeout(deadline, tls.dial(server, addr))
                     .await
                     .unwrap_or_else(|_| Err("TLS handshake timed out".into()))
             }
-            None => ractor_cluster::client_connect(&shared.server, addr)
+            None => ractor_cluster::client_connect(server, addr)
                 .await
                 .map_err(|e| e.to_string()),
         },
         Transport::Custom { connector, .. } => {
-            match connector.connect(&shared.this.to_string(), addr).await {
-                Ok(stream) => ractor_cluster::client_connect_external(&shared.server, stream)
+            match connector.connect(&this.to_string(), addr).await {
+                Ok(stream) => ractor_cluster::client_connect_external(server, stream)
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             }
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%addr, error = %e, "dial failed");
     }
 }
 
@@ -360,7 +371,7 @@ async fn has_another_link(shared: &Shared, closed: &NodeServerSessionInformation
     }
 }
 
-async fn find_router(
+pub(crate) async fn find_router(
     info: &NodeServerSessionInformation,
     name: &str,
 ) -> Option<ActorRef<RouterMsg>> {
@@ -449,7 +460,7 @@ async fn handshake(shared: Arc<Shared>, info: NodeServerSessionInformation) {
 
 /// Closes a session's connection: its socket belongs to a child actor,
 /// which stopping the session alone would leave running.
-fn close_session(session: &ActorRef<ractor_cluster::NodeSessionMessage>) {
+pub(crate) fn close_session(session: &ActorRef<ractor_cluster::NodeSessionMessage>) {
     crate::node::kill_tree(&session.get_cell());
 }
 

@@ -130,10 +130,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// # Ok(()) }
 /// ```
 pub struct Node {
-    shared: Arc<Shared>,
+    inner: Inner,
     router: ActorRef<RouterMsg>,
     engine: GameEngine,
     stopped: AtomicBool,
+}
+
+/// Which control plane runs the node.
+enum Inner {
+    /// The modules around one shared state.
+    Modules(Arc<Shared>),
+    /// The control state machine and its driver.
+    Control(Arc<crate::plane::Plane>),
 }
 
 impl Node {
@@ -144,6 +152,23 @@ impl Node {
         let incarnation: u64 = rand::random();
         let this = MemberId::new(config.name.clone(), incarnation);
         let span = tracing::info_span!("node", node = %config.name, node_id = %this);
+        if config.control_plane == crate::config::ControlPlane::StateMachine {
+            if let Err(reason) = config.validate() {
+                return Err(NodeError::Config {
+                    node: config.name.clone(),
+                    reason,
+                });
+            }
+            let started = crate::plane::start(config, this, span.clone())
+                .instrument(span)
+                .await?;
+            return Ok(Node {
+                inner: Inner::Control(started.plane),
+                router: started.router,
+                engine: started.engine,
+                stopped: AtomicBool::new(false),
+            });
+        }
         Self::start_in(config, this, span.clone())
             .instrument(span)
             .await
@@ -243,7 +268,7 @@ impl Node {
         let directory = ClusterDirectory::new(shared.clone());
         let engine = GameEngine::new(Arc::new(directory), shared.config.game.clone());
         Ok(Node {
-            shared,
+            inner: Inner::Modules(shared),
             router,
             engine,
             stopped: AtomicBool::new(false),
@@ -257,37 +282,55 @@ impl Node {
 
     /// This member's id.
     pub fn id(&self) -> &MemberId {
-        &self.shared.this
+        match &self.inner {
+            Inner::Modules(shared) => &shared.this,
+            Inner::Control(plane) => &plane.this,
+        }
     }
 
     /// This node's name.
     pub fn name(&self) -> &str {
-        &self.shared.this.name
+        &self.id().name
     }
 
     /// Where peers reach this node (for TCP, the bound address).
     pub fn addr(&self) -> &str {
-        &self.shared.addr
+        match &self.inner {
+            Inner::Modules(shared) => &shared.addr,
+            Inner::Control(plane) => &plane.addr,
+        }
     }
 
     /// The node's configuration.
     pub fn config(&self) -> &NodeConfig {
-        &self.shared.config
+        match &self.inner {
+            Inner::Modules(shared) => &shared.config,
+            Inner::Control(plane) => &plane.config,
+        }
+    }
+
+    fn span(&self) -> &tracing::Span {
+        match &self.inner {
+            Inner::Modules(shared) => &shared.span,
+            Inner::Control(plane) => &plane.span,
+        }
     }
 
     /// Members as this node sees them.
     pub fn members(&self) -> Vec<(MemberId, MemberStatus)> {
-        self.shared.members.all()
+        match &self.inner {
+            Inner::Modules(shared) => shared.members.all(),
+            Inner::Control(plane) => plane.members(),
+        }
     }
 
     /// Names of the members this node sees up or leaving, sorted.
     pub fn live_member_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
-            .shared
-            .members
-            .live()
+            .members()
             .into_iter()
-            .map(|m| m.name)
+            .filter(|(_, s)| *s != MemberStatus::Down)
+            .map(|(m, _)| m.name)
             .collect();
         names.sort();
         names
@@ -296,28 +339,42 @@ impl Node {
     /// Whether this node has received the registrations of every live member
     /// (true shortly after it joined).
     pub fn is_synced(&self) -> bool {
-        self.shared.is_synced()
+        match &self.inner {
+            Inner::Modules(shared) => shared.is_synced(),
+            Inner::Control(plane) => plane.view.load().synced,
+        }
     }
 
     /// Subscribes to membership, failover and conflict events.
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
-        self.shared.members.subscribe()
+        match &self.inner {
+            Inner::Modules(shared) => shared.members.subscribe(),
+            Inner::Control(plane) => plane.events.subscribe(),
+        }
     }
 
     /// This node's copy of the registry (listing, counting, lookups).
     pub fn registry(&self) -> &Registry {
-        &self.shared.registry
+        match &self.inner {
+            Inner::Modules(shared) => &shared.registry,
+            Inner::Control(plane) => &plane.registry,
+        }
     }
 
-    /// Ids of the sessions running on this node: none once [`Node::kill`] or
-    /// [`Node::shutdown`] has returned.
+    /// Ids of the sessions running on this node.
     pub fn hosted(&self) -> Vec<GameId> {
-        self.shared.local.sessions().ids()
+        match &self.inner {
+            Inner::Modules(shared) => shared.local.sessions().ids(),
+            Inner::Control(plane) => plane.local.sessions().ids(),
+        }
     }
 
     /// Number of backup copies this node holds for other members.
     pub fn replicas_held(&self) -> usize {
-        self.shared.replicas.len()
+        match &self.inner {
+            Inner::Modules(shared) => shared.replicas.len(),
+            Inner::Control(plane) => plane.view.load().copies,
+        }
     }
 
     /// Games hosted here whose state is not copied to a backup member that
@@ -325,14 +382,18 @@ impl Node {
     /// (always 0 with replication off, or with no other member up). Until
     /// then, a crash of this node loses those games.
     pub fn unreplicated(&self) -> usize {
-        if self.shared.config.replication_factor == 0 {
+        let shared = match &self.inner {
+            Inner::Modules(shared) => shared,
+            Inner::Control(plane) => return plane.view.load().unreplicated,
+        };
+        if shared.config.replication_factor == 0 {
             return 0;
         }
-        let up = self.shared.members.up();
+        let up = shared.members.up();
         if up.len() <= 1 {
             return 0;
         }
-        self.shared
+        shared
             .owned
             .lock()
             .values()
@@ -342,7 +403,10 @@ impl Node {
 
     /// The ractor_cluster server of this node (for custom transports).
     pub fn node_server(&self) -> &ActorRef<NodeServerMessage> {
-        &self.shared.server
+        match &self.inner {
+            Inner::Modules(shared) => &shared.server,
+            Inner::Control(plane) => &plane.server,
+        }
     }
 
     /// Leaves gracefully: stops taking sessions, hands every session over to
@@ -352,40 +416,15 @@ impl Node {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
-        let shared = self.shared.clone();
-        async move {
-            tracing::info!("leaving the cluster");
-            shared.leaving.store(true, Ordering::SeqCst);
-            shared.members.set_leaving(&shared.this);
-            rpc::broadcast(
-                &shared.members,
-                &Notice::Leaving {
-                    from: shared.this.clone(),
-                },
-            );
-            handoff::drain(&shared).await;
-            // Calls made through this node's engine may be following games
-            // that just moved: let them finish while the links are up.
-            shared.calls.close();
-            if !shared.calls.idle(shared.config.call_timeout).await {
-                tracing::warn!(
-                    "engine calls still in flight after {:?}; leaving anyway",
-                    shared.config.call_timeout
-                );
+        match &self.inner {
+            Inner::Modules(shared) => leave(shared.clone()).instrument(shared.span.clone()).await,
+            Inner::Control(plane) => {
+                tracing::info!(parent: &plane.span, "leaving the cluster");
+                plane.leave().instrument(plane.span.clone()).await
             }
-            rpc::broadcast(
-                &shared.members,
-                &Notice::Bye {
-                    from: shared.this.clone(),
-                },
-            );
-            // Let the farewell reach the peers before the links close.
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        .instrument(self.shared.span.clone())
-        .await;
         self.stop_everything().await;
-        tracing::info!(parent: &self.shared.span, "node stopped");
+        tracing::info!(parent: self.span(), "node stopped");
     }
 
     /// Crashes the node: links cut, sessions gone, nothing handed over.
@@ -393,32 +432,67 @@ impl Node {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
-        tracing::warn!(parent: &self.shared.span, "node killed");
+        tracing::warn!(parent: self.span(), "node killed");
         self.stop_everything().await;
     }
 
     async fn stop_everything(&self) {
-        self.shared.calls.close();
+        let shared = match &self.inner {
+            Inner::Modules(shared) => shared,
+            Inner::Control(plane) => return plane.stop(&self.router).await,
+        };
+        shared.calls.close();
         // The transport goes first: killing (not stopping) it releases the
         // listener's port and closes every link at once, so peers see the
         // node gone immediately, whatever is left to stop here. Children
         // first: ractor does not stop an actor's children with it.
-        let server = self.shared.server.get_cell();
+        let server = shared.server.get_cell();
         for cell in kill_tree(&server) {
             let _ = cell.wait(Some(Duration::from_secs(2))).await;
         }
-        if !self.shared.tasks.stop(Duration::from_secs(2)).await {
-            tracing::error!(parent: &self.shared.span, tasks = self.shared.tasks.len(),
+        if !shared.tasks.stop(Duration::from_secs(2)).await {
+            tracing::error!(parent: &shared.span, tasks = shared.tasks.len(),
                 "background tasks did not end within 2 s");
         }
         self.router.stop(None);
-        self.shared.local.shutdown().await;
+        shared.local.shutdown().await;
         let _ = self
             .router
             .get_cell()
             .wait(Some(Duration::from_secs(2)))
             .await;
     }
+}
+
+/// A graceful leave of a node on the modules' control plane.
+async fn leave(shared: Arc<Shared>) {
+    tracing::info!("leaving the cluster");
+    shared.leaving.store(true, Ordering::SeqCst);
+    shared.members.set_leaving(&shared.this);
+    rpc::broadcast(
+        &shared.members,
+        &Notice::Leaving {
+            from: shared.this.clone(),
+        },
+    );
+    handoff::drain(&shared).await;
+    // Calls made through this node's engine may be following games that
+    // just moved: let them finish while the links are up.
+    shared.calls.close();
+    if !shared.calls.idle(shared.config.call_timeout).await {
+        tracing::warn!(
+            "engine calls still in flight after {:?}; leaving anyway",
+            shared.config.call_timeout
+        );
+    }
+    rpc::broadcast(
+        &shared.members,
+        &Notice::Bye {
+            from: shared.this.clone(),
+        },
+    );
+    // Let the farewell reach the peers before the links close.
+    tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
 /// Kills `cell` and all its descendants, leaves first; returns them all.
@@ -435,9 +509,12 @@ pub(crate) fn kill_tree(cell: &ractor::ActorCell) -> Vec<ractor::ActorCell> {
 impl Drop for Node {
     fn drop(&mut self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
-            self.shared.tasks.cancel();
+            match &self.inner {
+                Inner::Modules(shared) => shared.tasks.cancel(),
+                Inner::Control(plane) => plane.tasks.cancel(),
+            }
             self.router.stop(None);
-            kill_tree(&self.shared.server.get_cell());
+            kill_tree(&self.node_server().get_cell());
         }
     }
 }

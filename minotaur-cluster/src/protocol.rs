@@ -233,4 +233,12 @@ pub enum Notice {
         /// Its live members (itself included) and their addresses.
         members: Vec<(MemberId, String)>,
     },
+    /// A message of the control state machine (nodes whose control plane
+    /// is [`control::Control`](crate::control::Control)).
+    Control {
+        /// The sender.
+        from: MemberId,
+        /// The message.
+        msg: crate::control::wire::Msg,
+    },
 }

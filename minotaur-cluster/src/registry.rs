@@ -10,9 +10,9 @@
 //! for the smaller game id; the other game keeps running, findable by id.
 
 use crate::membership::MemberId;
+use imbl::{HashMap, HashSet, OrdSet};
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,8 @@ pub enum Applied {
 }
 
 /// A registry as plain data: no lock, no clock. The control state machine
-/// owns one; [`Registry`] wraps one for callers that share it.
+/// owns one; [`Registry`] wraps one for callers that share it. Its maps are
+/// persistent (structure-sharing), so a copy for readers costs nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     games: HashMap<GameId, Registration>,
@@ -75,7 +76,7 @@ pub struct Table {
     /// Every game in `games` under its join code, so the code can pass to
     /// another game without a full scan when its holder goes (every move
     /// and failover re-indexes a game).
-    by_code: HashMap<JoinCode, BTreeSet<GameId>>,
+    by_code: HashMap<JoinCode, OrdSet<GameId>>,
 }
 
 impl Table {
@@ -125,7 +126,7 @@ impl Table {
         let others = match self.by_code.get_mut(&reg.join_code) {
             Some(ids) => {
                 ids.remove(&reg.id);
-                ids.first().copied()
+                ids.get_min().copied()
             }
             None => None,
         };
@@ -290,6 +291,11 @@ impl Registry {
         self.tables.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Replaces the whole table (with the one a node's control publishes).
+    pub(crate) fn replace(&self, table: Table) {
+        *self.write() = table;
+    }
+
     /// Where game `id` lives.
     pub fn lookup(&self, id: GameId) -> Option<Registration> {
         self.read().lookup(id).cloned()
@@ -321,8 +327,12 @@ impl Registry {
     }
 
     /// Number of games per owner.
-    pub fn count_by_owner(&self) -> HashMap<MemberId, usize> {
-        self.read().count_by_owner().clone()
+    pub fn count_by_owner(&self) -> std::collections::HashMap<MemberId, usize> {
+        self.read()
+            .count_by_owner()
+            .iter()
+            .map(|(m, n)| (m.clone(), *n))
+            .collect()
     }
 
     /// Registrations owned by `owner`.
@@ -410,7 +420,7 @@ mod tests {
     fn owner_counts_follow_every_change() {
         let r = Registry::default();
         let recount = |r: &Registry| {
-            let mut counts = HashMap::new();
+            let mut counts = std::collections::HashMap::new();
             for reg in r.all() {
                 *counts.entry(reg.owner).or_insert(0) += 1;
             }

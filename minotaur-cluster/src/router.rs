@@ -127,6 +127,8 @@ fn on_notice(shared: &Arc<Shared>, notice: Notice) {
         Notice::Leaving { from } => supervisor::member_leaving(shared, &from),
         Notice::Bye { from } => links::member_down(shared, &from, DownReason::Left),
         Notice::DropReplica { id, owner } => shared.replicas.drop_from(id, &owner),
+        // Only nodes running the control state machine speak it.
+        Notice::Control { .. } => {}
         Notice::Members { from, members } => {
             shared.members.heard(&from);
             let addrs = links::unknown(shared, members);

@@ -63,6 +63,9 @@ pub enum SessionMsg {
     /// Reply with the complete state and stop: the game is moving elsewhere.
     /// Commands queued before this one are applied first.
     Release(RpcReplyPort<Game>),
+    /// Save the current state again (its backup copy is moving to another
+    /// member). Queued behind commands, so it never overlaps their saves.
+    Resave,
 }
 
 impl ractor::Message for SessionMsg {}
@@ -211,6 +214,14 @@ impl Actor for GameSession {
                     state.arm_timer(&myself, Instant::now() + SINK_RETRY);
                     return Ok(());
                 }
+            }
+            SessionMsg::Resave => {
+                if let Some(sink) = &state.sink {
+                    if let Err(e) = sink.save(&state.game).await {
+                        tracing::debug!(game = %state.game.id, error = %e, "state not saved again");
+                    }
+                }
+                return Ok(());
             }
             SessionMsg::Release(reply) => {
                 state.cancel_timer();

@@ -260,8 +260,14 @@ pub enum Effect {
 /// A request to a peer whose answer is awaited.
 #[derive(Debug, Clone)]
 enum Request {
-    /// A create's join-code claim at the code's home.
-    Claim { call: CallId, snapshot: Snapshot },
+    /// A create's join-code claim at the code's home, `to`, after the
+    /// homes in `tried` did not answer.
+    Claim {
+        call: CallId,
+        snapshot: Snapshot,
+        to: MemberId,
+        tried: Vec<MemberId>,
+    },
     /// A create's start on another member.
     Create {
         call: CallId,
@@ -573,12 +579,16 @@ impl Control {
     /// A request got no answer in time, or its peer went down.
     fn request_failed(&mut self, corr: Corr, request: Request) {
         match request {
-            Request::Claim { call, .. } => self.reply(
+            Request::Claim {
                 call,
-                Err(EngineError::Unavailable(
-                    "the join code's home member did not answer".into(),
-                )),
-            ),
+                snapshot,
+                to,
+                mut tried,
+            } => {
+                // The next home in line serialises the claims instead.
+                tried.push(to);
+                self.claim(call, snapshot, tried);
+            }
             Request::Create {
                 call,
                 snapshot,
@@ -636,7 +646,9 @@ impl Control {
             .requests
             .iter()
             .filter(|(_, (r, _))| match r {
-                Request::Create { to, .. } | Request::Place { to, .. } => to == member,
+                Request::Create { to, .. }
+                | Request::Place { to, .. }
+                | Request::Claim { to, .. } => to == member,
                 Request::Move { id } => matches!(
                     self.owned.get(id).map(|o| &o.phase),
                     Some(Phase::Moving { to, .. }) if to == member

@@ -25,18 +25,28 @@ impl Control {
         if self.registry.by_join_code(&code).is_some_and(|g| g != id) {
             return self.reply(call, Err(EngineError::JoinCodeTaken(code)));
         }
-        // Every claim of a code goes to the code's home member, which
-        // serialises them: two simultaneous creates cannot both win.
-        let home = ranked(&code, self.members.up()).into_iter().next();
-        match home {
+        self.claim(call, snapshot, Vec::new());
+    }
+
+    /// Claims the game's join code at the code's home member, the first
+    /// member up in rendezvous order of the code, other than those `tried`
+    /// (which did not answer). The home serialises every claim of its
+    /// codes: two simultaneous creates cannot both win.
+    pub(super) fn claim(&mut self, call: CallId, snapshot: Snapshot, tried: Vec<MemberId>) {
+        let (code, id) = (snapshot.join_code.clone(), snapshot.id);
+        let homes = self.members.up().into_iter().filter(|m| !tried.contains(m));
+        match ranked(&code, homes).into_iter().next() {
             Some(home) if &home != self.this() => {
-                let corr = self.request(Request::Claim { call, snapshot });
+                let corr = self.request(Request::Claim {
+                    call,
+                    snapshot,
+                    to: home.clone(),
+                    tried,
+                });
                 if !self.send(&home, Msg::Claim { corr, code, id }) {
-                    self.requests.remove(&corr);
-                    self.reply(
-                        call,
-                        Err(EngineError::Unavailable(format!("no link to {home}"))),
-                    );
+                    if let Some((request, _)) = self.requests.remove(&corr) {
+                        self.request_failed(corr, request);
+                    }
                 }
             }
             _ => {
@@ -50,7 +60,7 @@ impl Control {
     }
 
     pub(super) fn on_claimed(&mut self, corr: Corr, ok: bool) {
-        let Some((Request::Claim { call, snapshot }, _)) = self.requests.remove(&corr) else {
+        let Some((Request::Claim { call, snapshot, .. }, _)) = self.requests.remove(&corr) else {
             return;
         };
         if ok {

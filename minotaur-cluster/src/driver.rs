@@ -1,0 +1,430 @@
+//! The driver: one task per node that owns its [`Control`], feeds it what
+//! happens (link events, peers' messages, sessions' saves, callers'
+//! requests, time) and carries out the effects it decides. It is the only
+//! place control state changes, so the control path takes no lock; after
+//! each batch of inputs it publishes what the data plane reads (members,
+//! peers' routers, the registry) for readers that never wait on it.
+
+use crate::config::NodeConfig;
+use crate::control::wire::{Msg, Snapshot};
+use crate::control::{Control, Effect, Event, Input, LinkId, StopReason};
+use crate::links;
+use crate::membership::{ClusterEvent, MemberId, MemberStatus};
+use crate::protocol::{self, Notice, RouterMsg};
+use crate::registry::{Registration, Registry};
+use crate::tasks::Tasks;
+use arc_swap::ArcSwap;
+use minotaur_core::host::{EndReason, HostEvent};
+use minotaur_core::{codec, EngineError, Game, GameId, LocalDirectory, SessionMsg};
+use ractor::{ActorId, ActorRef};
+use ractor_cluster::{NodeServerMessage, NodeSessionMessage};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// What the driver is told.
+pub(crate) enum ToDriver {
+    /// A link is authenticated and the peer's router found.
+    LinkReady {
+        session: ActorRef<NodeSessionMessage>,
+        router: ActorRef<RouterMsg>,
+        peer: String,
+    },
+    /// A link closed.
+    LinkClosed(ActorId),
+    /// A peer's control sent a message.
+    Control { from: MemberId, msg: Msg },
+    /// A caller creates a game.
+    Create {
+        game: Game,
+        reply: oneshot::Sender<Result<Registration, EngineError>>,
+    },
+    /// A session asks for a change to be kept.
+    Save {
+        snapshot: Snapshot,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// A failed session asks for its backup copy.
+    Fetch {
+        id: GameId,
+        reply: oneshot::Sender<Option<Snapshot>>,
+    },
+    /// A session was started, released or ended.
+    Input(Input),
+    /// Hand every session over; answered once done.
+    Leave(oneshot::Sender<()>),
+    /// Say goodbye to every peer.
+    Depart,
+}
+
+/// What the data plane reads, published by the driver.
+pub(crate) struct View {
+    pub members: Vec<(MemberId, MemberStatus)>,
+    pub routers: HashMap<MemberId, ActorRef<RouterMsg>>,
+    pub synced: bool,
+    pub unreplicated: usize,
+    pub copies: usize,
+}
+
+/// A link as the driver knows it.
+struct Link {
+    session: ActorRef<NodeSessionMessage>,
+    router: ActorRef<RouterMsg>,
+    peer: String,
+}
+
+/// The game state a control handles: the encoded game and what it needs
+/// to know of it.
+pub(crate) fn snapshot_of(game: &Game) -> Result<Snapshot, EngineError> {
+    Ok(Snapshot {
+        id: game.id,
+        version: game.version,
+        join_code: game.join_code.clone(),
+        users: game.players.iter().map(|p| p.user.clone()).collect(),
+        active: game.is_active(),
+        state: codec::encode(game)?,
+    })
+}
+
+/// Everything the driver task owns.
+pub(crate) struct Driver {
+    pub control: Control,
+    pub config: NodeConfig,
+    pub this: MemberId,
+    pub server: ActorRef<NodeServerMessage>,
+    pub local: Arc<LocalDirectory>,
+    pub tasks: Tasks,
+    pub events: broadcast::Sender<ClusterEvent>,
+    pub view: Arc<ArcSwap<View>>,
+    pub registry: Registry,
+    pub inbox: mpsc::UnboundedReceiver<ToDriver>,
+    pub host_events: mpsc::UnboundedReceiver<HostEvent>,
+    pub tx: mpsc::UnboundedSender<ToDriver>,
+}
+
+/// State only the driver task touches.
+struct Running {
+    epoch: Instant,
+    links: HashMap<LinkId, Link>,
+    by_session: HashMap<ActorId, LinkId>,
+    by_peer: HashMap<String, LinkId>,
+    /// Messages from a peer whose link is not ready yet.
+    early: HashMap<String, Vec<Msg>>,
+    next_link: LinkId,
+    next_call: u64,
+    calls: HashMap<u64, oneshot::Sender<Result<Registration, EngineError>>>,
+    saves: HashMap<GameId, oneshot::Sender<Result<(), EngineError>>>,
+    fetches: HashMap<GameId, Vec<oneshot::Sender<Option<Snapshot>>>>,
+    leaving: Vec<oneshot::Sender<()>>,
+    drained: bool,
+    next_stats: Duration,
+}
+
+impl Driver {
+    /// Runs until the node stops (its tasks are cancelled).
+    pub async fn run(mut self) {
+        let mut st = Running {
+            epoch: Instant::now(),
+            links: HashMap::new(),
+            by_session: HashMap::new(),
+            by_peer: HashMap::new(),
+            early: HashMap::new(),
+            next_link: 1,
+            next_call: 1,
+            calls: HashMap::new(),
+            saves: HashMap::new(),
+            fetches: HashMap::new(),
+            leaving: Vec::new(),
+            drained: false,
+            next_stats: Duration::ZERO,
+        };
+        // The control was built at time zero of this clock.
+        self.carry_out(&mut st);
+        self.publish(&mut st);
+        loop {
+            let wake = st.epoch + self.control.next_wake();
+            tokio::select! {
+                message = self.inbox.recv() => {
+                    let Some(message) = message else { return };
+                    self.take(&mut st, message);
+                    // Take what else is waiting before publishing once.
+                    for _ in 0..256 {
+                        match self.inbox.try_recv() {
+                            Ok(message) => self.take(&mut st, message),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                event = self.host_events.recv() => {
+                    let Some(event) = event else { return };
+                    if matches!(event.reason, EndReason::Concluded | EndReason::Failed(_)) {
+                        let now = st.epoch.elapsed();
+                        self.control.handle(now, Input::SessionEnded { id: event.id });
+                        self.carry_out(&mut st);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let now = st.epoch.elapsed();
+                    self.control.handle(now, Input::Tick);
+                    self.carry_out(&mut st);
+                }
+            }
+            self.publish(&mut st);
+        }
+    }
+
+    fn take(&mut self, st: &mut Running, message: ToDriver) {
+        let now = st.epoch.elapsed();
+        match message {
+            ToDriver::LinkReady {
+                session,
+                router,
+                peer,
+            } => {
+                let link = st.next_link;
+                st.next_link += 1;
+                st.by_session.insert(session.get_id(), link);
+                st.by_peer.insert(peer.clone(), link);
+                st.links.insert(
+                    link,
+                    Link {
+                        session,
+                        router,
+                        peer: peer.clone(),
+                    },
+                );
+                self.control.handle(now, Input::LinkUp { link });
+                for msg in st.early.remove(&peer).unwrap_or_default() {
+                    self.control.handle(now, Input::Received { link, msg });
+                }
+            }
+            ToDriver::LinkClosed(session) => {
+                if let Some(link) = st.by_session.remove(&session) {
+                    if let Some(l) = st.links.remove(&link) {
+                        if st.by_peer.get(&l.peer) == Some(&link) {
+                            st.by_peer.remove(&l.peer);
+                            // Another link of the same peer takes over.
+                            if let Some((other, _)) =
+                                st.links.iter().find(|(_, o)| o.peer == l.peer)
+                            {
+                                st.by_peer.insert(l.peer.clone(), *other);
+                            }
+                        }
+                    }
+                    self.control.handle(now, Input::LinkDown { link });
+                }
+            }
+            ToDriver::Control { from, msg } => {
+                let peer = from.to_string();
+                match st.by_peer.get(&peer) {
+                    Some(link) => {
+                        let link = *link;
+                        self.control.handle(now, Input::Received { link, msg });
+                    }
+                    None => {
+                        let early = st.early.entry(peer).or_default();
+                        if early.len() < 4096 {
+                            early.push(msg);
+                        }
+                    }
+                }
+            }
+            ToDriver::Create { game, reply } => match snapshot_of(&game) {
+                Ok(snapshot) => {
+                    let call = st.next_call;
+                    st.next_call += 1;
+                    st.calls.insert(call, reply);
+                    self.control.handle(now, Input::Create { call, snapshot });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            ToDriver::Save { snapshot, reply } => {
+                st.saves.insert(snapshot.id, reply);
+                self.control.handle(now, Input::Save(snapshot));
+            }
+            ToDriver::Fetch { id, reply } => {
+                st.fetches.entry(id).or_default().push(reply);
+                self.control.handle(now, Input::Fetch(id));
+            }
+            ToDriver::Input(input) => self.control.handle(now, input),
+            ToDriver::Leave(reply) => {
+                if st.drained {
+                    let _ = reply.send(());
+                } else {
+                    st.leaving.push(reply);
+                    self.control.handle(now, Input::Leave);
+                }
+            }
+            ToDriver::Depart => self.control.handle(now, Input::Depart),
+        }
+        self.carry_out(st);
+    }
+
+    /// Carries out every effect the control decided, in order.
+    fn carry_out(&mut self, st: &mut Running) {
+        while let Some(effect) = self.control.poll_effect() {
+            self.effect(st, effect);
+        }
+    }
+
+    fn effect(&mut self, st: &mut Running, effect: Effect) {
+        match effect {
+            Effect::Send { link, msg } => {
+                let Some(l) = st.links.get(&link) else {
+                    return;
+                };
+                let notice = Notice::Control {
+                    from: self.this.clone(),
+                    msg,
+                };
+                match protocol::seal(&notice) {
+                    Ok(bytes) => {
+                        let _ = l.router.cast(RouterMsg::Notice(bytes));
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %l.peer, error = %e, "control message not sent")
+                    }
+                }
+            }
+            Effect::Dial { addr } => {
+                let (config, server, this) =
+                    (self.config.clone(), self.server.clone(), self.this.clone());
+                self.tasks.spawn(async move {
+                    if let Err(e) = links::connect(&config, &server, &this, &addr).await {
+                        tracing::debug!(%addr, error = %e, "dial failed");
+                    }
+                });
+            }
+            Effect::CloseLink { link } => {
+                if let Some(l) = st.links.get(&link) {
+                    links::close_session(&l.session);
+                }
+            }
+            Effect::StartSession(snapshot) => {
+                let (local, tx) = (self.local.clone(), self.tx.clone());
+                self.tasks.spawn(async move {
+                    let id = snapshot.id;
+                    let started = match codec::decode::<Game>(&snapshot.state) {
+                        Ok(game) => local.start_saved(game).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    let error = started.err().map(|e| e.to_string());
+                    let _ = tx.send(ToDriver::Input(Input::SessionStarted { id, error }));
+                });
+            }
+            Effect::StopSession { id, reason } => {
+                // The session running now, not one started later.
+                let Some(session) = self.local.sessions().session(id) else {
+                    return;
+                };
+                let (local, events, this) =
+                    (self.local.clone(), self.events.clone(), self.this.clone());
+                self.tasks.spawn(async move {
+                    let state = local.release_session(id, &session).await;
+                    if let (StopReason::ConflictLost { winner }, Ok(Some(state))) = (reason, state)
+                    {
+                        tracing::warn!(game = %id, winner = %winner.owner, "registry conflict lost; stopping our copy");
+                        let _ = events.send(ClusterEvent::ConflictResolved {
+                            id,
+                            winner: winner.owner,
+                            loser: this,
+                            loser_state: Some(Box::new(state)),
+                        });
+                    }
+                });
+            }
+            Effect::ReleaseSession(id) => {
+                let (local, tx) = (self.local.clone(), self.tx.clone());
+                self.tasks.spawn(async move {
+                    let snapshot = match local.release(id).await {
+                        Ok(Some(game)) => snapshot_of(&game).ok(),
+                        _ => None,
+                    };
+                    let _ = tx.send(ToDriver::Input(Input::SessionReleased { id, snapshot }));
+                });
+            }
+            Effect::Resave(id) => {
+                if let Some(session) = self.local.sessions().session(id) {
+                    let _ = session.cast(SessionMsg::Resave);
+                }
+            }
+            Effect::Saved { id, result } => {
+                if let Some(reply) = st.saves.remove(&id) {
+                    let _ = reply.send(result);
+                }
+            }
+            Effect::Fetched { id, snapshot } => {
+                for reply in st.fetches.remove(&id).unwrap_or_default() {
+                    let _ = reply.send(snapshot.clone());
+                }
+            }
+            Effect::Reply { call, result } => {
+                if let Some(reply) = st.calls.remove(&call) {
+                    let _ = reply.send(result);
+                }
+            }
+            Effect::Drained => {
+                st.drained = true;
+                for reply in st.leaving.drain(..) {
+                    let _ = reply.send(());
+                }
+            }
+            Effect::Event(event) => {
+                let event = match event {
+                    Event::MemberUp(m) => ClusterEvent::MemberUp(m),
+                    Event::MemberLeaving(m) => ClusterEvent::MemberLeaving(m),
+                    Event::MemberDown(m, why) => ClusterEvent::MemberDown(m, why),
+                    Event::FailedOver { from, sessions } => {
+                        ClusterEvent::FailedOver { from, sessions }
+                    }
+                    Event::ConflictWon { id, winner, loser } => ClusterEvent::ConflictResolved {
+                        id,
+                        winner,
+                        loser,
+                        loser_state: None,
+                    },
+                };
+                tracing::info!(?event, "cluster event");
+                let _ = self.events.send(event);
+            }
+        }
+    }
+
+    /// Publishes what the data plane reads.
+    fn publish(&mut self, st: &mut Running) {
+        self.registry.replace(self.control.registry().clone());
+        let members = self.control.members();
+        let mut routers = HashMap::new();
+        for (id, m) in members.iter() {
+            if m.status == MemberStatus::Down {
+                continue;
+            }
+            if let Some(link) = st.by_peer.get(&id.to_string()) {
+                if let Some(l) = st.links.get(link) {
+                    routers.insert(id.clone(), l.router.clone());
+                }
+            }
+        }
+        let now = st.epoch.elapsed();
+        let old = self.view.load();
+        let (unreplicated, copies) = if now >= st.next_stats {
+            st.next_stats = now + Duration::from_millis(50);
+            (self.control.unreplicated(), self.control.copies().count())
+        } else {
+            (old.unreplicated, old.copies)
+        };
+        self.view.store(Arc::new(View {
+            members: members
+                .iter()
+                .map(|(id, m)| (id.clone(), m.status))
+                .collect(),
+            routers,
+            synced: members.synced(),
+            unreplicated,
+            copies,
+        }));
+    }
+}

@@ -1,0 +1,209 @@
+//! Nodes whose control plane is the `Control` state machine, driven by one
+//! task each: the seed scenarios a user relies on, over real links.
+
+use minotaur_cluster::{ClusterEvent, ControlPlane};
+use minotaur_core::{Game, Hex, UserId};
+use minotaur_testkit::TestCluster;
+use std::time::Duration;
+
+fn users() -> Vec<UserId> {
+    vec!["ann".into(), "bob".into()]
+}
+
+/// A move that is valid for `user` in `game`, whatever the walls.
+fn valid_step(game: &Game, user: &UserId) -> Hex {
+    let pos = game.player(user).expect("player").position;
+    Hex::DIRECTIONS
+        .into_iter()
+        .find(|d| game.world.walkable(pos + *d))
+        .expect("some free neighbour")
+}
+
+fn state_machine() -> minotaur_testkit::cluster::Builder {
+    TestCluster::builder().configure(|_, config| {
+        config.control_plane = ControlPlane::StateMachine;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn games_are_found_from_every_node() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = state_machine().nodes(3).start().await?;
+    let mut games = Vec::new();
+    for (i, via) in ["n1", "n2", "n3", "n1", "n2", "n3"].iter().enumerate() {
+        let engine = cluster.engine(via)?;
+        games.push(engine.create_game(&format!("CODE{i}"), users()).await?);
+    }
+    for via in ["n1", "n2", "n3"] {
+        let engine = cluster.engine(via)?;
+        for (i, game) in games.iter().enumerate() {
+            assert_eq!(engine.get_game(game.id).await?.id, game.id);
+            let code = format!("CODE{i}");
+            assert_eq!(engine.get_game_by_join_code(&code).await?.id, game.id);
+        }
+    }
+    let ann: UserId = "ann".into();
+    let game = &games[0];
+    let moved = cluster
+        .engine("n2")?
+        .register_move(game.id, ann.clone(), valid_step(game, &ann))
+        .await?;
+    assert_eq!(
+        cluster.engine("n3")?.get_game(game.id).await?.version,
+        moved.version
+    );
+    assert!(matches!(
+        cluster.engine("n1")?.create_game("CODE0", users()).await,
+        Err(minotaur_core::EngineError::JoinCodeTaken(_))
+    ));
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_survives_its_node_leaving() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = state_machine().names(&["node1"]).start().await?;
+    let n1 = cluster.engine("node1")?;
+    let game = n1.create_game("ABCD", users()).await?;
+    let ann: UserId = "ann".into();
+    let moved = n1
+        .register_move(game.id, ann.clone(), valid_step(&game, &ann))
+        .await?;
+    cluster.add_node("node2").await?;
+    cluster.stop_node("node1").await?;
+    let n2 = cluster.engine("node2")?;
+    let seen = n2.get_game_by_join_code("ABCD").await?;
+    assert_eq!(seen.id, game.id);
+    assert_eq!(seen.actions, moved.actions);
+    assert_eq!(seen.version, moved.version);
+    assert_eq!(cluster.where_is(game.id).as_deref(), Some("node2"));
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_no_acknowledged_write() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = state_machine().nodes(3).in_memory().start().await?;
+    let mut events = cluster.node("n2")?.subscribe();
+    let n2 = cluster.engine("n2")?;
+    let mut games = Vec::new();
+    for i in 0..12 {
+        games.push(n2.create_game(&format!("G{i:03}"), users()).await?);
+    }
+    let ann: UserId = "ann".into();
+    let mut acked = Vec::new();
+    for game in &games {
+        acked.push(
+            n2.register_move(game.id, ann.clone(), valid_step(game, &ann))
+                .await?,
+        );
+    }
+    let victim = cluster.where_is(games[0].id).expect("hosted");
+    let survivor = if victim == "n1" { "n3" } else { "n1" };
+    cluster
+        .eventually("every game copied", Duration::from_secs(10), || {
+            let cluster = &cluster;
+            let victim = victim.clone();
+            async move {
+                let n = cluster
+                    .node(&victim)
+                    .map_err(|e| e.to_string())?
+                    .unreplicated();
+                if n == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{n} games without a copy"))
+                }
+            }
+        })
+        .await?;
+    cluster.kill_node(&victim).await?;
+    let engine = cluster.engine(survivor)?;
+    for after in &acked {
+        let seen = cluster
+            .eventually("the game back", Duration::from_secs(10), || {
+                let engine = engine.clone();
+                async move { engine.get_game(after.id).await.map_err(|e| e.to_string()) }
+            })
+            .await?;
+        assert_eq!(seen.version, after.version, "game {}", after.id);
+        assert_eq!(seen.actions, after.actions);
+    }
+    let mut failed_over = false;
+    while let Ok(event) = events.try_recv() {
+        failed_over |= matches!(event, ClusterEvent::FailedOver { .. });
+    }
+    assert!(failed_over || victim == "n2", "n2 saw no failover event");
+    assert!(cluster.node(&victim).is_err() || cluster.node(&victim)?.hosted().is_empty());
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_while_a_member_leaves_never_fail() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = state_machine().nodes(3).in_memory().start().await?;
+    cluster.set_latency("n1", "n3", Duration::from_millis(20))?;
+    let engine = cluster.engine("n1")?;
+    let creates = async {
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            ids.push(
+                engine
+                    .create_game(&format!("L{i:03}"), users())
+                    .await
+                    .map(|g| g.id),
+            );
+        }
+        ids
+    };
+    let (ids, stopped) = tokio::join!(creates, cluster.stop_node("n3"));
+    stopped?;
+    for id in ids {
+        let id = id?;
+        engine.get_game(id).await?;
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_leaves_one_session_per_game() -> Result<(), Box<dyn std::error::Error>>
+{
+    let cluster = state_machine().nodes(3).in_memory().start().await?;
+    let engine = cluster.engine("n1")?;
+    let mut games = Vec::new();
+    for i in 0..9 {
+        games.push(engine.create_game(&format!("P{i:03}"), users()).await?);
+    }
+    cluster.partition(&["n1"], &["n2", "n3"])?;
+    cluster
+        .eventually("the split seen", Duration::from_secs(10), || {
+            let cluster = &cluster;
+            async move {
+                if cluster.sees_down("n2", "n1").map_err(|e| e.to_string())? {
+                    Ok(())
+                } else {
+                    Err("n2 still counts n1 up".to_string())
+                }
+            }
+        })
+        .await?;
+    cluster.heal()?;
+    cluster.await_full_membership().await?;
+    for game in &games {
+        cluster
+            .eventually("one session", Duration::from_secs(10), || {
+                let cluster = &cluster;
+                async move {
+                    let at = cluster.where_is_all(game.id);
+                    if at.len() == 1 {
+                        Ok(())
+                    } else {
+                        Err(format!("hosted on {at:?}"))
+                    }
+                }
+            })
+            .await?;
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
