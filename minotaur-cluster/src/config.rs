@@ -51,11 +51,12 @@ pub enum Redistribution {
 /// Which control plane a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ControlPlane {
-    /// The modules around one shared state (the default, for now).
-    #[default]
+    /// The modules around one shared state (the previous control plane,
+    /// kept while the state machine proves itself in long runs).
     Modules,
     /// One [`Control`](crate::control::Control) state machine, owned by one
-    /// driver task. Speaks only to nodes that run it too.
+    /// driver task (the default). Speaks only to nodes that run it too.
+    #[default]
     StateMachine,
 }
 
@@ -156,7 +157,7 @@ impl NodeConfig {
             max_restarts: minotaur_core::local::DEFAULT_MAX_RESTARTS,
             allow_weak_cookie: false,
             tls: None,
-            control_plane: ControlPlane::Modules,
+            control_plane: ControlPlane::StateMachine,
         }
     }
 

@@ -54,8 +54,8 @@ pub(crate) enum ToDriver {
     Input(Input),
     /// Hand every session over; answered once done.
     Leave(oneshot::Sender<()>),
-    /// Say goodbye to every peer.
-    Depart,
+    /// Say goodbye to every peer; answered once the goodbyes are sent.
+    Depart(oneshot::Sender<()>),
 }
 
 /// What the data plane reads, published by the driver.
@@ -109,6 +109,8 @@ struct Running {
     links: HashMap<LinkId, Link>,
     by_session: HashMap<ActorId, LinkId>,
     by_peer: HashMap<String, LinkId>,
+    /// Each peer's link that closed last.
+    closed: HashMap<String, LinkId>,
     /// Messages from a peer whose link is not ready yet.
     early: HashMap<String, Vec<Msg>>,
     next_link: LinkId,
@@ -129,6 +131,7 @@ impl Driver {
             links: HashMap::new(),
             by_session: HashMap::new(),
             by_peer: HashMap::new(),
+            closed: HashMap::new(),
             early: HashMap::new(),
             next_link: 1,
             next_call: 1,
@@ -202,6 +205,7 @@ impl Driver {
             ToDriver::LinkClosed(session) => {
                 if let Some(link) = st.by_session.remove(&session) {
                     if let Some(l) = st.links.remove(&link) {
+                        st.closed.insert(l.peer.clone(), link);
                         if st.by_peer.get(&l.peer) == Some(&link) {
                             st.by_peer.remove(&l.peer);
                             // Another link of the same peer takes over.
@@ -217,17 +221,21 @@ impl Driver {
             }
             ToDriver::Control { from, msg } => {
                 let peer = from.to_string();
-                match st.by_peer.get(&peer) {
+                // Sent before its link closed, it may be handled after.
+                let link = st.by_peer.get(&peer).or_else(|| st.closed.get(&peer));
+                match link {
                     Some(link) => {
                         let link = *link;
                         self.control.handle(now, Input::Received { link, msg });
                     }
-                    None => {
+                    // Bounded: a peer may claim any name.
+                    None if st.early.len() < 64 || st.early.contains_key(&peer) => {
                         let early = st.early.entry(peer).or_default();
-                        if early.len() < 4096 {
+                        if early.len() < 1024 {
                             early.push(msg);
                         }
                     }
+                    None => {}
                 }
             }
             ToDriver::Create { game, reply } => match snapshot_of(&game) {
@@ -258,7 +266,11 @@ impl Driver {
                     self.control.handle(now, Input::Leave);
                 }
             }
-            ToDriver::Depart => self.control.handle(now, Input::Depart),
+            ToDriver::Depart(done) => {
+                self.control.handle(now, Input::Depart);
+                self.carry_out(st);
+                let _ = done.send(());
+            }
         }
         self.carry_out(st);
     }
@@ -366,14 +378,24 @@ impl Driver {
                     let _ = reply.send(result);
                 }
             }
-            Effect::Drained => {
+            Effect::Drained { moved } => {
+                tracing::info!(moved, "handed sessions over");
                 st.drained = true;
                 for reply in st.leaving.drain(..) {
                     let _ = reply.send(());
                 }
             }
+            Effect::Event(Event::Forgot { member, games }) => {
+                tracing::warn!(peer = %member, games, "forgot games of a down member that nobody restarted");
+            }
+            Effect::Event(Event::Incompatible { peer, speaks }) => {
+                tracing::error!(%peer, theirs = ?speaks,
+                    ours = ?(protocol::MIN_PROTOCOL_VERSION, protocol::PROTOCOL_VERSION),
+                    "refusing peer: incompatible protocol versions");
+            }
             Effect::Event(event) => {
                 let event = match event {
+                    Event::Forgot { .. } | Event::Incompatible { .. } => return,
                     Event::MemberUp(m) => ClusterEvent::MemberUp(m),
                     Event::MemberLeaving(m) => ClusterEvent::MemberLeaving(m),
                     Event::MemberDown(m, why) => ClusterEvent::MemberDown(m, why),

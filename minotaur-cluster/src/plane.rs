@@ -543,7 +543,10 @@ impl Plane {
         if !self.calls.idle(self.config.call_timeout).await {
             tracing::warn!("engine calls still in flight; leaving anyway");
         }
-        let _ = self.driver.send(ToDriver::Depart);
+        let (done, sent) = oneshot::channel();
+        if self.driver.send(ToDriver::Depart(done)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
+        }
         // Let the goodbyes reach the peers before the links close.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

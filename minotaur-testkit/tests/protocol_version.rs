@@ -1,20 +1,19 @@
 //! A peer of a future release whose protocol range does not overlap ours is
-//! refused with a clear log line, in both directions of the handshake, and
-//! the node keeps serving.
+//! refused with a clear log line, and the node keeps serving.
 //!
 //! The "future node" is a bare ractor_cluster NodeServer with the right
-//! cookie and a router that speaks Minotaur's envelopes but announces
-//! protocol 2..=2: exactly what a later, incompatible release would send.
+//! cookie and a router, which introduces itself with Minotaur's control
+//! hello announcing a protocol this release does not speak: exactly what a
+//! later, incompatible release would send.
 
-use minotaur_cluster::protocol::{self, Hello, Request, Response, RouterMsg};
+use minotaur_cluster::control::wire::{Hello, Msg};
+use minotaur_cluster::protocol::{self, Notice, RouterMsg};
 use minotaur_cluster::MemberId;
 use minotaur_core::UserId;
 use minotaur_testkit::TestCluster;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::{NodeServer, NodeServerMessage};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 const FUTURE: u32 = protocol::PROTOCOL_VERSION + 1;
 
@@ -22,56 +21,15 @@ fn future_id() -> MemberId {
     MemberId::new("future", 0xf0f0)
 }
 
-fn future_hello(addr: String) -> Hello {
-    Hello {
-        from: future_id(),
-        addr,
-        min_protocol: FUTURE,
-        max_protocol: FUTURE,
-        leaving: false,
-        members: Vec::new(),
-    }
-}
-
-/// Answers every Hello with a Hello of the future release, once `release`
-/// is signalled: holding the answer keeps the link up long enough for the
-/// test to send its own Hello the other way.
+/// The future node's router: it takes whatever it is sent.
 struct FutureRouter;
-
-struct RouterArgs {
-    addr: String,
-    release: Arc<Notify>,
-}
 
 impl Actor for FutureRouter {
     type Msg = RouterMsg;
-    type State = RouterArgs;
-    type Arguments = RouterArgs;
+    type State = ();
+    type Arguments = ();
 
-    async fn pre_start(
-        &self,
-        _: ActorRef<RouterMsg>,
-        args: RouterArgs,
-    ) -> Result<RouterArgs, ActorProcessingErr> {
-        Ok(args)
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<RouterMsg>,
-        message: RouterMsg,
-        state: &mut RouterArgs,
-    ) -> Result<(), ActorProcessingErr> {
-        if let RouterMsg::Request(bytes, reply) = message {
-            if let Ok(Request::Hello(_)) = protocol::open::<Request>(&bytes) {
-                let answer = protocol::seal(Response::Hello(future_hello(state.addr.clone())))?;
-                let release = state.release.clone();
-                tokio::spawn(async move {
-                    release.notified().await;
-                    let _ = reply.send(answer);
-                });
-            }
-        }
+    async fn pre_start(&self, _: ActorRef<RouterMsg>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
 }
@@ -111,41 +69,32 @@ async fn a_peer_of_an_incompatible_release_is_refused_and_logged(
         Some(ractor_cluster::node::NodeConnectionMode::Isolated),
     );
     let (server, server_handle) = Actor::spawn(None, server, ()).await?;
-    let release = Arc::new(Notify::new());
     let (router, router_handle) = Actor::spawn(
         Some(format!("minotaur-router/{}", future_id())),
         FutureRouter,
-        RouterArgs {
-            addr: format!("127.0.0.1:{port}"),
-            release: release.clone(),
-        },
+        (),
     )
     .await?;
     ractor_cluster::client_connect(&server, n1.addr()).await?;
 
-    // Our Hello to n1: refused with a reason naming both ranges.
+    // Our hello to n1 announces a protocol it does not speak.
     let stub = cluster
         .eventually("n1's router stub", Duration::from_secs(5), || {
             let server = server.clone();
             async move { n1_router(&server).await }
         })
         .await?;
-    let hello = protocol::seal(Request::Hello(future_hello(format!("127.0.0.1:{port}"))))?;
-    let answer = stub
-        .call(
-            |reply| RouterMsg::Request(hello, reply),
-            Some(Duration::from_secs(2)),
-        )
-        .await?;
-    match answer {
-        ractor::rpc::CallResult::Success(bytes) => match protocol::open::<Response>(&bytes)? {
-            Response::Refused(why) => assert!(why.contains("not supported"), "{why}"),
-            other => panic!("n1 accepted an incompatible peer: {other:?}"),
-        },
-        other => panic!("no answer to our Hello: {other:?}"),
-    }
-    // Now n1's own Hello gets the future answer, and n1 refuses that too.
-    release.notify_waiters();
+    let hello = protocol::seal(Notice::Control {
+        from: future_id(),
+        msg: Msg::Hello(Hello {
+            from: future_id(),
+            addr: format!("127.0.0.1:{port}"),
+            min_protocol: FUTURE,
+            max_protocol: FUTURE,
+            leaving: false,
+        }),
+    })?;
+    stub.cast(RouterMsg::Notice(hello))?;
 
     cluster
         .eventually("n1 to log the refusal", Duration::from_secs(5), || {

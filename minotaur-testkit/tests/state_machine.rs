@@ -207,3 +207,22 @@ async fn a_healed_partition_leaves_one_session_per_game() -> Result<(), Box<dyn 
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_left_is_counted_down_at_once() -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = state_machine().nodes(3).start().await?;
+    let engine = cluster.engine("n1")?;
+    engine.create_game("LEFT", users()).await?;
+    cluster.stop_node("n1").await?;
+    for name in ["n2", "n3"] {
+        let members = cluster.node(name)?.members();
+        assert!(
+            members
+                .iter()
+                .all(|(m, s)| m.name != "n1" || *s == minotaur_cluster::MemberStatus::Down),
+            "{name}: {members:?}"
+        );
+    }
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -31,7 +31,12 @@ impl Control {
     }
 
     pub(super) fn on_link_down(&mut self, link: LinkId) {
-        self.links.remove(&link);
+        if let Some(Some(member)) = self.links.remove(&link) {
+            self.closed.insert(link, member);
+            while self.closed.len() > 256 {
+                self.closed.pop_first();
+            }
+        }
         let Some(member) = self.members.by_link(link).cloned() else {
             return;
         };
@@ -78,10 +83,19 @@ impl Control {
         }
         // Ours goes first, before anything this hello sets off.
         self.on_link_up(link);
+        if self.gone.contains(&hello.from) {
+            self.links.remove(&link);
+            self.effect(Effect::CloseLink { link });
+            return;
+        }
         let compatible = hello.min_protocol <= self.config.max_protocol
             && hello.max_protocol >= self.config.min_protocol;
         if !compatible {
             self.links.remove(&link);
+            self.event(Event::Incompatible {
+                peer: hello.from,
+                speaks: (hello.min_protocol, hello.max_protocol),
+            });
             self.effect(Effect::CloseLink { link });
             return;
         }
@@ -208,7 +222,11 @@ impl Control {
                 .get(&id)
                 .is_some_and(|m| m.status == MemberStatus::Down)
                 && !self.members.other_incarnations(&id).is_empty();
-            if !replaced {
+            // Two nodes that learn of each other at once would dial each
+            // other at once, in step, and ractor_cluster may refuse both
+            // links: only the smaller id dials a member it has never met.
+            let never_met = self.members.get(&id).is_none();
+            if !replaced && (!never_met || *self.this() < id) {
                 self.dial(&addr);
             }
         }
@@ -216,7 +234,7 @@ impl Control {
 
     /// Opens a link to `addr` unless one was tried recently.
     pub(super) fn dial(&mut self, addr: &str) {
-        if addr == self.addr {
+        if addr == self.addr || self.departed {
             return;
         }
         let pace = self

@@ -26,6 +26,8 @@ mod members;
 mod moves;
 mod replicas;
 mod starts;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 pub use games::{CopyReason, Held, Owned, Phase, Waiter};
@@ -183,6 +185,22 @@ pub enum Event {
         /// Sessions restarted.
         sessions: usize,
     },
+    /// A peer speaking no protocol version this node speaks was refused
+    /// (its link closed).
+    Incompatible {
+        /// The peer.
+        peer: MemberId,
+        /// The versions it speaks.
+        speaks: (u32, u32),
+    },
+    /// Games of a down member that nobody restarted were forgotten: their
+    /// owner and their backup went down together.
+    Forgot {
+        /// The member.
+        member: MemberId,
+        /// How many games.
+        games: usize,
+    },
     /// Two sessions of one game met; the one with the higher version won,
     /// and this node hosted neither or the winner.
     ConflictWon {
@@ -252,7 +270,10 @@ pub enum Effect {
         result: Result<Registration, EngineError>,
     },
     /// Every session was handed over (or there is nobody to take them).
-    Drained,
+    Drained {
+        /// Sessions handed over since the leave began.
+        moved: usize,
+    },
     /// A cluster event for subscribers.
     Event(Event),
 }
@@ -304,6 +325,9 @@ pub struct Control {
     requests: BTreeMap<Corr, (Request, Time)>,
     /// Links up, with the member whose hello came over each.
     links: BTreeMap<LinkId, Option<MemberId>>,
+    /// Links closed lately, with their member: what was sent over one
+    /// before it closed may still arrive (a goodbye, say).
+    closed: BTreeMap<LinkId, MemberId>,
     dialed: BTreeMap<String, Time>,
     /// Down members whose registrations are forgotten at the given time.
     purges: Vec<(Time, MemberId)>,
@@ -311,6 +335,13 @@ pub struct Control {
     moved: BTreeMap<GameId, (MemberId, Time)>,
     leaving: bool,
     drained: bool,
+    /// Sessions handed over since this node began to leave.
+    handed_over: usize,
+    /// This node said goodbye: it dials nobody any more.
+    departed: bool,
+    /// Members that said goodbye: never members again (a restarted node
+    /// is a new incarnation).
+    gone: BTreeSet<MemberId>,
     next_corr: Corr,
     next_tick: Time,
     ticks: u64,
@@ -337,11 +368,15 @@ impl Control {
             copy_batches: BTreeMap::new(),
             requests: BTreeMap::new(),
             links: BTreeMap::new(),
+            closed: BTreeMap::new(),
             dialed: BTreeMap::new(),
             purges: Vec::new(),
             moved: BTreeMap::new(),
             leaving: false,
             drained: false,
+            handed_over: 0,
+            departed: false,
+            gone: BTreeSet::new(),
             next_corr: 1,
             next_tick: now,
             ticks: 0,
@@ -369,7 +404,10 @@ impl Control {
             Input::SessionEnded { id } => self.on_session_ended(id),
             Input::Fetch(id) => self.fetch(id),
             Input::Leave => self.leave(),
-            Input::Depart => self.broadcast(Msg::Bye),
+            Input::Depart => {
+                self.departed = true;
+                self.broadcast(Msg::Bye);
+            }
         }
         self.run_timers();
     }
@@ -691,7 +729,11 @@ impl Control {
         // Any link whose hello named a live member speaks for it (when both
         // ends dialled at once, each may send over another of the two); a
         // member counted down is not heard until it says hello again.
-        let Some(from) = self.links.get(&link).cloned().flatten() else {
+        let from = match self.links.get(&link) {
+            Some(member) => member.clone(),
+            None => self.closed.get(&link).cloned(),
+        };
+        let Some(from) = from else {
             return;
         };
         if !self.members.is_live(&from) {
@@ -745,7 +787,10 @@ impl Control {
                 }
             }
             Msg::Leaving => self.on_leaving(&from),
-            Msg::Bye => self.member_down(&from, DownReason::Left),
+            Msg::Bye => {
+                self.gone.insert(from.clone());
+                self.member_down(&from, DownReason::Left);
+            }
         }
     }
 
@@ -760,7 +805,17 @@ impl Control {
             // (Not when the newcomer is ours too: a game retaken here under a
             // newer epoch replaces our older entry.)
             Applied::Replaced(old) if old.owner == this && reg.owner != this => {
-                self.lose(old.id, reg)
+                // The new owner of a game moving there announces it before
+                // its answer to our start request arrives.
+                let moving_there = matches!(
+                    self.owned.get(&old.id).map(|o| &o.phase),
+                    Some(Phase::Moving { to, .. }) if *to == reg.owner
+                );
+                if moving_there {
+                    self.moved_away(old.id, reg.owner);
+                } else if self.owned.contains_key(&old.id) {
+                    self.lose(old.id, reg)
+                }
             }
             // Our own registration lost to one that outranks it.
             Applied::Rejected(kept) if reg.owner == this && kept.owner != this => {
@@ -829,7 +884,10 @@ impl Control {
         self.purges.retain(|(at, _)| *at > now);
         for member in due {
             if self.members.status(&member) == Some(MemberStatus::Down) {
-                self.registry.purge_owner(&member);
+                let games = self.registry.purge_owner(&member).len();
+                if games > 0 {
+                    self.event(Event::Forgot { member, games });
+                }
             }
         }
     }

@@ -33,7 +33,8 @@ impl Control {
         }
         if self.candidates(&[]).is_empty() || self.owned.is_empty() {
             self.drained = true;
-            return self.effect(Effect::Drained);
+            let moved = self.handed_over;
+            return self.effect(Effect::Drained { moved });
         }
         let running: Vec<GameId> = self
             .owned
@@ -142,16 +143,8 @@ impl Control {
         }
         match result {
             Ok(reg) => {
-                let Some(owned) = self.owned.remove(&id) else {
-                    return;
-                };
-                // Our copy on the old backup is nobody's now.
-                if let Some((backup, _)) = owned.backup {
-                    self.send(&backup, Msg::DropCopy(id));
-                }
-                self.moved.insert(id, (to, self.now));
+                self.moved_away(id, to);
                 self.apply_registration(reg);
-                self.drain_progress();
             }
             Err(Refusal::Leaving) => {
                 self.on_leaving(from);
@@ -159,6 +152,25 @@ impl Control {
             }
             Err(_) => self.retake(id, snapshot, epoch),
         }
+    }
+
+    /// Game `id` runs on `to` now: it is no longer ours.
+    pub(super) fn moved_away(&mut self, id: GameId, to: MemberId) {
+        let Some(owned) = self.owned.remove(&id) else {
+            return;
+        };
+        if let Phase::Moving { corr, .. } = owned.phase {
+            self.requests.remove(&corr);
+        }
+        // Our copy on the old backup is nobody's now.
+        if let Some((backup, _)) = owned.backup {
+            self.send(&backup, Msg::DropCopy(id));
+        }
+        self.moved.insert(id, (to, self.now));
+        if self.leaving {
+            self.handed_over += 1;
+        }
+        self.drain_progress();
     }
 
     fn moving(&self, id: GameId, corr: Corr) -> Option<(MemberId, Snapshot, u64)> {
@@ -219,7 +231,8 @@ impl Control {
             .any(|o| !matches!(o.phase, Phase::Running));
         if self.owned.is_empty() || (!busy && self.candidates(&[]).is_empty()) {
             self.drained = true;
-            self.effect(Effect::Drained);
+            let moved = self.handed_over;
+            self.effect(Effect::Drained { moved });
         }
     }
 }

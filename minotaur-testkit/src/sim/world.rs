@@ -439,7 +439,7 @@ impl World {
                     self.created.entry(reg.id).or_insert(self.now);
                 }
             }
-            Effect::Drained => {
+            Effect::Drained { .. } => {
                 self.trace.line(self.now, node, || "drained".into());
                 self.input(node, Input::Depart);
                 // Let the goodbyes go out before the links close.

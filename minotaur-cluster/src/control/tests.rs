@@ -1,0 +1,156 @@
+//! Unit tests of single decisions; the simulator in minotaur-testkit runs
+//! whole clusters of controls through faults.
+
+use super::wire::{Hello, Msg, Refusal, Snapshot};
+use super::{Control, ControlConfig, Effect, Input};
+use crate::membership::MemberId;
+use minotaur_core::GameId;
+use std::time::Duration;
+
+fn control(name: &str) -> Control {
+    Control::new(
+        MemberId::new(name, 1),
+        format!("addr-{name}"),
+        ControlConfig::default(),
+        Duration::ZERO,
+    )
+}
+
+fn effects(c: &mut Control) -> Vec<Effect> {
+    std::iter::from_fn(|| c.poll_effect()).collect()
+}
+
+fn hello(name: &str) -> Msg {
+    Msg::Hello(Hello {
+        from: MemberId::new(name, 1),
+        addr: format!("addr-{name}"),
+        min_protocol: crate::protocol::MIN_PROTOCOL_VERSION,
+        max_protocol: crate::protocol::PROTOCOL_VERSION,
+        leaving: false,
+    })
+}
+
+fn snapshot(id: GameId, version: u64) -> Snapshot {
+    Snapshot {
+        id,
+        version,
+        join_code: "ABCD".parse().expect("code"),
+        users: vec!["ann".into()],
+        active: true,
+        state: vec![1, 2, 3],
+    }
+}
+
+#[test]
+fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
+    let mut a = control("a");
+    let now = Duration::from_millis(1);
+    a.handle(now, Input::LinkUp { link: 1 });
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: hello("b"),
+        },
+    );
+    let id = GameId::random();
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: Msg::Start {
+                corr: 5,
+                snapshot: snapshot(id, 0),
+                epoch: 1,
+            },
+        },
+    );
+    let started = effects(&mut a);
+    assert!(started
+        .iter()
+        .any(|e| matches!(e, Effect::StartSession(s) if s.id == id)));
+    a.handle(now, Input::SessionStarted { id, error: None });
+    effects(&mut a);
+    // The same start again (a retry) is no second session; another epoch
+    // is refused and the running game keeps its registration.
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: Msg::Start {
+                corr: 6,
+                snapshot: snapshot(id, 0),
+                epoch: 1,
+            },
+        },
+    );
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: Msg::Start {
+                corr: 7,
+                snapshot: snapshot(id, 9),
+                epoch: 99,
+            },
+        },
+    );
+    let after = effects(&mut a);
+    assert!(!after
+        .iter()
+        .any(|e| matches!(e, Effect::StartSession(_) | Effect::StopSession { .. })));
+    assert!(after.iter().any(|e| matches!(
+        e,
+        Effect::Send {
+            msg: Msg::Started {
+                corr: 7,
+                result: Err(Refusal::AlreadyRunning)
+            },
+            ..
+        }
+    )));
+    assert_eq!(a.owned()[&id].reg.epoch, 1);
+}
+
+#[test]
+fn copies_from_a_linked_peer_that_never_said_hello_are_not_kept() {
+    let mut a = control("a");
+    let now = Duration::from_millis(1);
+    a.handle(now, Input::LinkUp { link: 1 });
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: Msg::Copy {
+                corr: 1,
+                copies: vec![(1, snapshot(GameId::random(), 3))],
+            },
+        },
+    );
+    assert_eq!(a.copies().count(), 0);
+}
+
+#[test]
+fn a_peer_of_an_incompatible_release_is_refused() {
+    let mut a = control("a");
+    let now = Duration::from_millis(1);
+    a.handle(now, Input::LinkUp { link: 1 });
+    effects(&mut a);
+    let mut future = hello("b");
+    if let Msg::Hello(h) = &mut future {
+        h.min_protocol = 99;
+        h.max_protocol = 99;
+    }
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: future,
+        },
+    );
+    let after = effects(&mut a);
+    assert!(after
+        .iter()
+        .any(|e| matches!(e, Effect::CloseLink { link: 1 })));
+    assert_eq!(a.members().live().count(), 1);
+}
