@@ -374,12 +374,15 @@ impl Driver {
                 }
             }
             Effect::Reply { call, result } => {
+                // The caller may look the game up the moment it hears back.
+                self.publish(st);
                 if let Some(reply) = st.calls.remove(&call) {
                     let _ = reply.send(result);
                 }
             }
             Effect::Drained { moved } => {
                 tracing::info!(moved, "handed sessions over");
+                self.publish(st);
                 st.drained = true;
                 for reply in st.leaving.drain(..) {
                     let _ = reply.send(());
