@@ -54,6 +54,10 @@ pub(crate) enum ToDriver {
     Input(Input),
     /// Hand every session over; answered once done.
     Leave(oneshot::Sender<()>),
+    /// The transport's authenticated sessions, polled: one that never
+    /// becomes a link within the handshake deadline is closed (its peer
+    /// would otherwise be refused as already connected, for good).
+    Sessions(Vec<ActorRef<NodeSessionMessage>>),
     /// Say goodbye to every peer; answered once the goodbyes are sent.
     Depart(oneshot::Sender<()>),
 }
@@ -111,6 +115,8 @@ struct Running {
     by_peer: HashMap<String, LinkId>,
     /// Each peer's link that closed last.
     closed: HashMap<String, LinkId>,
+    /// Sessions seen authenticated but not (yet) a link, since when.
+    unready: HashMap<ActorId, Instant>,
     /// Messages from a peer whose link is not ready yet.
     early: HashMap<String, Vec<Msg>>,
     next_link: LinkId,
@@ -133,6 +139,7 @@ impl Driver {
             by_peer: HashMap::new(),
             closed: HashMap::new(),
             early: HashMap::new(),
+            unready: HashMap::new(),
             next_link: 1,
             next_call: 1,
             calls: HashMap::new(),
@@ -265,6 +272,24 @@ impl Driver {
                     st.leaving.push(reply);
                     self.control.handle(now, Input::Leave);
                 }
+            }
+            ToDriver::Sessions(sessions) => {
+                let deadline = links::handshake_deadline(&self.config);
+                let mut still = HashMap::new();
+                for session in sessions {
+                    let id = session.get_id();
+                    if st.by_session.contains_key(&id) {
+                        continue;
+                    }
+                    let since = st.unready.get(&id).copied().unwrap_or_else(Instant::now);
+                    if since.elapsed() > deadline {
+                        tracing::info!("closing a link that never completed its handshake");
+                        links::close_session(&session);
+                    } else {
+                        still.insert(id, since);
+                    }
+                }
+                st.unready = still;
             }
             ToDriver::Depart(done) => {
                 self.control.handle(now, Input::Depart);

@@ -83,6 +83,9 @@ pub(crate) async fn start(
         port,
         tls_listener,
     } = links::start_server(&config, &this).await?;
+    // Before anything dials: a link that comes up before the subscription
+    // would never be reported.
+    let link_events = links::subscribe(&server, &this);
     let addr = match &config.transport {
         Transport::Tcp => SocketAddr::new(config.listen_addr.ip(), port).to_string(),
         Transport::Custom { addr, .. } => addr.clone(),
@@ -147,10 +150,8 @@ pub(crate) async fn start(
         tx: tx.clone(),
     };
     tasks.spawn(driver.run());
-    tasks.spawn(run_link_events(
-        plane.clone(),
-        links::subscribe(&server, &this),
-    ));
+    tasks.spawn(run_link_events(plane.clone(), link_events));
+    tasks.spawn(poll_sessions(plane.clone()));
     if let (Some(listener), Some(tls)) = (tls_listener, config.tls.clone()) {
         let deadline = links::handshake_deadline(&config);
         tasks.spawn(tls.accept_loop(listener, server.clone(), deadline, tasks.clone()));
@@ -215,6 +216,19 @@ async fn run_link_events(plane: Arc<Plane>, mut events: mpsc::UnboundedReceiver<
             LinkEvent::Closed(info) => {
                 let _ = plane.driver.send(ToDriver::LinkClosed(info.actor.get_id()));
             }
+        }
+    }
+}
+
+/// Hands the driver the transport's authenticated sessions, now and then,
+/// so it can close those that never become links.
+async fn poll_sessions(plane: Arc<Plane>) {
+    let period = links::handshake_deadline(&plane.config) / 2;
+    loop {
+        tokio::time::sleep(period).await;
+        if let Ok(sessions) = ractor::call_t!(plane.server, NodeServerMessage::GetSessions, 1000) {
+            let sessions = sessions.into_values().map(|s| s.actor).collect();
+            let _ = plane.driver.send(ToDriver::Sessions(sessions));
         }
     }
 }
