@@ -48,18 +48,6 @@ pub enum Redistribution {
     Active,
 }
 
-/// Which control plane a node runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ControlPlane {
-    /// The modules around one shared state (the previous control plane,
-    /// kept while the state machine proves itself in long runs).
-    Modules,
-    /// One [`Control`](crate::control::Control) state machine, owned by one
-    /// driver task (the default). Speaks only to nodes that run it too.
-    #[default]
-    StateMachine,
-}
-
 /// Shortest cookie a node accepts without [`NodeConfig::allow_weak_cookie`].
 pub const MIN_COOKIE_LEN: usize = 16;
 
@@ -130,9 +118,6 @@ pub struct NodeConfig {
     /// Encrypt and mutually authenticate cluster links with TLS (TCP
     /// transport only). Off by default.
     pub tls: Option<TlsConfig>,
-    /// Which control plane runs the node; every member of a cluster must
-    /// run the same one.
-    pub control_plane: ControlPlane,
 }
 
 impl NodeConfig {
@@ -157,7 +142,6 @@ impl NodeConfig {
             max_restarts: minotaur_core::local::DEFAULT_MAX_RESTARTS,
             allow_weak_cookie: false,
             tls: None,
-            control_plane: ControlPlane::StateMachine,
         }
     }
 

@@ -8,11 +8,11 @@
 use crate::config::NodeConfig;
 use crate::control::wire::{Msg, Snapshot};
 use crate::control::{Control, Effect, Event, Input, LinkId, StopReason};
-use crate::links;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::protocol::{self, Notice, RouterMsg};
 use crate::registry::{Registration, Registry};
 use crate::tasks::Tasks;
+use crate::transport;
 use arc_swap::ArcSwap;
 use minotaur_core::host::{EndReason, HostEvent};
 use minotaur_core::{codec, EngineError, Game, GameId, LocalDirectory, SessionMsg};
@@ -274,7 +274,7 @@ impl Driver {
                 }
             }
             ToDriver::Sessions(sessions) => {
-                let deadline = links::handshake_deadline(&self.config);
+                let deadline = transport::handshake_deadline(&self.config);
                 let mut still = HashMap::new();
                 for session in sessions {
                     let id = session.get_id();
@@ -284,7 +284,7 @@ impl Driver {
                     let since = st.unready.get(&id).copied().unwrap_or_else(Instant::now);
                     if since.elapsed() > deadline {
                         tracing::info!("closing a link that never completed its handshake");
-                        links::close_session(&session);
+                        transport::close_session(&session);
                     } else {
                         still.insert(id, since);
                     }
@@ -330,14 +330,14 @@ impl Driver {
                 let (config, server, this) =
                     (self.config.clone(), self.server.clone(), self.this.clone());
                 self.tasks.spawn(async move {
-                    if let Err(e) = links::connect(&config, &server, &this, &addr).await {
+                    if let Err(e) = transport::connect(&config, &server, &this, &addr).await {
                         tracing::debug!(%addr, error = %e, "dial failed");
                     }
                 });
             }
             Effect::CloseLink { link } => {
                 if let Some(l) = st.links.get(&link) {
-                    links::close_session(&l.session);
+                    transport::close_session(&l.session);
                 }
             }
             Effect::StartSession(snapshot) => {

@@ -5,26 +5,29 @@
 //! cluster wherever it lives.
 //!
 //! - [`config`]: [`NodeConfig`], everything a node starts with;
-//! - [`membership`]: who is in the cluster, and events;
+//! - [`control`]: every control decision of a node (membership, the
+//!   registry, ownership, backup copies, moves, failovers) as one
+//!   synchronous, I/O-free state machine;
+//! - [`membership`]: member ids, statuses and the events callers see;
 //! - [`registry`]: the replicated game registry and its conflict rule;
 //! - [`placement`]: where new sessions go;
-//! - [`replication`]: backups of session state, for crash failover;
 //! - [`protocol`]: the wire messages;
 //! - [`tls`]: encrypted, mutually authenticated links;
-//! - `links`, `router`, `directory`, `supervisor`, `handoff`: the machinery.
+//! - `transport`, `driver`, `router`, `directory`: the machinery that runs
+//!   the state machine over ractor_cluster.
 //!
-//! Design notes (see `../shared/notes/ractor-cluster-facts.md`): each node
-//! has exactly one remotable actor, its router, named uniquely per
+//! Each node has exactly one remotable actor, its router, named uniquely per
 //! incarnation and found through the peer's own session; sessions are
 //! local-only actors. Nothing uses ractor's process-global registry or
-//! process groups, so several nodes can share one process.
+//! process groups (every ractor_cluster session advertises them to every
+//! peer, so nodes sharing a process would share them), so several nodes can
+//! share one process. The layers and the ractor_cluster facts behind them
+//! are in `docs/ARCHITECTURE.md` in the repository.
 
 pub mod config;
 pub mod control;
 mod directory;
 mod driver;
-mod failover;
-mod handoff;
 mod links;
 pub mod membership;
 mod node;
@@ -32,16 +35,14 @@ pub mod placement;
 mod plane;
 pub mod protocol;
 pub mod registry;
-pub mod replication;
 mod router;
-pub mod rpc;
-mod supervisor;
+mod rpc;
+mod sink;
 mod tasks;
 pub mod tls;
+mod transport;
 
-pub use config::{
-    Connector, ControlPlane, NodeConfig, Redistribution, Transport, DEV_COOKIE, MIN_COOKIE_LEN,
-};
+pub use config::{Connector, NodeConfig, Redistribution, Transport, DEV_COOKIE, MIN_COOKIE_LEN};
 pub use directory::ClusterDirectory;
 pub use membership::{ClusterEvent, DownReason, MemberId, MemberStatus};
 pub use node::{Node, NodeError};

@@ -8,19 +8,15 @@
 //! New variants are added at the end of the enums; a peer that cannot decode
 //! one answers [`Response::Refused`].
 
+use crate::control::wire::Msg;
 use crate::membership::MemberId;
-use crate::registry::Registration;
 use minotaur_core::codec::{self, CodecError};
-use minotaur_core::{Command, EngineError, GameId, JoinCode, OpId, Reply};
+use minotaur_core::{Command, EngineError, GameId, OpId, Reply};
 use ractor::RpcReplyPort;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Version of this protocol. Peers accept each other when their ranges
-/// `[MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]` overlap.
-pub const PROTOCOL_VERSION: u32 = 1;
-/// Oldest protocol version this release still speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 1;
+pub use crate::control::wire::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// The router's message: the only type that crosses the wire.
 #[derive(ractor_cluster::RactorClusterMessage)]
@@ -71,28 +67,10 @@ pub fn open<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     codec::decode::<Envelope<T>>(bytes).map(|e| e.body)
 }
 
-/// Who a node is and whom it knows: exchanged when a link comes up.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Hello {
-    /// The sender.
-    pub from: MemberId,
-    /// Where the sender can be reached.
-    pub addr: String,
-    /// Oldest protocol version the sender speaks.
-    pub min_protocol: u32,
-    /// Newest protocol version the sender speaks.
-    pub max_protocol: u32,
-    /// Whether the sender is leaving the cluster.
-    pub leaving: bool,
-    /// Members the sender sees up, with their addresses.
-    pub members: Vec<(MemberId, String)>,
-}
-
-/// A request to a peer's router.
+/// A request to a peer's router: the data plane. Control messages are
+/// one-way [`Notice`]s; only a command waits for its answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// Introduce the sender.
-    Hello(Hello),
     /// Deliver a command to a game hosted by the receiver.
     Command {
         /// The game.
@@ -100,37 +78,6 @@ pub enum Request {
         /// The command.
         command: Command,
     },
-    /// Start a session for a new or continued game on the receiver.
-    Start {
-        /// The encoded `Game`.
-        snapshot: Vec<u8>,
-        /// Registration epoch the session starts with.
-        epoch: u64,
-    },
-    /// Reserve a join code for a game (the receiver is the code's home).
-    ClaimCode {
-        /// The code.
-        code: JoinCode,
-        /// The game that wants it.
-        id: GameId,
-    },
-    /// Keep this copy of a game's state as its backup.
-    Replicate {
-        /// The game's owner.
-        owner: MemberId,
-        /// The owner's registration epoch.
-        epoch: u64,
-        /// The encoded `Game`.
-        snapshot: Vec<u8>,
-    },
-    /// Send back the backup copy of a game.
-    Fetch {
-        /// The game.
-        id: GameId,
-    },
-    /// Record this registration; answered once it is applied, so a game is
-    /// visible everywhere by the time its creation is acknowledged.
-    Register(Registration),
     /// Apply write `op` to game `id` at most once; answered like
     /// [`Request::Command`]. Safe to send again when an attempt's fate is
     /// unknown.
@@ -142,103 +89,31 @@ pub enum Request {
         /// The write.
         command: Command,
     },
-    /// [`Request::Replicate`] for many games of one owner (a failover).
-    /// Answered [`Response::Stored`] when every copy is kept; otherwise
-    /// none is.
-    ReplicateMany {
-        /// The games' owner.
-        owner: MemberId,
-        /// Each game's registration epoch and encoded `Game`.
-        copies: Vec<(u64, Vec<u8>)>,
-    },
-    /// [`Request::Register`] for many games (a failover).
-    RegisterMany(Vec<Registration>),
 }
 
 /// A router's answer to a [`Request`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
-    /// Answer to [`Request::Hello`].
-    Hello(Hello),
-    /// The session's answer to [`Request::Command`].
+    /// The session's answer.
     Command(Result<Reply, EngineError>),
     /// The game moved to this member: ask it.
     Moved(MemberId),
-    /// The receiver does not host the game (it may be moving): look again.
+    /// The receiver does not host the game (it may be moving or starting):
+    /// look again.
     NotHere,
-    /// Answer to [`Request::Start`].
-    Started(Result<Registration, EngineError>),
-    /// Answer to [`Request::ClaimCode`].
-    Claimed(Result<(), EngineError>),
-    /// The replica is stored.
-    Stored,
-    /// Answer to [`Request::Fetch`]: the encoded copy, if held.
-    Snapshot(Option<Vec<u8>>),
     /// The request could not be understood or is not accepted.
     Refused(String),
-    /// Answer to [`Request::Start`] from a member that is leaving: nothing
-    /// was started, place the game on another member. (Earlier releases
-    /// answer `Started(Err(EngineError::Unavailable(..)))` instead.)
-    Leaving(MemberId),
 }
 
 /// One-way messages between routers.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Notice {
-    /// The sender is alive.
-    Ping {
-        /// The sender.
-        from: MemberId,
-    },
-    /// The sender now owns this game.
-    Registered(Registration),
-    /// The game's session ended for good.
-    Unregistered {
-        /// The game.
-        id: GameId,
-        /// Its last owner.
-        owner: MemberId,
-    },
-    /// All registrations the sender owns (sent when a link comes up).
-    Sync {
-        /// The sender.
-        from: MemberId,
-        /// Its registrations.
-        entries: Vec<Registration>,
-    },
-    /// The sender is draining and takes no new sessions.
-    Leaving {
-        /// The sender.
-        from: MemberId,
-    },
-    /// The sender has handed everything over and is stopping.
-    Bye {
-        /// The sender.
-        from: MemberId,
-    },
-    /// Forget the backup copy of this game: its backup moved elsewhere.
-    DropReplica {
-        /// The game.
-        id: GameId,
-        /// The owner whose copy it was.
-        owner: MemberId,
-    },
-    /// The members the sender sees up or leaving, with their addresses.
-    /// Sent to every live peer every few heartbeats and whenever a member
-    /// comes up, so that members that joined through the same peer at once
-    /// learn of each other: the receiver dials those it does not know.
-    Members {
-        /// The sender.
-        from: MemberId,
-        /// Its live members (itself included) and their addresses.
-        members: Vec<(MemberId, String)>,
-    },
-    /// A message of the control state machine (nodes whose control plane
-    /// is [`control::Control`](crate::control::Control)).
+    /// A message of the control state machine
+    /// ([`Control`](crate::control::Control)).
     Control {
         /// The sender.
         from: MemberId,
         /// The message.
-        msg: crate::control::wire::Msg,
+        msg: Msg,
     },
 }

@@ -10,11 +10,12 @@
 //! for the smaller game id; the other game keeps running, findable by id.
 
 use crate::membership::MemberId;
+use arc_swap::ArcSwap;
 use imbl::{HashMap, HashSet, OrdSet};
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How long a join-code claim holds without its registration arriving.
 const CLAIM_TTL: Duration = Duration::from_secs(10);
@@ -270,30 +271,24 @@ impl Table {
     }
 }
 
-/// Now on the clock [`Registry`] gives its table: time since first use.
-fn process_time() -> Time {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed()
-}
-
 /// This node's copy of the registry. Cheap to clone.
+///
+/// Read-only: only the node's control changes the registry, and it
+/// publishes each new table whole, so a reader never waits on it and never
+/// sees a change half made.
 #[derive(Clone, Default)]
 pub struct Registry {
-    tables: Arc<RwLock<Table>>,
+    table: Arc<ArcSwap<Table>>,
 }
 
 impl Registry {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
-        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> arc_swap::Guard<Arc<Table>> {
+        self.table.load()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
-        self.tables.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Replaces the whole table (with the one a node's control publishes).
+    /// Publishes a new table (the one a node's control keeps).
     pub(crate) fn replace(&self, table: Table) {
-        *self.write() = table;
+        self.table.store(Arc::new(table));
     }
 
     /// Where game `id` lives.
@@ -343,31 +338,6 @@ impl Registry {
             .cloned()
             .collect()
     }
-
-    /// Applies a registration, resolving a conflict deterministically.
-    pub fn apply(&self, reg: Registration) -> Applied {
-        self.write().apply(reg)
-    }
-
-    /// Records the latest version of a game this node owns.
-    pub(crate) fn bump_version(&self, id: GameId, owner: &MemberId, version: u64) {
-        self.write().bump_version(id, owner, version)
-    }
-
-    /// Removes game `id` if `owner` still owns it.
-    pub fn remove(&self, id: GameId, owner: &MemberId) -> bool {
-        self.write().remove(id, owner)
-    }
-
-    /// Removes every game `owner` still owns; returns their ids.
-    pub fn purge_owner(&self, owner: &MemberId) -> Vec<GameId> {
-        self.write().purge_owner(owner)
-    }
-
-    /// Reserves `code` for game `id` until its registration arrives.
-    pub fn claim(&self, code: &JoinCode, id: GameId) -> bool {
-        self.write().claim(code, id, process_time())
-    }
 }
 
 #[cfg(test)]
@@ -391,11 +361,11 @@ mod tests {
         let a = reg(id, "ABCD", "a", 1, 7);
         let b = reg(id, "ABCD", "b", 2, 5);
         for order in [[a.clone(), b.clone()], [b.clone(), a.clone()]] {
-            let r = Registry::default();
+            let mut r = Table::default();
             for x in order {
                 r.apply(x);
             }
-            assert_eq!(r.lookup(id), Some(a.clone()));
+            assert_eq!(r.lookup(id).cloned(), Some(a.clone()));
             assert_eq!(r.by_join_code(&"ABCD".parse().expect("code")), Some(id));
         }
     }
@@ -403,14 +373,17 @@ mod tests {
     #[test]
     fn a_move_supersedes_by_epoch_and_removal_checks_owner() {
         let id = GameId::random();
-        let r = Registry::default();
+        let mut r = Table::default();
         r.apply(reg(id, "ABCD", "a", 1, 3));
         assert!(matches!(
             r.apply(reg(id, "ABCD", "b", 2, 3)),
             Applied::Replaced(_)
         ));
         assert!(!r.remove(id, &MemberId::new("a", 1)));
-        assert_eq!(r.lookup(id).map(|g| g.owner.name), Some("b".into()));
+        assert_eq!(
+            r.lookup(id).cloned().map(|g| g.owner.name),
+            Some("b".into())
+        );
         assert_eq!(r.of_user(&"ann".into()), vec![id]);
         assert!(r.remove(id, &MemberId::new("b", 1)));
         assert!(r.of_user(&"ann".into()).is_empty());
@@ -418,11 +391,11 @@ mod tests {
 
     #[test]
     fn owner_counts_follow_every_change() {
-        let r = Registry::default();
-        let recount = |r: &Registry| {
-            let mut counts = std::collections::HashMap::new();
-            for reg in r.all() {
-                *counts.entry(reg.owner).or_insert(0) += 1;
+        let mut r = Table::default();
+        let recount = |r: &Table| {
+            let mut counts = HashMap::new();
+            for reg in r.iter() {
+                *counts.entry(reg.owner.clone()).or_insert(0) += 1;
             }
             counts
         };
@@ -437,10 +410,10 @@ mod tests {
         r.apply(reg(ids[2], "CODE2", "b", 1, 0));
         r.remove(ids[3], &MemberId::new("b", 1));
         r.remove(ids[4], &MemberId::new("b", 1));
-        assert_eq!(r.count_by_owner(), recount(&r));
+        assert_eq!(r.count_by_owner(), &recount(&r));
         assert_eq!(r.count_by_owner().get(&MemberId::new("a", 1)), Some(&4));
         r.purge_owner(&MemberId::new("a", 1));
-        assert_eq!(r.count_by_owner(), recount(&r));
+        assert_eq!(r.count_by_owner(), &recount(&r));
         assert_eq!(r.count_by_owner().get(&MemberId::new("a", 1)), None);
     }
 
@@ -449,7 +422,7 @@ mod tests {
         let mut ids: Vec<GameId> = (0..3).map(|_| GameId::random()).collect();
         ids.sort();
         let code: JoinCode = "SAME".parse().expect("code");
-        let r = Registry::default();
+        let mut r = Table::default();
         for (i, id) in ids.iter().enumerate().rev() {
             r.apply(reg(*id, "SAME", &format!("o{i}"), 1, 0));
         }
@@ -470,15 +443,15 @@ mod tests {
         let (x, y) = (GameId::random(), GameId::random());
         let (small, big) = if x < y { (x, y) } else { (y, x) };
         let code: JoinCode = "WXYZ".parse().expect("code");
-        let r = Registry::default();
+        let mut r = Table::default();
         r.apply(reg(big, "WXYZ", "a", 1, 0));
         r.apply(reg(small, "WXYZ", "b", 1, 0));
         assert_eq!(r.by_join_code(&code), Some(small));
         r.remove(small, &MemberId::new("b", 1));
         assert_eq!(r.by_join_code(&code), Some(big));
         let other: JoinCode = "QQQQ".parse().expect("code");
-        assert!(r.claim(&other, x));
-        assert!(!r.claim(&other, y));
-        assert!(!r.claim(&code, small));
+        assert!(r.claim(&other, x, Time::ZERO));
+        assert!(!r.claim(&other, y, Time::ZERO));
+        assert!(!r.claim(&code, small, Time::ZERO));
     }
 }

@@ -208,11 +208,6 @@ impl TestCluster {
             .values()
             .map(|r| r.node.addr().to_string())
             .collect();
-        // While both control planes exist, the whole suite can be run on
-        // the state machine: MINOTAUR_CONTROL_PLANE=state-machine.
-        if std::env::var("MINOTAUR_CONTROL_PLANE").as_deref() == Ok("state-machine") {
-            config.control_plane = minotaur_cluster::ControlPlane::StateMachine;
-        }
         if self.link == LinkKind::Memory {
             config.transport = Transport::Custom {
                 addr: format!("mem://{name}/{:016x}", rand_u128() as u64),

@@ -10,7 +10,7 @@
 //! `minotaur-core/tests/fuzz.rs`.
 
 use minotaur_cluster::control::wire::{Msg, Snapshot};
-use minotaur_cluster::protocol::{self, Envelope, Hello, Notice, Request, Response, RouterMsg};
+use minotaur_cluster::protocol::{self, Envelope, Notice, Request, Response, RouterMsg};
 use minotaur_cluster::{MemberId, NodeConfig, Registration};
 use minotaur_core::codec;
 use minotaur_core::{
@@ -441,8 +441,9 @@ async fn malformed_payloads_in_an_authenticated_session_get_errors_and_change_no
     trailing.extend_from_slice(b"extra");
     bad.push(trailing);
     bad.push(
-        protocol::seal(Notice::Ping {
+        protocol::seal(Notice::Control {
             from: MemberId::new("nobody", 1),
+            msg: Msg::Ping,
         })
         .expect("encode"),
     );
@@ -601,14 +602,6 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
 /// Valid wire values whose encodings the fuzzers below corrupt.
 fn samples(game: GameId) -> Vec<Vec<u8>> {
     let member = MemberId::new("n9", 9);
-    let hello = Hello {
-        from: member.clone(),
-        addr: "127.0.0.1:1".into(),
-        min_protocol: 1,
-        max_protocol: 1,
-        leaving: false,
-        members: vec![(member.clone(), "127.0.0.1:2".into())],
-    };
     let reg = Registration {
         id: game,
         join_code: "ABCD".parse().expect("code"),
@@ -630,7 +623,6 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
     .expect("encode");
     let reg2 = reg.clone();
     let requests = vec![
-        Request::Hello(hello.clone()),
         Request::Command {
             id: game,
             command: Command::RegisterMove {
@@ -638,43 +630,28 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
                 vector: Hex::new(1, 0),
             },
         },
-        Request::Fetch { id: game },
-        Request::Replicate {
-            owner: member.clone(),
-            epoch: 1,
-            snapshot: snapshot.clone(),
+        Request::Write {
+            id: game,
+            op: 42,
+            command: Command::EndRound,
         },
-        Request::ReplicateMany {
-            owner: member.clone(),
-            copies: vec![(1, snapshot.clone()), (2, snapshot.clone())],
-        },
-        Request::Start {
-            snapshot: snapshot.clone(),
-            epoch: 1,
-        },
-        Request::Register(reg.clone()),
-        Request::RegisterMany(vec![reg.clone(), reg.clone()]),
     ];
     let notices = vec![
-        Notice::Ping {
+        Notice::Control {
             from: member.clone(),
+            msg: Msg::Ping,
         },
-        Notice::Registered(reg.clone()),
-        Notice::Sync {
+        Notice::Control {
             from: member.clone(),
-            entries: vec![reg],
-        },
-        Notice::DropReplica {
-            id: game,
-            owner: member.clone(),
+            msg: Msg::Sync(vec![reg.clone()]),
         },
         Notice::Control {
             from: member.clone(),
             msg: Msg::Hello(minotaur_cluster::control::wire::Hello {
                 from: member.clone(),
                 addr: "127.0.0.1:1".into(),
-                min_protocol: 1,
-                max_protocol: 1,
+                min_protocol: 2,
+                max_protocol: 2,
                 leaving: false,
             }),
         },
@@ -696,7 +673,7 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
             },
         },
         Notice::Control {
-            from: member,
+            from: member.clone(),
             msg: Msg::Registered {
                 corr: Some(3),
                 regs: vec![reg2],
@@ -712,7 +689,7 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
             .into_iter()
             .map(|n| protocol::seal(n).expect("encode")),
     );
-    out.push(protocol::seal(Response::Hello(hello)).expect("encode"));
+    out.push(protocol::seal(Response::Moved(member)).expect("encode"));
     out
 }
 
@@ -1054,7 +1031,7 @@ proptest! {
         let _ = protocol::open::<Response>(&bytes);
         let _ = protocol::open::<Notice>(&bytes);
         let _ = codec::decode::<Envelope<Request>>(&bytes);
-        let _ = codec::decode::<Hello>(&bytes);
+        let _ = codec::decode::<Msg>(&bytes);
         let _ = codec::decode::<Registration>(&bytes);
         let _ = codec::decode::<MemberId>(&bytes);
     }

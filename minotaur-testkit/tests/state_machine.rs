@@ -1,7 +1,7 @@
-//! Nodes whose control plane is the `Control` state machine, driven by one
-//! task each: the seed scenarios a user relies on, over real links.
+//! The seed scenarios a user relies on, over real links: games found from
+//! every node, moved on a leave, failed over on a crash.
 
-use minotaur_cluster::{ClusterEvent, ControlPlane};
+use minotaur_cluster::ClusterEvent;
 use minotaur_core::{Game, Hex, UserId};
 use minotaur_testkit::TestCluster;
 use std::time::Duration;
@@ -19,15 +19,9 @@ fn valid_step(game: &Game, user: &UserId) -> Hex {
         .expect("some free neighbour")
 }
 
-fn state_machine() -> minotaur_testkit::cluster::Builder {
-    TestCluster::builder().configure(|_, config| {
-        config.control_plane = ControlPlane::StateMachine;
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn games_are_found_from_every_node() -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = state_machine().nodes(3).start().await?;
+    let cluster = TestCluster::builder().nodes(3).start().await?;
     let mut games = Vec::new();
     for (i, via) in ["n1", "n2", "n3", "n1", "n2", "n3"].iter().enumerate() {
         let engine = cluster.engine(via)?;
@@ -61,7 +55,7 @@ async fn games_are_found_from_every_node() -> Result<(), Box<dyn std::error::Err
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_survives_its_node_leaving() -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = state_machine().names(&["node1"]).start().await?;
+    let cluster = TestCluster::builder().names(&["node1"]).start().await?;
     let n1 = cluster.engine("node1")?;
     let game = n1.create_game("ABCD", users()).await?;
     let ann: UserId = "ann".into();
@@ -82,7 +76,7 @@ async fn a_game_survives_its_node_leaving() -> Result<(), Box<dyn std::error::Er
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loses_no_acknowledged_write() -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = state_machine().nodes(3).in_memory().start().await?;
+    let cluster = TestCluster::builder().nodes(3).in_memory().start().await?;
     let mut events = cluster.node("n2")?.subscribe();
     let n2 = cluster.engine("n2")?;
     let mut games = Vec::new();
@@ -140,7 +134,7 @@ async fn a_crash_loses_no_acknowledged_write() -> Result<(), Box<dyn std::error:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_while_a_member_leaves_never_fail() -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = state_machine().nodes(3).in_memory().start().await?;
+    let cluster = TestCluster::builder().nodes(3).in_memory().start().await?;
     cluster.set_latency("n1", "n3", Duration::from_millis(20))?;
     let engine = cluster.engine("n1")?;
     let creates = async {
@@ -168,7 +162,7 @@ async fn creates_while_a_member_leaves_never_fail() -> Result<(), Box<dyn std::e
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healed_partition_leaves_one_session_per_game() -> Result<(), Box<dyn std::error::Error>>
 {
-    let cluster = state_machine().nodes(3).in_memory().start().await?;
+    let cluster = TestCluster::builder().nodes(3).in_memory().start().await?;
     let engine = cluster.engine("n1")?;
     let mut games = Vec::new();
     for i in 0..9 {
@@ -210,7 +204,7 @@ async fn a_healed_partition_leaves_one_session_per_game() -> Result<(), Box<dyn 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_left_is_counted_down_at_once() -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = state_machine().nodes(3).start().await?;
+    let cluster = TestCluster::builder().nodes(3).start().await?;
     let engine = cluster.engine("n1")?;
     engine.create_game("LEFT", users()).await?;
     cluster.stop_node("n1").await?;

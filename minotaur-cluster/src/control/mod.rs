@@ -88,8 +88,8 @@ impl Default for ControlConfig {
             placement: Arc::new(Rendezvous),
             redistribution: Redistribution::Passive,
             seeds: Vec::new(),
-            min_protocol: crate::protocol::MIN_PROTOCOL_VERSION,
-            max_protocol: crate::protocol::PROTOCOL_VERSION,
+            min_protocol: wire::MIN_PROTOCOL_VERSION,
+            max_protocol: wire::PROTOCOL_VERSION,
         }
     }
 }
@@ -656,20 +656,7 @@ impl Control {
                 to,
             } => {
                 if self.members.is_live(&to) {
-                    // Sent again: a repeat gets the same answer.
-                    let corr = self.request(Request::Place {
-                        snapshot: snapshot.clone(),
-                        epoch,
-                        to: to.clone(),
-                    });
-                    self.send(
-                        &to,
-                        Msg::Start {
-                            corr,
-                            snapshot,
-                            epoch,
-                        },
-                    );
+                    self.send_place(to, snapshot, epoch);
                 } else {
                     self.place_elsewhere(snapshot, epoch);
                 }

@@ -402,6 +402,12 @@ impl Control {
             return; // nobody stays: it stops with this node
         }
         let to = self.config.placement.place(snapshot.id, &candidates, &this);
+        self.send_place(to, snapshot, epoch);
+    }
+
+    /// Asks `to` to start a game this node places but does not keep; a
+    /// repeat under the same epoch gets the same answer.
+    pub(super) fn send_place(&mut self, to: MemberId, snapshot: Snapshot, epoch: u64) {
         let corr = self.request(Request::Place {
             snapshot: snapshot.clone(),
             epoch,

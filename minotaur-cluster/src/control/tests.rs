@@ -24,8 +24,8 @@ fn hello(name: &str) -> Msg {
     Msg::Hello(Hello {
         from: MemberId::new(name, 1),
         addr: format!("addr-{name}"),
-        min_protocol: crate::protocol::MIN_PROTOCOL_VERSION,
-        max_protocol: crate::protocol::PROTOCOL_VERSION,
+        min_protocol: super::wire::MIN_PROTOCOL_VERSION,
+        max_protocol: super::wire::PROTOCOL_VERSION,
         leaving: false,
     })
 }

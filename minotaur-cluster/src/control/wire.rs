@@ -8,6 +8,14 @@ use crate::registry::Registration;
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
 
+/// Version of the protocol between nodes. Peers accept each other when
+/// their ranges `[MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]` overlap (see
+/// [`Hello`]). Version 2 is the control state machine's protocol; version
+/// 1 nodes cannot join it.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// Oldest protocol version this release speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 2;
+
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
 
