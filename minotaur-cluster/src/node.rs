@@ -252,14 +252,6 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
     };
     let (tx, inbox) = mpsc::unbounded_channel();
     let (host_tx, host_events) = mpsc::unbounded_channel();
-    let sink = Arc::new(ControlSink {
-        driver: tx.clone(),
-        factor: config.replication_factor,
-    });
-    let local = LocalDirectory::start_with(Some(sink), Some(host_tx), config.max_restarts, false)
-        .await
-        .map_err(|e| fail("session host", e.to_string()))?;
-    let (events, _) = broadcast::channel(4096);
     let view = Arc::new(ArcSwap::from_pointee(View {
         members: vec![(this.clone(), MemberStatus::Up)],
         routers: Default::default(),
@@ -267,6 +259,16 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         unreplicated: 0,
         copies: 0,
     }));
+    let sink = Arc::new(ControlSink {
+        driver: tx.clone(),
+        factor: config.replication_factor,
+        this: this.clone(),
+        view: view.clone(),
+    });
+    let local = LocalDirectory::start_with(Some(sink), Some(host_tx), config.max_restarts, false)
+        .await
+        .map_err(|e| fail("session host", e.to_string()))?;
+    let (events, _) = broadcast::channel(4096);
     let tasks = Tasks::new(span.clone());
     let plane = Arc::new(Plane {
         this: this.clone(),

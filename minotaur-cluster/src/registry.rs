@@ -67,7 +67,10 @@ pub enum Applied {
 /// persistent (structure-sharing), so a copy for readers costs nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
-    games: HashMap<GameId, Registration>,
+    /// Shared entries: a copy of the table for readers shares them, and a
+    /// change copies only the map nodes on its path (pointers), never the
+    /// registrations beside it.
+    games: HashMap<GameId, Arc<Registration>>,
     codes: HashMap<JoinCode, GameId>,
     users: HashMap<UserId, HashSet<GameId>>,
     claims: HashMap<JoinCode, (GameId, Time)>,
@@ -84,7 +87,7 @@ impl Table {
     /// Inserts `reg` into `games`, keeping `owners` in step.
     fn put(&mut self, reg: Registration) {
         *self.owners.entry(reg.owner.clone()).or_insert(0) += 1;
-        if let Some(old) = self.games.insert(reg.id, reg) {
+        if let Some(old) = self.games.insert(reg.id, Arc::new(reg)) {
             self.uncount(&old.owner);
         }
     }
@@ -93,7 +96,7 @@ impl Table {
     fn take(&mut self, id: GameId) -> Option<Registration> {
         let reg = self.games.remove(&id)?;
         self.uncount(&reg.owner);
-        Some(reg)
+        Some(Arc::unwrap_or_clone(reg))
     }
 
     fn uncount(&mut self, owner: &MemberId) {
@@ -155,7 +158,7 @@ impl Table {
 impl Table {
     /// Where game `id` lives.
     pub fn lookup(&self, id: GameId) -> Option<&Registration> {
-        self.games.get(&id)
+        self.games.get(&id).map(|r| &**r)
     }
 
     /// The game registered under `code`.
@@ -173,7 +176,7 @@ impl Table {
 
     /// Every registration.
     pub fn iter(&self) -> impl Iterator<Item = &Registration> {
-        self.games.values()
+        self.games.values().map(|r| &**r)
     }
 
     /// Number of registered games.
@@ -200,9 +203,9 @@ impl Table {
                 }
                 Applied::Stored
             }
-            Some(old) if !reg.outranks(old) => Applied::Rejected(old.clone()),
+            Some(old) if !reg.outranks(old) => Applied::Rejected((**old).clone()),
             Some(old) => {
-                let old = old.clone();
+                let old = (**old).clone();
                 self.unindex(&old);
                 self.index(&reg);
                 self.put(reg);
@@ -218,10 +221,12 @@ impl Table {
 
     /// Records the latest version of a game `owner` owns.
     pub fn bump_version(&mut self, id: GameId, owner: &MemberId, version: u64) {
+        let newer = |reg: &Registration| &reg.owner == owner && version > reg.version;
+        if !self.games.get(&id).is_some_and(|reg| newer(reg)) {
+            return;
+        }
         if let Some(reg) = self.games.get_mut(&id) {
-            if &reg.owner == owner && version > reg.version {
-                reg.version = version;
-            }
+            Arc::make_mut(reg).version = version;
         }
     }
 

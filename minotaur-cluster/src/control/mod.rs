@@ -337,6 +337,10 @@ pub struct Control {
     drained: bool,
     /// Sessions handed over since this node began to leave.
     handed_over: usize,
+    /// Games a drain is still to release, and those it released that are
+    /// still on their way (see `moves::DRAIN_WINDOW`).
+    drain_queue: VecDeque<GameId>,
+    draining: BTreeSet<GameId>,
     /// This node said goodbye: it dials nobody any more.
     departed: bool,
     /// Members that said goodbye: never members again (a restarted node
@@ -375,6 +379,8 @@ impl Control {
             leaving: false,
             drained: false,
             handed_over: 0,
+            drain_queue: VecDeque::new(),
+            draining: BTreeSet::new(),
             departed: false,
             gone: BTreeSet::new(),
             next_corr: 1,

@@ -10,6 +10,11 @@ use crate::membership::{MemberId, MemberStatus};
 use crate::registry::Registration;
 use minotaur_core::GameId;
 
+/// Games a drain moves at once. Each is unreachable from its release until
+/// its new owner announces it; releasing all at once would make that the
+/// whole drain for every game, a window keeps it to one move's time.
+const DRAIN_WINDOW: usize = 64;
+
 impl Control {
     pub(super) fn leave(&mut self) {
         if self.leaving {
@@ -25,8 +30,9 @@ impl Control {
         self.drain();
     }
 
-    /// Releases every running session, to hand it over; says when none is
-    /// left (or nobody can take them).
+    /// Releases running sessions to hand them over, a window at a time;
+    /// says when none is left (or nobody can take them). Called on every
+    /// tick, so a game taken back after a failed move is tried again.
     pub(super) fn drain(&mut self) {
         if !self.leaving || self.drained {
             return;
@@ -36,14 +42,34 @@ impl Control {
             let moved = self.handed_over;
             return self.effect(Effect::Drained { moved });
         }
-        let running: Vec<GameId> = self
-            .owned
-            .iter()
-            .filter(|(_, o)| matches!(o.phase, Phase::Running))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in running {
-            self.release(id);
+        if self.drain_queue.is_empty() {
+            self.drain_queue = self
+                .owned
+                .iter()
+                .filter(|(_, o)| matches!(o.phase, Phase::Running))
+                .map(|(id, _)| *id)
+                .collect();
+        }
+        self.release_more();
+    }
+
+    /// Releases queued games while fewer than [`DRAIN_WINDOW`] are on their
+    /// way.
+    fn release_more(&mut self) {
+        self.draining.retain(|id| {
+            matches!(
+                self.owned.get(id).map(|o| &o.phase),
+                Some(Phase::Releasing | Phase::Moving { .. })
+            )
+        });
+        while self.draining.len() < DRAIN_WINDOW {
+            let Some(id) = self.drain_queue.pop_front() else {
+                break;
+            };
+            if matches!(self.owned.get(&id).map(|o| &o.phase), Some(Phase::Running)) {
+                self.draining.insert(id);
+                self.release(id);
+            }
         }
     }
 
@@ -221,18 +247,18 @@ impl Control {
         self.drain_progress();
     }
 
+    /// A drained game arrived (or came back): release the next, or say the
+    /// drain is over. (A game taken back with nobody left to take it ends
+    /// the drain on the next tick.)
     fn drain_progress(&mut self) {
         if !self.leaving || self.drained {
             return;
         }
-        let busy = self
-            .owned
-            .values()
-            .any(|o| !matches!(o.phase, Phase::Running));
-        if self.owned.is_empty() || (!busy && self.candidates(&[]).is_empty()) {
+        if self.owned.is_empty() {
             self.drained = true;
             let moved = self.handed_over;
-            self.effect(Effect::Drained { moved });
+            return self.effect(Effect::Drained { moved });
         }
+        self.release_more();
     }
 }
