@@ -19,6 +19,7 @@ use minotaur_core::{codec, EngineError, Game, GameId, LocalDirectory, SessionMsg
 use ractor::{ActorId, ActorRef};
 use ractor_cluster::{NodeServerMessage, NodeSessionMessage};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -127,6 +128,8 @@ struct Running {
     leaving: Vec<oneshot::Sender<()>>,
     drained: bool,
     next_stats: Duration,
+    /// A digest of what the published members and routers were made from.
+    shape: u64,
 }
 
 impl Driver {
@@ -148,6 +151,7 @@ impl Driver {
             leaving: Vec::new(),
             drained: false,
             next_stats: Duration::ZERO,
+            shape: 0,
         };
         // The control was built at time zero of this clock.
         self.carry_out(&mut st);
@@ -443,10 +447,45 @@ impl Driver {
         }
     }
 
-    /// Publishes what the data plane reads.
+    /// Publishes what the data plane reads. The registry goes out every
+    /// time (a persistent map: publishing it copies nothing); the members
+    /// and their routers only when they changed, the counts every 50 ms.
     fn publish(&mut self, st: &mut Running) {
         self.registry.replace(self.control.registry().clone());
         let members = self.control.members();
+        let shape = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for (id, m) in members.iter() {
+                (id, m.status as u8, m.link).hash(&mut h);
+            }
+            (members.synced(), st.next_link, st.links.len()).hash(&mut h);
+            h.finish()
+        };
+        let now = st.epoch.elapsed();
+        let stats_due = now >= st.next_stats;
+        if shape == st.shape && !stats_due {
+            return;
+        }
+        let old = self.view.load_full();
+        let (unreplicated, copies) = if stats_due {
+            st.next_stats = now + Duration::from_millis(50);
+            (self.control.unreplicated(), self.control.copies().count())
+        } else {
+            (old.unreplicated, old.copies)
+        };
+        if shape == st.shape {
+            if (unreplicated, copies) != (old.unreplicated, old.copies) {
+                self.view.store(Arc::new(View {
+                    members: old.members.clone(),
+                    routers: old.routers.clone(),
+                    synced: old.synced,
+                    unreplicated,
+                    copies,
+                }));
+            }
+            return;
+        }
+        st.shape = shape;
         let mut routers = HashMap::new();
         for (id, m) in members.iter() {
             if m.status == MemberStatus::Down {
@@ -458,14 +497,6 @@ impl Driver {
                 }
             }
         }
-        let now = st.epoch.elapsed();
-        let old = self.view.load();
-        let (unreplicated, copies) = if now >= st.next_stats {
-            st.next_stats = now + Duration::from_millis(50);
-            (self.control.unreplicated(), self.control.copies().count())
-        } else {
-            (old.unreplicated, old.copies)
-        };
         self.view.store(Arc::new(View {
             members: members
                 .iter()

@@ -11,9 +11,10 @@
 
 use crate::membership::MemberId;
 use arc_swap::ArcSwap;
-use imbl::{HashMap, HashSet, OrdSet};
+use imbl::HashMap;
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +73,10 @@ pub struct Table {
     /// registrations beside it.
     games: HashMap<GameId, Arc<Registration>>,
     codes: HashMap<JoinCode, GameId>,
-    users: HashMap<UserId, HashSet<GameId>>,
+    /// (The small per-key sets are plain sets shared through an `Arc`,
+    /// copied when changed while a reader holds them: a persistent set
+    /// costs a kilobyte or so even with one element.)
+    users: HashMap<UserId, Arc<BTreeSet<GameId>>>,
     claims: HashMap<JoinCode, (GameId, Time)>,
     /// Games per owner, kept with `games` so counting is not a full scan
     /// (placement asks for it on every create).
@@ -80,7 +84,7 @@ pub struct Table {
     /// Every game in `games` under its join code, so the code can pass to
     /// another game without a full scan when its holder goes (every move
     /// and failover re-indexes a game).
-    by_code: HashMap<JoinCode, OrdSet<GameId>>,
+    by_code: HashMap<JoinCode, Arc<BTreeSet<GameId>>>,
 }
 
 impl Table {
@@ -117,20 +121,18 @@ impl Table {
             self.codes.insert(reg.join_code.clone(), reg.id);
         }
         self.claims.remove(&reg.join_code);
-        self.by_code
-            .entry(reg.join_code.clone())
-            .or_default()
-            .insert(reg.id);
+        Arc::make_mut(self.by_code.entry(reg.join_code.clone()).or_default()).insert(reg.id);
         for user in &reg.users {
-            self.users.entry(user.clone()).or_default().insert(reg.id);
+            Arc::make_mut(self.users.entry(user.clone()).or_default()).insert(reg.id);
         }
     }
 
     fn unindex(&mut self, reg: &Registration) {
         let others = match self.by_code.get_mut(&reg.join_code) {
             Some(ids) => {
+                let ids = Arc::make_mut(ids);
                 ids.remove(&reg.id);
-                ids.get_min().copied()
+                ids.first().copied()
             }
             None => None,
         };
@@ -146,6 +148,7 @@ impl Table {
         }
         for user in &reg.users {
             if let Some(set) = self.users.get_mut(user) {
+                let set = Arc::make_mut(set);
                 set.remove(&reg.id);
                 if set.is_empty() {
                     self.users.remove(user);
@@ -206,8 +209,12 @@ impl Table {
             Some(old) if !reg.outranks(old) => Applied::Rejected((**old).clone()),
             Some(old) => {
                 let old = (**old).clone();
-                self.unindex(&old);
-                self.index(&reg);
+                // A move or a failover changes only the owner, epoch and
+                // version: the indexes by code and user stay as they are.
+                if old.join_code != reg.join_code || old.users != reg.users {
+                    self.unindex(&old);
+                    self.index(&reg);
+                }
                 self.put(reg);
                 Applied::Replaced(old)
             }

@@ -810,6 +810,26 @@ impl Control {
                     self.lose(old.id, reg)
                 }
             }
+            // Who owns a game changed in our view, but its previous owner
+            // may never hear of the newcomer from it (the two may be cut
+            // off from each other, or the newcomer's later correction may
+            // be lost with a link): tell it, so it keeps the game and says
+            // so everywhere, or gives it up. Otherwise a registration that
+            // wrongly replaced the winner's here could stay, or be purged
+            // with its owner and leave the game unregistered here.
+            Applied::Replaced(old)
+                if old.owner != this
+                    && old.owner != reg.owner
+                    && self.members.is_live(&old.owner) =>
+            {
+                self.send(
+                    &old.owner,
+                    Msg::Registered {
+                        corr: None,
+                        regs: vec![reg],
+                    },
+                );
+            }
             // Our own registration lost to one that outranks it.
             Applied::Rejected(kept) if reg.owner == this && kept.owner != this => {
                 self.lose(reg.id, kept)

@@ -154,3 +154,56 @@ fn a_peer_of_an_incompatible_release_is_refused() {
         .any(|e| matches!(e, Effect::CloseLink { link: 1 })));
     assert_eq!(a.members().live().count(), 1);
 }
+
+/// A third member that sees one owner's registration of a game replaced by
+/// another's tells the previous owner: the two may be cut off from each
+/// other, and only the previous owner can say it holds the newer game.
+/// (Found by a 10-minute chaos run: such a game ended up unregistered on
+/// the third member for good.)
+#[test]
+fn a_replaced_owner_hears_of_its_replacement_from_a_third_member() {
+    use crate::registry::Registration;
+    let mut c = control("c");
+    let now = Duration::from_millis(1);
+    for (link, name) in [(1, "a"), (2, "b")] {
+        c.handle(now, Input::LinkUp { link });
+        c.handle(
+            now,
+            Input::Received {
+                link,
+                msg: hello(name),
+            },
+        );
+    }
+    effects(&mut c);
+    let id = GameId::random();
+    let reg = |owner: &str, epoch, version| Registration {
+        id,
+        join_code: "ABCD".parse().expect("code"),
+        users: vec!["ann".into()],
+        owner: MemberId::new(owner, 1),
+        epoch,
+        version,
+    };
+    let registered = |link, reg: Registration| Input::Received {
+        link,
+        msg: Msg::Registered {
+            corr: None,
+            regs: vec![reg],
+        },
+    };
+    c.handle(now, registered(2, reg("b", 2, 20)));
+    effects(&mut c);
+    // a ran the game on the other side of a split, with more writes.
+    c.handle(now, registered(1, reg("a", 1, 29)));
+    let told_b = effects(&mut c).into_iter().any(|e| {
+        matches!(&e, Effect::Send { link: 2, msg: Msg::Registered { regs, .. } }
+            if regs.iter().any(|r| r.owner.name == "a"))
+    });
+    assert!(told_b, "b must hear that a's registration replaced its own");
+    // A plain version update of the same owner is nobody else's business.
+    c.handle(now, registered(1, reg("a", 1, 30)));
+    assert!(!effects(&mut c)
+        .iter()
+        .any(|e| matches!(e, Effect::Send { link: 2, .. })));
+}
