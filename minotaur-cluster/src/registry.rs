@@ -11,7 +11,7 @@
 
 use crate::membership::MemberId;
 use arc_swap::ArcSwap;
-use imbl::HashMap;
+use imbl::{HashMap, HashSet};
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -63,6 +63,16 @@ pub enum Applied {
     Rejected(Registration),
 }
 
+/// The games registered under one join code: one, but for conflicts. (A
+/// persistent set would cost a kilobyte even for one game; the rare larger
+/// set is shared through an `Arc` and copied when changed while a reader
+/// holds it.)
+#[derive(Debug, Clone)]
+enum Holders {
+    One(GameId),
+    Many(Arc<BTreeSet<GameId>>),
+}
+
 /// A registry as plain data: no lock, no clock. The control state machine
 /// owns one; [`Registry`] wraps one for callers that share it. Its maps are
 /// persistent (structure-sharing), so a copy for readers costs nothing.
@@ -73,10 +83,7 @@ pub struct Table {
     /// registrations beside it.
     games: HashMap<GameId, Arc<Registration>>,
     codes: HashMap<JoinCode, GameId>,
-    /// (The small per-key sets are plain sets shared through an `Arc`,
-    /// copied when changed while a reader holds them: a persistent set
-    /// costs a kilobyte or so even with one element.)
-    users: HashMap<UserId, Arc<BTreeSet<GameId>>>,
+    users: HashMap<UserId, HashSet<GameId>>,
     claims: HashMap<JoinCode, (GameId, Time)>,
     /// Games per owner, kept with `games` so counting is not a full scan
     /// (placement asks for it on every create).
@@ -84,7 +91,7 @@ pub struct Table {
     /// Every game in `games` under its join code, so the code can pass to
     /// another game without a full scan when its holder goes (every move
     /// and failover re-indexes a game).
-    by_code: HashMap<JoinCode, Arc<BTreeSet<GameId>>>,
+    by_code: HashMap<JoinCode, Holders>,
 }
 
 impl Table {
@@ -121,24 +128,44 @@ impl Table {
             self.codes.insert(reg.join_code.clone(), reg.id);
         }
         self.claims.remove(&reg.join_code);
-        Arc::make_mut(self.by_code.entry(reg.join_code.clone()).or_default()).insert(reg.id);
+        let holders = match self.by_code.remove(&reg.join_code) {
+            None => Holders::One(reg.id),
+            Some(Holders::One(id)) if id == reg.id => Holders::One(id),
+            Some(Holders::One(id)) => Holders::Many(Arc::new(BTreeSet::from([id, reg.id]))),
+            Some(Holders::Many(mut ids)) => {
+                Arc::make_mut(&mut ids).insert(reg.id);
+                Holders::Many(ids)
+            }
+        };
+        self.by_code.insert(reg.join_code.clone(), holders);
         for user in &reg.users {
-            Arc::make_mut(self.users.entry(user.clone()).or_default()).insert(reg.id);
+            self.users.entry(user.clone()).or_default().insert(reg.id);
         }
     }
 
     fn unindex(&mut self, reg: &Registration) {
-        let others = match self.by_code.get_mut(&reg.join_code) {
-            Some(ids) => {
-                let ids = Arc::make_mut(ids);
-                ids.remove(&reg.id);
-                ids.first().copied()
-            }
+        // The smallest game left under the code, if any.
+        let others = match self.by_code.remove(&reg.join_code) {
             None => None,
+            Some(Holders::One(id)) if id == reg.id => None,
+            Some(Holders::One(id)) => {
+                self.by_code.insert(reg.join_code.clone(), Holders::One(id));
+                Some(id)
+            }
+            Some(Holders::Many(mut ids)) => {
+                Arc::make_mut(&mut ids).remove(&reg.id);
+                let first = ids.first().copied();
+                let left = match (ids.len(), first) {
+                    (0, _) | (_, None) => None,
+                    (1, Some(id)) => Some(Holders::One(id)),
+                    _ => Some(Holders::Many(ids)),
+                };
+                if let Some(left) = left {
+                    self.by_code.insert(reg.join_code.clone(), left);
+                }
+                first
+            }
         };
-        if others.is_none() {
-            self.by_code.remove(&reg.join_code);
-        }
         if self.codes.get(&reg.join_code) == Some(&reg.id) {
             self.codes.remove(&reg.join_code);
             // Another live game with the same code (a lost conflict) gets it back.
@@ -148,7 +175,6 @@ impl Table {
         }
         for user in &reg.users {
             if let Some(set) = self.users.get_mut(user) {
-                let set = Arc::make_mut(set);
                 set.remove(&reg.id);
                 if set.is_empty() {
                     self.users.remove(user);

@@ -34,12 +34,13 @@ impl ControlSink {
 impl StateSink for ControlSink {
     async fn save(&self, game: &Game) -> Result<(), EngineError> {
         // A game that could not be encoded could not be copied, moved or
-        // sent either: refused here, with the codec's typed error.
-        let snapshot = snapshot_of(game)?;
-        // With replication off a change is kept once the session has it.
+        // sent either: refused here, with the codec's typed error. With
+        // replication off a change is kept once the session has it.
         if self.factor == 0 {
+            codec::encoded_len(game)?;
             return Ok(());
         }
+        let snapshot = snapshot_of(game)?;
         let (reply, answer) = oneshot::channel();
         self.driver
             .send(ToDriver::Save { snapshot, reply })
