@@ -643,7 +643,11 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
         },
         Notice::Control {
             from: member.clone(),
-            msg: Msg::Sync(vec![reg.clone()]),
+            msg: Msg::Sync {
+                sync: 1,
+                regs: vec![reg.clone()],
+                last: true,
+            },
         },
         Notice::Control {
             from: member.clone(),

@@ -1,7 +1,7 @@
 //! Membership: links becoming members, the failure detector, member-list
 //! gossip and reconnects, and what a member coming or going sets off.
 
-use super::wire::{Hello, Msg};
+use super::wire::{Corr, Hello, Msg};
 use super::{Control, Effect, Event, LinkId, Member};
 use crate::membership::{DownReason, MemberId, MemberStatus};
 use crate::registry::Registration;
@@ -160,13 +160,50 @@ impl Control {
 
     fn send_sync(&mut self, member: &MemberId) {
         let regs: Vec<Registration> = self.owned.values().map(|o| o.reg.clone()).collect();
-        self.send(member, Msg::Sync(regs));
+        let parts: Vec<&[Registration]> = if regs.is_empty() {
+            vec![&[]]
+        } else {
+            regs.chunks(self.config.batch.max(1)).collect()
+        };
+        let (count, sync) = (parts.len(), self.corr());
+        for (i, part) in parts.into_iter().enumerate() {
+            let msg = Msg::Sync {
+                sync,
+                regs: part.to_vec(),
+                last: i + 1 == count,
+            };
+            self.send(member, msg);
+        }
     }
 
-    pub(super) fn on_sync(&mut self, from: &MemberId, regs: Vec<Registration>) {
+    pub(super) fn on_sync(
+        &mut self,
+        from: &MemberId,
+        sync: Corr,
+        regs: Vec<Registration>,
+        last: bool,
+    ) {
+        let key = (from.clone(), sync);
+        let listed = self.syncing.entry(key.clone()).or_default();
+        listed.extend(regs.iter().map(|r| r.id));
+        for reg in regs {
+            self.apply_registration(reg);
+        }
+        if !last {
+            return;
+        }
+        let listed = self.syncing.remove(&key).unwrap_or_default();
+        // An older sync of the same member that never finished is moot; one
+        // that finishes after a newer one would forget the games created
+        // in between.
+        self.syncing
+            .retain(|(member, other), _| member != from || *other > sync);
+        if self.last_sync.get(from).is_some_and(|newer| *newer > sync) {
+            return;
+        }
+        self.last_sync.insert(from.clone(), sync);
         // Registrations of `from` that its sync no longer lists are gone
         // (ended or moved while we did not hear it).
-        let listed: std::collections::BTreeSet<_> = regs.iter().map(|r| r.id).collect();
         let stale: Vec<_> = self
             .registry
             .iter()
@@ -175,9 +212,6 @@ impl Control {
             .collect();
         for id in stale {
             self.registry.remove(id, from);
-        }
-        for reg in regs {
-            self.apply_registration(reg);
         }
         if let Some(m) = self.members.get_mut(from) {
             m.synced = true;

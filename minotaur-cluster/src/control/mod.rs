@@ -71,6 +71,11 @@ pub struct ControlConfig {
     pub redistribution: Redistribution,
     /// Addresses to join through.
     pub seeds: Vec<String>,
+    /// The most registrations or game copies one message carries (a sync,
+    /// a failover's announcement, a batch of copies): larger sets go in
+    /// several messages, so none nears the codec's or the transport's size
+    /// limit.
+    pub batch: usize,
     /// Oldest protocol version spoken.
     pub min_protocol: u32,
     /// Newest protocol version spoken.
@@ -88,6 +93,7 @@ impl Default for ControlConfig {
             placement: Arc::new(Rendezvous),
             redistribution: Redistribution::Passive,
             seeds: Vec::new(),
+            batch: 1000,
             min_protocol: wire::MIN_PROTOCOL_VERSION,
             max_protocol: wire::PROTOCOL_VERSION,
         }
@@ -337,6 +343,10 @@ pub struct Control {
     drained: bool,
     /// Sessions handed over since this node began to leave.
     handed_over: usize,
+    /// The games each member's syncs in progress have listed so far.
+    syncing: BTreeMap<(MemberId, Corr), BTreeSet<GameId>>,
+    /// The newest sync each member finished.
+    last_sync: BTreeMap<MemberId, Corr>,
     /// Games a drain is still to release, and those it released that are
     /// still on their way (see `moves::DRAIN_WINDOW`).
     drain_queue: VecDeque<GameId>,
@@ -379,6 +389,8 @@ impl Control {
             leaving: false,
             drained: false,
             handed_over: 0,
+            syncing: BTreeMap::new(),
+            last_sync: BTreeMap::new(),
             drain_queue: VecDeque::new(),
             draining: BTreeSet::new(),
             departed: false,
@@ -525,6 +537,16 @@ impl Control {
     }
 
     /// Sends `msg` to every live peer.
+    /// Announces `regs` to every peer, a batch per message.
+    fn broadcast_registered(&mut self, regs: Vec<Registration>) {
+        for chunk in regs.chunks(self.config.batch.max(1)) {
+            self.broadcast(Msg::Registered {
+                corr: None,
+                regs: chunk.to_vec(),
+            });
+        }
+    }
+
     fn broadcast(&mut self, msg: Msg) {
         let peers: Vec<MemberId> = self.members.peers().cloned().collect();
         for peer in peers {
@@ -738,7 +760,7 @@ impl Control {
         match msg {
             Msg::Hello(_) | Msg::Ping => {}
             Msg::Members(list) => self.on_members(list),
-            Msg::Sync(regs) => self.on_sync(&from, regs),
+            Msg::Sync { sync, regs, last } => self.on_sync(&from, sync, regs, last),
             Msg::Registered { corr, regs } => {
                 for reg in regs {
                     self.apply_registration(reg);

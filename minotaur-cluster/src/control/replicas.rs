@@ -18,6 +18,30 @@ use std::collections::BTreeMap;
 /// Members a copy is offered to before giving up.
 const COPY_TRIES: usize = 2;
 
+/// The most game state one copy message carries, so that it stays well
+/// under the codec's limit (a single game may take up to that limit).
+const COPY_BYTES: usize = 1024 * 1024;
+
+/// Splits copies into batches of at most `count` games and, but for a
+/// single larger game, [`COPY_BYTES`] of state.
+fn copy_batches(snapshots: Vec<Snapshot>, count: usize) -> Vec<Vec<Snapshot>> {
+    let mut batches = Vec::new();
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    for snapshot in snapshots {
+        let size = snapshot.state.len();
+        if !batch.is_empty() && (batch.len() >= count.max(1) || bytes + size > COPY_BYTES) {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push(snapshot);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
 impl Control {
     /// Backup candidates for game `id`, best first, skipping `tried`.
     fn backups(&self, id: GameId, tried: &[MemberId]) -> Vec<MemberId> {
@@ -88,32 +112,45 @@ impl Control {
             }
         }
         for (to, snapshots) in by_backup {
-            let corr = self.corr();
-            let mut entries = Vec::with_capacity(snapshots.len());
-            let mut copies = Vec::with_capacity(snapshots.len());
-            for snapshot in snapshots {
-                let Some(owned) = self.owned.get_mut(&snapshot.id) else {
-                    continue;
-                };
-                owned.copying = Some(corr);
-                owned.latest = Some(snapshot.clone());
-                entries.push((snapshot.id, snapshot.version, reason));
-                copies.push((owned.reg.epoch, snapshot));
+            for batch in copy_batches(snapshots, self.config.batch) {
+                self.send_copies(&to, batch, reason, &tried);
             }
-            let mut tried = tried.clone();
-            tried.push(to.clone());
-            self.copy_batches.insert(
-                corr,
-                CopyBatch {
-                    to: to.clone(),
-                    games: entries,
-                    deadline: self.now + self.config.call_timeout,
-                    tried,
-                },
-            );
-            if !self.send(&to, Msg::Copy { corr, copies }) {
-                self.copy_failed(corr);
-            }
+        }
+    }
+
+    /// Sends one batch of copies to `to`, as one request.
+    fn send_copies(
+        &mut self,
+        to: &MemberId,
+        snapshots: Vec<Snapshot>,
+        reason: CopyReason,
+        tried: &[MemberId],
+    ) {
+        let corr = self.corr();
+        let mut entries = Vec::with_capacity(snapshots.len());
+        let mut copies = Vec::with_capacity(snapshots.len());
+        for snapshot in snapshots {
+            let Some(owned) = self.owned.get_mut(&snapshot.id) else {
+                continue;
+            };
+            owned.copying = Some(corr);
+            owned.latest = Some(snapshot.clone());
+            entries.push((snapshot.id, snapshot.version, reason));
+            copies.push((owned.reg.epoch, snapshot));
+        }
+        let mut tried = tried.to_vec();
+        tried.push(to.clone());
+        self.copy_batches.insert(
+            corr,
+            CopyBatch {
+                to: to.clone(),
+                games: entries,
+                deadline: self.now + self.config.call_timeout,
+                tried,
+            },
+        );
+        if !self.send(to, Msg::Copy { corr, copies }) {
+            self.copy_failed(corr);
         }
     }
 

@@ -386,7 +386,7 @@ impl Control {
             return;
         }
         let sessions = regs.len();
-        self.broadcast(Msg::Registered { corr: None, regs });
+        self.broadcast_registered(regs);
         self.copy_many(restarts, CopyReason::Restart, Vec::new());
         self.event(Event::FailedOver {
             from: down.clone(),

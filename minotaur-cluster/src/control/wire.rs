@@ -78,8 +78,19 @@ pub enum Msg {
     /// receiver links to those it does not know, so the cluster becomes a
     /// full mesh whatever order nodes joined in.
     Members(Vec<(MemberId, String, MemberStatus)>),
-    /// Every game the sender owns (sent to a member newly linked).
-    Sync(Vec<Registration>),
+    /// Every game the sender owns (sent to a member newly linked), in
+    /// parts of at most [`ControlConfig::batch`](super::ControlConfig::batch)
+    /// registrations, so no message nears the frame limit.
+    Sync {
+        /// Which sync of the sender's this part belongs to: two may be in
+        /// flight at once, over two links.
+        sync: Corr,
+        /// This part's registrations.
+        regs: Vec<Registration>,
+        /// Whether this is the last part (the receiver then forgets the
+        /// sender's registrations no part of this sync listed).
+        last: bool,
+    },
     /// The sender now owns these games; answered with [`Msg::RegisteredAck`]
     /// when `corr` is set.
     Registered {

@@ -37,6 +37,9 @@ pub fn control_config() -> ControlConfig {
         failure_timeout: Duration::from_millis(500),
         call_timeout: Duration::from_millis(1000),
         relink_grace: Duration::from_millis(50),
+        // Small, so that syncs, failovers and copies go in several
+        // messages even with the few games a run creates.
+        batch: 3,
         ..ControlConfig::default()
     }
 }

@@ -874,7 +874,9 @@ pub(super) fn msg_name(msg: &Msg) -> String {
                 snapshot.id, snapshot.version
             )
         }
-        Msg::Sync(regs) => format!("Sync x{}", regs.len()),
+        Msg::Sync { sync, regs, last } => {
+            format!("Sync {sync} x{} last={last}", regs.len())
+        }
         Msg::Members(list) => format!("Members x{}", list.len()),
         Msg::Holdings(list) => format!("Holdings x{}", list.len()),
         other => format!("{other:?}"),
