@@ -173,6 +173,10 @@ pub enum StopReason {
     },
     /// A new game's state could not be copied to a backup.
     NotReplicated,
+    /// The session finished starting after this node gave the game up
+    /// (it lost a conflict meanwhile, say): the stop then found nothing to
+    /// stop, so this one stops the session that came up late.
+    NotOwned,
 }
 
 /// Something that happened in the cluster, for subscribers.

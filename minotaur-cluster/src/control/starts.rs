@@ -154,6 +154,12 @@ impl Control {
         if let Some(error) = error {
             return self.session_gone(id, Refusal::SessionFailed(error));
         }
+        if !self.owned.contains_key(&id) {
+            return self.effect(Effect::StopSession {
+                id,
+                reason: StopReason::NotOwned,
+            });
+        }
         if let Some(Owned {
             phase: Phase::Starting { session_up, .. },
             ..

@@ -207,3 +207,67 @@ fn a_replaced_owner_hears_of_its_replacement_from_a_third_member() {
         .iter()
         .any(|e| matches!(e, Effect::Send { link: 2, .. })));
 }
+
+/// A session that finishes starting after its game was given up is
+/// stopped: the stop decided meanwhile found no session to stop. (Found by
+/// a 10-minute chaos run: a game lost in a conflict while its failover
+/// session was starting ran on two members for good.)
+#[test]
+fn a_session_that_comes_up_after_its_game_was_lost_is_stopped() {
+    use super::StopReason;
+    use crate::registry::Registration;
+    let mut a = control("a");
+    let mut now = Duration::from_millis(1);
+    for (link, name) in [(1, "b"), (2, "c")] {
+        a.handle(now, Input::LinkUp { link });
+        a.handle(
+            now,
+            Input::Received {
+                link,
+                msg: hello(name),
+            },
+        );
+    }
+    // a keeps b's copy of a game; b crashes and a fails the game over.
+    let id = GameId::random();
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: Msg::Copy {
+                corr: 1,
+                copies: vec![(1, snapshot(id, 3))],
+            },
+        },
+    );
+    a.handle(now, Input::LinkDown { link: 1 });
+    now += Duration::from_secs(1);
+    a.handle(now, Input::Tick);
+    assert!(effects(&mut a)
+        .iter()
+        .any(|e| matches!(e, Effect::StartSession(s) if s.id == id)));
+    // Before the session is up, c's newer copy of the game wins.
+    a.handle(
+        now,
+        Input::Received {
+            link: 2,
+            msg: Msg::Registered {
+                corr: None,
+                regs: vec![Registration {
+                    id,
+                    join_code: "ABCD".parse().expect("code"),
+                    users: vec!["ann".into()],
+                    owner: MemberId::new("c", 1),
+                    epoch: 1,
+                    version: 9,
+                }],
+            },
+        },
+    );
+    effects(&mut a);
+    a.handle(now, Input::SessionStarted { id, error: None });
+    let stopped = effects(&mut a).into_iter().any(
+        |e| matches!(e, Effect::StopSession { id: s, reason: StopReason::NotOwned } if s == id),
+    );
+    assert!(stopped, "the late session is stopped");
+}
