@@ -30,6 +30,20 @@ fn hello(name: &str) -> Msg {
     })
 }
 
+/// Links `c` to each named member over the given link, with its hello.
+fn link_to(c: &mut Control, now: Duration, peers: &[(u64, &str)]) {
+    for &(link, name) in peers {
+        c.handle(now, Input::LinkUp { link });
+        c.handle(
+            now,
+            Input::Received {
+                link,
+                msg: hello(name),
+            },
+        );
+    }
+}
+
 fn snapshot(id: GameId, version: u64) -> Snapshot {
     Snapshot {
         id,
@@ -45,14 +59,7 @@ fn snapshot(id: GameId, version: u64) -> Snapshot {
 fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
     let mut a = control("a");
     let now = Duration::from_millis(1);
-    a.handle(now, Input::LinkUp { link: 1 });
-    a.handle(
-        now,
-        Input::Received {
-            link: 1,
-            msg: hello("b"),
-        },
-    );
+    link_to(&mut a, now, &[(1, "b")]);
     let id = GameId::random();
     a.handle(
         now,
@@ -165,16 +172,7 @@ fn a_replaced_owner_hears_of_its_replacement_from_a_third_member() {
     use crate::registry::Registration;
     let mut c = control("c");
     let now = Duration::from_millis(1);
-    for (link, name) in [(1, "a"), (2, "b")] {
-        c.handle(now, Input::LinkUp { link });
-        c.handle(
-            now,
-            Input::Received {
-                link,
-                msg: hello(name),
-            },
-        );
-    }
+    link_to(&mut c, now, &[(1, "a"), (2, "b")]);
     effects(&mut c);
     let id = GameId::random();
     let reg = |owner: &str, epoch, version| Registration {
@@ -218,16 +216,7 @@ fn a_session_that_comes_up_after_its_game_was_lost_is_stopped() {
     use crate::registry::Registration;
     let mut a = control("a");
     let mut now = Duration::from_millis(1);
-    for (link, name) in [(1, "b"), (2, "c")] {
-        a.handle(now, Input::LinkUp { link });
-        a.handle(
-            now,
-            Input::Received {
-                link,
-                msg: hello(name),
-            },
-        );
-    }
+    link_to(&mut a, now, &[(1, "b"), (2, "c")]);
     // a keeps b's copy of a game; b crashes and a fails the game over.
     let id = GameId::random();
     a.handle(
