@@ -331,11 +331,20 @@ impl Driver {
                 }
             }
             Effect::Dial { addr } => {
-                let (config, server, this) =
-                    (self.config.clone(), self.server.clone(), self.this.clone());
+                let (config, server, this, tx) = (
+                    self.config.clone(),
+                    self.server.clone(),
+                    self.this.clone(),
+                    self.tx.clone(),
+                );
                 self.tasks.spawn(async move {
-                    if let Err(e) = transport::connect(&config, &server, &this, &addr).await {
-                        tracing::debug!(%addr, error = %e, "dial failed");
+                    match transport::connect(&config, &server, &this, &addr).await {
+                        Ok(()) => {}
+                        Err(transport::DialError::Refused) => {
+                            tracing::debug!(%addr, "dial refused");
+                            let _ = tx.send(ToDriver::Input(Input::DialRefused { addr }));
+                        }
+                        Err(e) => tracing::debug!(%addr, error = %e, "dial failed"),
                     }
                 });
             }

@@ -11,10 +11,9 @@
 
 use crate::membership::MemberId;
 use arc_swap::ArcSwap;
-use imbl::{HashMap, HashSet};
+use imbl::{OrdMap, OrdSet};
 use minotaur_core::{GameId, JoinCode, UserId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,14 +62,64 @@ pub enum Applied {
     Rejected(Registration),
 }
 
-/// The games registered under one join code: one, but for conflicts. (A
-/// persistent set would cost a kilobyte even for one game; the rare larger
-/// set is shared through an `Arc` and copied when changed while a reader
-/// holds it.)
+/// The games under one join code (one, but for conflicts) or of one user
+/// (often one, sometimes very many). A persistent set would cost about a
+/// kilobyte even for one game, so one game is kept inline; more share
+/// structure, so adding one to a large set copies a path, not the set.
 #[derive(Debug, Clone)]
-enum Holders {
+enum Ids {
     One(GameId),
-    Many(Arc<BTreeSet<GameId>>),
+    Many(OrdSet<GameId>),
+}
+
+impl Ids {
+    /// `self` with `id` added, or `None` when it holds `id` already.
+    fn with(&self, id: GameId) -> Option<Ids> {
+        match self {
+            Ids::One(one) if *one == id => None,
+            Ids::One(one) => Some(Ids::Many(OrdSet::from_iter([*one, id]))),
+            Ids::Many(ids) if ids.contains(&id) => None,
+            Ids::Many(ids) => Some(Ids::Many(ids.update(id))),
+        }
+    }
+
+    /// `self` without `id`: `None` when nothing is left.
+    fn without(&self, id: GameId) -> Option<Ids> {
+        match self {
+            Ids::One(one) if *one == id => None,
+            Ids::One(_) => Some(self.clone()),
+            Ids::Many(ids) => {
+                let ids = ids.without(&id);
+                match ids.len() {
+                    0 => None,
+                    1 => ids.get_min().map(|one| Ids::One(*one)),
+                    _ => Some(Ids::Many(ids)),
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: GameId) -> bool {
+        match self {
+            Ids::One(one) => *one == id,
+            Ids::Many(ids) => ids.contains(&id),
+        }
+    }
+
+    /// The smallest.
+    fn first(&self) -> Option<GameId> {
+        match self {
+            Ids::One(one) => Some(*one),
+            Ids::Many(ids) => ids.get_min().copied(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<GameId> {
+        match self {
+            Ids::One(one) => vec![*one],
+            Ids::Many(ids) => ids.iter().copied().collect(),
+        }
+    }
 }
 
 /// A registry as plain data: no lock, no clock. The control state machine
@@ -81,24 +130,23 @@ pub struct Table {
     /// Shared entries: a copy of the table for readers shares them, and a
     /// change copies only the map nodes on its path (pointers), never the
     /// registrations beside it.
-    games: HashMap<GameId, Arc<Registration>>,
-    codes: HashMap<JoinCode, GameId>,
-    users: HashMap<UserId, HashSet<GameId>>,
-    claims: HashMap<JoinCode, (GameId, Time)>,
+    games: OrdMap<GameId, Arc<Registration>>,
+    users: OrdMap<UserId, Ids>,
+    claims: OrdMap<JoinCode, (GameId, Time)>,
     /// Games per owner, kept with `games` so counting is not a full scan
     /// (placement asks for it on every create).
-    owners: HashMap<MemberId, usize>,
-    /// Every game in `games` under its join code, so the code can pass to
-    /// another game without a full scan when its holder goes (every move
-    /// and failover re-indexes a game).
-    by_code: HashMap<JoinCode, Holders>,
+    owners: OrdMap<MemberId, usize>,
+    /// Every game in `games` under its join code. The code belongs to the
+    /// smallest id (two games hold one code only after a split's conflict),
+    /// and passes to the next when that one goes.
+    by_code: OrdMap<JoinCode, Ids>,
 }
 
 impl Table {
     /// Inserts `reg` into `games`, keeping `owners` in step.
-    fn put(&mut self, reg: Registration) {
+    fn put(&mut self, reg: Arc<Registration>) {
         *self.owners.entry(reg.owner.clone()).or_insert(0) += 1;
-        if let Some(old) = self.games.insert(reg.id, Arc::new(reg)) {
+        if let Some(old) = self.games.insert(reg.id, reg) {
             self.uncount(&old.owner);
         }
     }
@@ -120,66 +168,50 @@ impl Table {
     }
 
     fn index(&mut self, reg: &Registration) {
-        let keep_code = match self.codes.get(&reg.join_code) {
-            Some(other) => *other == reg.id || !self.games.contains_key(other) || reg.id < *other,
-            None => true,
-        };
-        if keep_code {
-            self.codes.insert(reg.join_code.clone(), reg.id);
+        // Each map is read before it is written: a write copies the nodes
+        // on its path, which readers of an earlier copy share.
+        if self.claims.contains_key(&reg.join_code) {
+            self.claims.remove(&reg.join_code);
         }
-        self.claims.remove(&reg.join_code);
-        let holders = match self.by_code.remove(&reg.join_code) {
-            None => Holders::One(reg.id),
-            Some(Holders::One(id)) if id == reg.id => Holders::One(id),
-            Some(Holders::One(id)) => Holders::Many(Arc::new(BTreeSet::from([id, reg.id]))),
-            Some(Holders::Many(mut ids)) => {
-                Arc::make_mut(&mut ids).insert(reg.id);
-                Holders::Many(ids)
-            }
-        };
-        self.by_code.insert(reg.join_code.clone(), holders);
+        add(&mut self.by_code, &reg.join_code, reg.id);
         for user in &reg.users {
-            self.users.entry(user.clone()).or_default().insert(reg.id);
+            add(&mut self.users, user, reg.id);
         }
     }
 
     fn unindex(&mut self, reg: &Registration) {
-        // The smallest game left under the code, if any.
-        let others = match self.by_code.remove(&reg.join_code) {
-            None => None,
-            Some(Holders::One(id)) if id == reg.id => None,
-            Some(Holders::One(id)) => {
-                self.by_code.insert(reg.join_code.clone(), Holders::One(id));
-                Some(id)
-            }
-            Some(Holders::Many(mut ids)) => {
-                Arc::make_mut(&mut ids).remove(&reg.id);
-                let first = ids.first().copied();
-                let left = match (ids.len(), first) {
-                    (0, _) | (_, None) => None,
-                    (1, Some(id)) => Some(Holders::One(id)),
-                    _ => Some(Holders::Many(ids)),
-                };
-                if let Some(left) = left {
-                    self.by_code.insert(reg.join_code.clone(), left);
-                }
-                first
-            }
-        };
-        if self.codes.get(&reg.join_code) == Some(&reg.id) {
-            self.codes.remove(&reg.join_code);
-            // Another live game with the same code (a lost conflict) gets it back.
-            if let Some(other) = others {
-                self.codes.insert(reg.join_code.clone(), other);
-            }
-        }
+        drop_id(&mut self.by_code, &reg.join_code, reg.id);
         for user in &reg.users {
-            if let Some(set) = self.users.get_mut(user) {
-                set.remove(&reg.id);
-                if set.is_empty() {
-                    self.users.remove(user);
-                }
-            }
+            drop_id(&mut self.users, user, reg.id);
+        }
+    }
+}
+
+/// Adds `id` under `key`.
+fn add<K: Ord + Clone>(map: &mut OrdMap<K, Ids>, key: &K, id: GameId) {
+    let ids = match map.get(key) {
+        None => Some(Ids::One(id)),
+        Some(ids) => ids.with(id),
+    };
+    if let Some(ids) = ids {
+        map.insert(key.clone(), ids);
+    }
+}
+
+/// Removes `id` from under `key`; returns what is left there.
+fn drop_id<K: Ord + Clone>(map: &mut OrdMap<K, Ids>, key: &K, id: GameId) -> Option<Ids> {
+    let ids = map.get(key)?;
+    if !ids.contains(id) {
+        return Some(ids.clone());
+    }
+    match ids.without(id) {
+        Some(left) => {
+            map.insert(key.clone(), left.clone());
+            Some(left)
+        }
+        None => {
+            map.remove(key);
+            None
         }
     }
 }
@@ -192,15 +224,12 @@ impl Table {
 
     /// The game registered under `code`.
     pub fn by_join_code(&self, code: &JoinCode) -> Option<GameId> {
-        self.codes.get(code).copied()
+        self.by_code.get(code).and_then(Ids::first)
     }
 
     /// Games `user` plays in.
     pub fn of_user(&self, user: &UserId) -> Vec<GameId> {
-        self.users
-            .get(user)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        self.users.get(user).map(Ids::to_vec).unwrap_or_default()
     }
 
     /// Every registration.
@@ -219,12 +248,13 @@ impl Table {
     }
 
     /// Number of games per owner.
-    pub fn count_by_owner(&self) -> &HashMap<MemberId, usize> {
+    pub fn count_by_owner(&self) -> &OrdMap<MemberId, usize> {
         &self.owners
     }
 
     /// Applies a registration, resolving a conflict deterministically.
-    pub fn apply(&mut self, reg: Registration) -> Applied {
+    pub fn apply(&mut self, reg: impl Into<Arc<Registration>>) -> Applied {
+        let reg: Arc<Registration> = reg.into();
         match self.games.get(&reg.id) {
             Some(old) if old.owner == reg.owner && old.epoch == reg.epoch => {
                 if reg.version > old.version {
@@ -252,14 +282,20 @@ impl Table {
         }
     }
 
-    /// Records the latest version of a game `owner` owns.
-    pub fn bump_version(&mut self, id: GameId, owner: &MemberId, version: u64) {
-        let newer = |reg: &Registration| &reg.owner == owner && version > reg.version;
-        if !self.games.get(&id).is_some_and(|reg| newer(reg)) {
+    /// Records a newer version of a game, told by the owner of its entry:
+    /// the entry becomes `reg` itself (shared, not copied) when it is the
+    /// same registration but for the version.
+    pub fn bump_version(&mut self, reg: &Arc<Registration>) {
+        let Some(old) = self.games.get(&reg.id) else {
+            return;
+        };
+        if old.owner != reg.owner || reg.version <= old.version {
             return;
         }
-        if let Some(reg) = self.games.get_mut(&id) {
-            Arc::make_mut(reg).version = version;
+        if old.epoch == reg.epoch {
+            self.games.insert(reg.id, reg.clone());
+        } else if let Some(old) = self.games.get_mut(&reg.id) {
+            Arc::make_mut(old).version = reg.version;
         }
     }
 
@@ -296,7 +332,7 @@ impl Table {
 
     /// Reserves `code` for game `id` until its registration arrives.
     pub fn claim(&mut self, code: &JoinCode, id: GameId, now: Time) -> bool {
-        if self.codes.get(code).is_some_and(|other| *other != id) {
+        if self.by_join_code(code).is_some_and(|other| other != id) {
             return false;
         }
         match self.claims.get(code) {
@@ -431,7 +467,7 @@ mod tests {
     fn owner_counts_follow_every_change() {
         let mut r = Table::default();
         let recount = |r: &Table| {
-            let mut counts = HashMap::new();
+            let mut counts = OrdMap::new();
             for reg in r.iter() {
                 *counts.entry(reg.owner.clone()).or_insert(0) += 1;
             }

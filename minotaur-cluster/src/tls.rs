@@ -159,7 +159,7 @@ impl TlsConfig {
         &self,
         server: &ActorRef<NodeServerMessage>,
         addr: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ractor_cluster::ClientConnectErr> {
         ractor_cluster::client_connect_enc(
             server,
             addr,
@@ -167,7 +167,6 @@ impl TlsConfig {
             self.server_name.clone(),
         )
         .await
-        .map_err(|e| e.to_string())
     }
 
     /// Accepts links on `listener` until the task is aborted; each handshake

@@ -13,6 +13,7 @@ use crate::membership::MemberId;
 use crate::protocol::RouterMsg;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::NodeServerSessionInformation;
+use ractor_cluster::ClientConnectErr;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -149,28 +150,54 @@ pub(crate) async fn connect(
     server: &ActorRef<NodeServerMessage>,
     this: &MemberId,
     addr: &str,
-) -> Result<(), String> {
+) -> Result<(), DialError> {
+    let typed = |e: ClientConnectErr| match e {
+        ClientConnectErr::Socket(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            DialError::Refused
+        }
+        e => DialError::Failed(e.to_string()),
+    };
     match &config.transport {
         Transport::Tcp => match &config.tls {
             Some(tls) => {
                 // The TLS handshake happens inside the dial: bound it, a
                 // stalled peer must not hold up the caller.
                 let deadline = handshake_deadline(config);
-                tokio::time::timeout(deadline, tls.dial(server, addr))
-                    .await
-                    .unwrap_or_else(|_| Err("TLS handshake timed out".into()))
+                match tokio::time::timeout(deadline, tls.dial(server, addr)).await {
+                    Ok(result) => result.map_err(typed),
+                    Err(_) => Err(DialError::Failed("TLS handshake timed out".into())),
+                }
             }
             None => ractor_cluster::client_connect(server, addr)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(typed),
         },
         Transport::Custom { connector, .. } => {
             match connector.connect(&this.to_string(), addr).await {
                 Ok(stream) => ractor_cluster::client_connect_external(server, stream)
                     .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
+                    .map_err(typed),
+                Err(e) => Err(DialError::Failed(e)),
             }
+        }
+    }
+}
+
+/// Why a dial failed.
+#[derive(Debug)]
+pub(crate) enum DialError {
+    /// Nothing listens at the address: a member that was there has died.
+    Refused,
+    /// Anything else (a timeout, a refused handshake, ...), which proves
+    /// nothing about the peer.
+    Failed(String),
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::Refused => f.write_str("connection refused"),
+            DialError::Failed(why) => f.write_str(why),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::membership::MemberId;
 use crate::registry::{Registration, Time};
 use minotaur_core::GameId;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Who waits for a start to finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +44,9 @@ pub enum Phase {
         to: MemberId,
         /// The start request in flight.
         corr: Corr,
-        /// The state handed over (sent again if the request times out).
-        snapshot: Snapshot,
+        /// The state handed over (sent again if the request times out);
+        /// boxed, as few games are moving at any one time.
+        snapshot: Box<Snapshot>,
         /// The epoch the new owner registers it under.
         epoch: u64,
     },
@@ -54,7 +56,8 @@ pub enum Phase {
 #[derive(Debug, Clone)]
 pub struct Owned {
     /// Its registration (owner: this node), version kept current.
-    pub reg: Registration,
+    /// Shared with the registry's entry once the game is registered.
+    pub reg: Arc<Registration>,
     /// Where it is in its life here.
     pub phase: Phase,
     /// The member holding its latest confirmed copy, and that copy's version.
@@ -63,12 +66,12 @@ pub struct Owned {
     /// copies of one game never race.
     pub copying: Option<Corr>,
     /// A save that arrived while a copy was in flight.
-    pub queued: Option<Snapshot>,
+    pub queued: Option<Box<Snapshot>>,
     /// Whether its session waits for the outcome of a save.
     pub save_waiting: bool,
     /// The latest state the control saw (a start or a save), kept only
     /// while a copy of it is in flight or queued.
-    pub latest: Option<Snapshot>,
+    pub latest: Option<Box<Snapshot>>,
 }
 
 /// Why a copy was sent: what to do once it lands or fails.

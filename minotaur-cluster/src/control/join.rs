@@ -62,6 +62,22 @@ impl Control {
         }
     }
 
+    /// A member whose link closed is not waited for once its address
+    /// refuses connections: its process no longer listens, so it is gone.
+    pub(super) fn on_dial_refused(&mut self, addr: &str) {
+        let gone: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.addr == addr && m.status != MemberStatus::Down && m.unlinked_since.is_some()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for member in gone {
+            self.member_down(&member, DownReason::LinkClosed);
+        }
+    }
+
     pub(super) fn expire_unlinked(&mut self) {
         let deadline = self.now.saturating_sub(self.config.relink_grace);
         let due: Vec<MemberId> = self
@@ -137,12 +153,13 @@ impl Control {
         }
     }
 
-    /// A member is newly live: tell it what we own and whom we know, and
-    /// re-place copies (it may be a better backup than the current ones).
+    /// A member is newly live: tell it what we own, tell every peer whom we
+    /// know (members that joined through this node at the same moment meet
+    /// now, not at the next gossip), and re-place copies (it may be a better
+    /// backup than the current ones).
     fn member_up(&mut self, member: &MemberId) {
         self.send_sync(member);
-        let list = self.member_list();
-        self.send(member, Msg::Members(list));
+        self.gossip();
         self.sweep();
         if self.config.redistribution == crate::Redistribution::Active {
             self.rebalance();
@@ -159,7 +176,7 @@ impl Control {
     }
 
     fn send_sync(&mut self, member: &MemberId) {
-        let regs: Vec<Registration> = self.owned.values().map(|o| o.reg.clone()).collect();
+        let regs: Vec<Registration> = self.owned.values().map(|o| (*o.reg).clone()).collect();
         let parts: Vec<&[Registration]> = if regs.is_empty() {
             vec![&[]]
         } else {

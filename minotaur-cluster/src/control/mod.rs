@@ -115,6 +115,13 @@ pub enum Input {
         /// The link.
         link: LinkId,
     },
+    /// A dial asked for with [`Effect::Dial`] was refused: nothing listens
+    /// at `addr`, so a member that had its link there closed has died, and
+    /// need not be waited for.
+    DialRefused {
+        /// The address dialled.
+        addr: String,
+    },
     /// A message arrived over a link.
     Received {
         /// The link.
@@ -418,6 +425,7 @@ impl Control {
             Input::Tick => {}
             Input::LinkUp { link } => self.on_link_up(link),
             Input::LinkDown { link } => self.on_link_down(link),
+            Input::DialRefused { addr } => self.on_dial_refused(&addr),
             Input::Received { link, msg } => self.on_message(link, msg),
             Input::Create { call, snapshot } => self.create(call, snapshot),
             Input::Save(snapshot) => self.save(snapshot),
@@ -817,8 +825,9 @@ impl Control {
 
     /// Applies a registration and acts on a conflict that involves a game
     /// owned here.
-    fn apply_registration(&mut self, reg: Registration) {
+    fn apply_registration(&mut self, reg: impl Into<Arc<Registration>>) {
         use crate::registry::Applied;
+        let reg: Arc<Registration> = reg.into();
         let this = self.this().clone();
         match self.registry.apply(reg.clone()) {
             // (Not when the newcomer is ours too: a game retaken here under a
@@ -831,9 +840,9 @@ impl Control {
                     Some(Phase::Moving { to, .. }) if *to == reg.owner
                 );
                 if moving_there {
-                    self.moved_away(old.id, reg.owner);
+                    self.moved_away(old.id, reg.owner.clone());
                 } else if self.owned.contains_key(&old.id) {
-                    self.lose(old.id, reg)
+                    self.lose(old.id, (*reg).clone())
                 }
             }
             // Who owns a game changed in our view, but its previous owner
@@ -852,7 +861,7 @@ impl Control {
                     &old.owner,
                     Msg::Registered {
                         corr: None,
-                        regs: vec![reg],
+                        regs: vec![(*reg).clone()],
                     },
                 );
             }

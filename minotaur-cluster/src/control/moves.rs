@@ -9,6 +9,7 @@ use super::{Control, Effect, Event, Request};
 use crate::membership::{MemberId, MemberStatus};
 use crate::registry::Registration;
 use minotaur_core::GameId;
+use std::sync::Arc;
 
 /// Games a drain moves at once. Each is unreachable from its release until
 /// its new owner announces it; releasing all at once would make that the
@@ -136,7 +137,7 @@ impl Control {
             owned.phase = Phase::Moving {
                 to: to.clone(),
                 corr,
-                snapshot: snapshot.clone(),
+                snapshot: Box::new(snapshot.clone()),
                 epoch,
             };
         }
@@ -206,7 +207,7 @@ impl Control {
                 corr: c,
                 snapshot,
                 epoch,
-            } if *c == corr => Some((to.clone(), snapshot.clone(), *epoch)),
+            } if *c == corr => Some((to.clone(), (**snapshot).clone(), *epoch)),
             _ => None,
         }
     }
@@ -229,7 +230,7 @@ impl Control {
     /// outranks a copy the target may have started and its backup failed
     /// over.
     fn retake(&mut self, id: GameId, snapshot: Snapshot, epoch: u64) {
-        let reg = self.registration(&snapshot, epoch + 1);
+        let reg = Arc::new(self.registration(&snapshot, epoch + 1));
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
@@ -240,7 +241,7 @@ impl Control {
         if self.owned.contains_key(&id) {
             self.broadcast(Msg::Registered {
                 corr: None,
-                regs: vec![reg],
+                regs: vec![(*reg).clone()],
             });
             self.copy_out(snapshot, CopyReason::Restart, Vec::new());
         }

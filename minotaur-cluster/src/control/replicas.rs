@@ -14,6 +14,7 @@ use crate::membership::MemberId;
 use crate::placement::ranked;
 use minotaur_core::{EngineError, GameId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Members a copy is offered to before giving up.
 const COPY_TRIES: usize = 2;
@@ -69,7 +70,7 @@ impl Control {
         };
         owned.save_waiting = true;
         if owned.copying.is_some() {
-            owned.queued = Some(snapshot);
+            owned.queued = Some(Box::new(snapshot));
             return;
         }
         self.copy_out(snapshot, CopyReason::Save, Vec::new());
@@ -134,7 +135,7 @@ impl Control {
                 continue;
             };
             owned.copying = Some(corr);
-            owned.latest = Some(snapshot.clone());
+            owned.latest = Some(Box::new(snapshot.clone()));
             entries.push((snapshot.id, snapshot.version, reason));
             copies.push((owned.reg.epoch, snapshot));
         }
@@ -187,7 +188,7 @@ impl Control {
             }
             owned.copying = None;
             if let Some(snapshot) = owned.latest.take() {
-                retry.entry(reason).or_default().insert(id, snapshot);
+                retry.entry(reason).or_default().insert(id, *snapshot);
             }
         }
         for (reason, games) in retry {
@@ -205,7 +206,6 @@ impl Control {
         at: Option<MemberId>,
         ok: bool,
     ) {
-        let this = self.this().clone();
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
@@ -226,15 +226,18 @@ impl Control {
         }
         let landed = at.is_some() || ok;
         if landed && version > owned.reg.version {
-            owned.reg.version = version;
+            let mut reg = (*owned.reg).clone();
+            reg.version = version;
+            owned.reg = Arc::new(reg);
         }
+        let reg = owned.reg.clone();
         let queued = owned.queued.take();
         let answer_save = reason == CopyReason::Save && owned.save_waiting && queued.is_none();
         if answer_save {
             owned.save_waiting = false;
         }
         if landed {
-            self.registry.bump_version(id, &this, version);
+            self.registry.bump_version(&reg);
         }
         if let Some(previous) = drop_from {
             self.send(&previous, Msg::DropCopy(id));
@@ -254,7 +257,7 @@ impl Control {
             _ => {}
         }
         if let Some(next) = queued {
-            self.copy_out(next, CopyReason::Save, Vec::new());
+            self.copy_out(*next, CopyReason::Save, Vec::new());
         }
     }
 

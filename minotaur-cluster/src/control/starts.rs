@@ -12,6 +12,7 @@ use crate::placement::ranked;
 use crate::registry::Registration;
 use minotaur_core::{EngineError, GameId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl Control {
     pub(super) fn create(&mut self, call: CallId, snapshot: Snapshot) {
@@ -121,14 +122,14 @@ impl Control {
             match &mut owned.phase {
                 Phase::Starting { waiters, .. } if repeat => waiters.push(waiter),
                 _ if repeat => {
-                    let reg = owned.reg.clone();
+                    let reg = (*owned.reg).clone();
                     self.answer_start(id, waiter, Ok(reg));
                 }
                 _ => self.answer_start(id, waiter, Err(Refusal::AlreadyRunning)),
             }
             return;
         }
-        let reg = self.registration(&snapshot, epoch);
+        let reg = Arc::new(self.registration(&snapshot, epoch));
         self.owned.insert(
             id,
             Owned {
@@ -226,7 +227,7 @@ impl Control {
         for peer in &waiting {
             let msg = Msg::Registered {
                 corr: Some(corr),
-                regs: vec![reg.clone()],
+                regs: vec![(*reg).clone()],
             };
             if !self.send(peer, msg) {
                 self.registered_ack(peer, corr);
@@ -268,7 +269,7 @@ impl Control {
         owned.phase = Phase::Running;
         let reg = owned.reg.clone();
         for waiter in waiters {
-            self.answer_start(id, waiter, Ok(reg.clone()));
+            self.answer_start(id, waiter, Ok((*reg).clone()));
         }
     }
 
@@ -368,7 +369,7 @@ impl Control {
                 self.place_elsewhere(held.snapshot, epoch);
                 continue;
             }
-            let reg = self.registration(&held.snapshot, epoch);
+            let reg = Arc::new(self.registration(&held.snapshot, epoch));
             self.owned.insert(
                 id,
                 Owned {
@@ -384,7 +385,7 @@ impl Control {
             self.effect(Effect::StartSession(held.snapshot.clone()));
             self.apply_registration(reg.clone());
             if self.owned.contains_key(&id) {
-                regs.push(reg);
+                regs.push((*reg).clone());
                 restarts.insert(id, held.snapshot);
             }
         }

@@ -260,3 +260,30 @@ fn a_session_that_comes_up_after_its_game_was_lost_is_stopped() {
     );
     assert!(stopped, "the late session is stopped");
 }
+
+#[test]
+fn a_member_whose_address_refuses_dials_is_down_before_the_grace() {
+    use super::Event;
+    use crate::membership::DownReason;
+    let mut a = control("a");
+    link_to(&mut a, Duration::ZERO, &[(1, "b")]);
+    let ms = Duration::from_millis;
+    a.handle(ms(10), Input::LinkDown { link: 1 });
+    let dialled = effects(&mut a)
+        .into_iter()
+        .any(|e| matches!(e, Effect::Dial { addr } if addr == "addr-b"));
+    assert!(dialled, "a closed link is dialled again at once");
+    let down = |e: &Effect| matches!(e, Effect::Event(Event::MemberDown(m, DownReason::LinkClosed)) if m.name == "b");
+    // A dial that fails otherwise (a refused handshake, a timeout) proves
+    // nothing: the grace is waited out.
+    a.handle(ms(20), Input::Tick);
+    assert!(!effects(&mut a).iter().any(down));
+    a.handle(
+        ms(30),
+        Input::DialRefused {
+            addr: "addr-b".into(),
+        },
+    );
+    assert!(effects(&mut a).iter().any(down), "b counted down at once");
+    assert!(ms(30) < ControlConfig::default().relink_grace);
+}

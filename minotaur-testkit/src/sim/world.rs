@@ -690,7 +690,23 @@ impl World {
     }
 
     fn dial(&mut self, from: &str, to: &str) {
-        if !self.nodes.contains_key(to) || self.blocked(from, to) || self.blocked(to, from) {
+        if !self.nodes.contains_key(to) {
+            // Nothing listens there: the dialler hears so (a stalled or cut
+            // off node's kernel would still accept, or nothing would answer).
+            let inc = self.nodes[from].inc;
+            let input = Input::DialRefused { addr: addr(to) };
+            let d = self.delay();
+            self.at(
+                self.now + d,
+                Event::Local {
+                    node: from.into(),
+                    inc,
+                    input,
+                },
+            );
+            return;
+        }
+        if self.blocked(from, to) || self.blocked(to, from) {
             return;
         }
         self.open_link(from, to);
