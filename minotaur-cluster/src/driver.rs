@@ -24,6 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+/// Sessions started by one call to the host: a failover's thousands go in
+/// several, each answered well within the call timeout.
+const START_CHUNK: usize = 512;
+
 /// What the driver is told.
 pub(crate) enum ToDriver {
     /// A link is authenticated and the peer's router found.
@@ -130,6 +134,8 @@ struct Running {
     next_stats: Duration,
     /// A digest of what the published members and routers were made from.
     shape: u64,
+    /// Sessions to start once the effects at hand are carried out.
+    starting: Vec<Snapshot>,
 }
 
 impl Driver {
@@ -152,6 +158,7 @@ impl Driver {
             drained: false,
             next_stats: Duration::ZERO,
             shape: 0,
+            starting: Vec::new(),
         };
         // The control was built at time zero of this clock.
         self.carry_out(&mut st);
@@ -304,11 +311,43 @@ impl Driver {
         self.carry_out(st);
     }
 
-    /// Carries out every effect the control decided, in order.
+    /// Carries out every effect the control decided, in order; the
+    /// sessions to start go to the host together.
     fn carry_out(&mut self, st: &mut Running) {
         while let Some(effect) = self.control.poll_effect() {
             self.effect(st, effect);
         }
+        if !st.starting.is_empty() {
+            self.start_sessions(std::mem::take(&mut st.starting));
+        }
+    }
+
+    /// Starts sessions from their snapshots, a chunk at a time (each well
+    /// within the host's call timeout), and reports each one started.
+    fn start_sessions(&self, snapshots: Vec<Snapshot>) {
+        let (local, tx) = (self.local.clone(), self.tx.clone());
+        self.tasks.spawn(async move {
+            let mut snapshots = snapshots.into_iter().peekable();
+            while snapshots.peek().is_some() {
+                let mut games = Vec::new();
+                for snapshot in snapshots.by_ref().take(START_CHUNK) {
+                    match codec::decode::<Game>(&snapshot.state) {
+                        Ok(game) => games.push(game),
+                        Err(e) => {
+                            let input = Input::SessionStarted {
+                                id: snapshot.id,
+                                error: Some(EngineError::from(e).to_string()),
+                            };
+                            let _ = tx.send(ToDriver::Input(input));
+                        }
+                    }
+                }
+                for (id, started) in local.start_many_saved(games).await {
+                    let error = started.err().map(|e| e.to_string());
+                    let _ = tx.send(ToDriver::Input(Input::SessionStarted { id, error }));
+                }
+            }
+        });
     }
 
     fn effect(&mut self, st: &mut Running, effect: Effect) {
@@ -353,18 +392,7 @@ impl Driver {
                     transport::close_session(&l.session);
                 }
             }
-            Effect::StartSession(snapshot) => {
-                let (local, tx) = (self.local.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    let id = snapshot.id;
-                    let started = match codec::decode::<Game>(&snapshot.state) {
-                        Ok(game) => local.start_saved(game).await,
-                        Err(e) => Err(e.into()),
-                    };
-                    let error = started.err().map(|e| e.to_string());
-                    let _ = tx.send(ToDriver::Input(Input::SessionStarted { id, error }));
-                });
-            }
+            Effect::StartSession(snapshot) => st.starting.push(snapshot),
             Effect::StopSession { id, reason } => {
                 // The session running now, not one started later.
                 let Some(session) = self.local.sessions().session(id) else {

@@ -7,7 +7,7 @@ use crate::game::Game;
 use crate::ids::{GameId, JoinCode, UserId};
 use crate::session::{GameSession, SessionArgs, SessionMsg, StateSink};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -156,6 +156,12 @@ pub enum HostMsg {
     /// Start a session owning `game`. Fails if the id or join code is
     /// already hosted here.
     Start(Game, RpcReplyPort<Result<(), EngineError>>),
+    /// Start a session for each game, all at once (a failover restarts
+    /// thousands); answered with each game's outcome, in order.
+    StartMany(
+        Vec<Game>,
+        RpcReplyPort<Vec<(GameId, Result<(), EngineError>)>>,
+    ),
 }
 
 impl ractor::Message for HostMsg {}
@@ -190,6 +196,19 @@ impl HostState {
             },
         );
         Ok(())
+    }
+
+    /// Whether `game` may start here: not running already, and its join
+    /// code free where the host polices codes.
+    fn admit(&self, game: &Game) -> Result<(), EngineError> {
+        let sessions = &self.args.sessions;
+        if sessions.session(game.id).is_some() {
+            Err(EngineError::AlreadyRunning(game.id))
+        } else if self.args.unique_join_codes && sessions.by_join_code(&game.join_code).is_some() {
+            Err(EngineError::JoinCodeTaken(game.join_code.clone()))
+        } else {
+            Ok(())
+        }
     }
 
     fn report(&self, id: GameId, join_code: JoinCode, reason: EndReason) {
@@ -227,19 +246,39 @@ impl Actor for SessionHost {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             HostMsg::Start(game, reply) => {
-                let result = {
-                    let sessions = &state.args.sessions;
-                    if sessions.session(game.id).is_some() {
-                        Err(EngineError::AlreadyRunning(game.id))
-                    } else if state.args.unique_join_codes
-                        && sessions.by_join_code(&game.join_code).is_some()
-                    {
-                        Err(EngineError::JoinCodeTaken(game.join_code.clone()))
-                    } else {
-                        state.spawn(&myself, game).await
-                    }
+                let result = match state.admit(&game) {
+                    Ok(()) => state.spawn(&myself, game).await,
+                    Err(e) => Err(e),
                 };
                 let _ = reply.send(result);
+            }
+            HostMsg::StartMany(games, reply) => {
+                let mut results = Vec::with_capacity(games.len());
+                let mut admitted = Vec::new();
+                let mut ids = HashSet::new();
+                let mut codes = HashSet::new();
+                for game in games {
+                    let repeat = !ids.insert(game.id)
+                        || (state.args.unique_join_codes && !codes.insert(game.join_code.clone()));
+                    match state.admit(&game) {
+                        Ok(()) if !repeat => admitted.push(game),
+                        Ok(()) => {
+                            results.push((game.id, Err(EngineError::AlreadyRunning(game.id))))
+                        }
+                        Err(e) => results.push((game.id, Err(e))),
+                    }
+                }
+                // Each spawn waits for its session to start; waiting for
+                // all at once lets them start side by side.
+                let state = &*state;
+                let spawned = futures::future::join_all(admitted.into_iter().map(|game| {
+                    let id = game.id;
+                    let myself = &myself;
+                    async move { (id, state.spawn(myself, game).await) }
+                }))
+                .await;
+                results.extend(spawned);
+                let _ = reply.send(results);
             }
         }
         Ok(())

@@ -110,6 +110,34 @@ impl LocalDirectory {
         }
     }
 
+    /// [`start_saved`](Self::start_saved) for many games at once: their
+    /// sessions start side by side. Returns each game's outcome.
+    pub async fn start_many_saved(
+        &self,
+        games: Vec<Game>,
+    ) -> Vec<(GameId, Result<(), EngineError>)> {
+        let ids: Vec<GameId> = games.iter().map(|g| g.id).collect();
+        let failed = |why: EngineError| {
+            ids.iter()
+                .map(|id| (*id, Err(why.clone())))
+                .collect::<Vec<_>>()
+        };
+        match self
+            .host
+            .call(
+                |reply| HostMsg::StartMany(games, reply),
+                Some(self.call_timeout),
+            )
+            .await
+        {
+            Ok(CallResult::Success(results)) => results,
+            Ok(CallResult::Timeout) => failed(EngineError::Timeout("starting sessions".into())),
+            Ok(CallResult::SenderError) | Err(_) => {
+                failed(EngineError::Unavailable("session host stopped".into()))
+            }
+        }
+    }
+
     /// Stops every session and the host, waiting for them. Afterwards no
     /// session is listed in [`sessions`](Self::sessions).
     pub async fn shutdown(&self) {

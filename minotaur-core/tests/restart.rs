@@ -153,3 +153,42 @@ async fn a_session_crashing_past_the_restart_limit_is_given_up_and_reported() {
         other => panic!("a given-up session still answers: {other:?}"),
     }
 }
+
+/// Sessions started many at once: each game gets its own outcome, a game
+/// already running (or listed twice) is refused and the rest all start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sessions_start_at_once_each_with_its_outcome() {
+    let local = LocalDirectory::start(None).await.expect("host");
+    let game = |i: u32| {
+        Game::new(
+            GameId::random(),
+            format!("M{i:03}").parse().expect("code"),
+            vec![UserId::from("ann"), UserId::from("bob")],
+            GameConfig::default(),
+            minotaur_core::clock::now_ms(),
+        )
+        .expect("game")
+    };
+    let running = game(0);
+    local
+        .start_saved(running.clone())
+        .await
+        .expect("first start");
+    let mut games: Vec<Game> = (1..=300).map(game).collect();
+    let twice = games[7].clone();
+    games.push(twice.clone());
+    games.push(running.clone());
+    let results = local.start_many_saved(games).await;
+    assert_eq!(results.len(), 302);
+    let refused: Vec<GameId> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Err(EngineError::AlreadyRunning(_))))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(refused, vec![twice.id, running.id]);
+    assert!(results
+        .iter()
+        .all(|(id, r)| r.is_ok() || refused.contains(id)));
+    assert_eq!(local.sessions().len(), 301);
+    local.shutdown().await;
+}
