@@ -155,7 +155,7 @@ pub struct HostArgs {
 pub enum HostMsg {
     /// Start a session owning `game`. Fails if the id or join code is
     /// already hosted here.
-    Start(Game, RpcReplyPort<Result<(), EngineError>>),
+    Start(Box<Game>, RpcReplyPort<Result<(), EngineError>>),
     /// Start a session for each game, all at once (a failover restarts
     /// thousands); answered with each game's outcome, in order.
     StartMany(
@@ -247,7 +247,7 @@ impl Actor for SessionHost {
         match message {
             HostMsg::Start(game, reply) => {
                 let result = match state.admit(&game) {
-                    Ok(()) => state.spawn(&myself, game).await,
+                    Ok(()) => state.spawn(&myself, *game).await,
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(result);

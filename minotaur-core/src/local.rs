@@ -99,7 +99,10 @@ impl LocalDirectory {
         let id = game.id;
         match self
             .host
-            .call(|reply| HostMsg::Start(game, reply), Some(self.call_timeout))
+            .call(
+                |reply| HostMsg::Start(Box::new(game), reply),
+                Some(self.call_timeout),
+            )
             .await
         {
             Ok(CallResult::Success(result)) => result,
