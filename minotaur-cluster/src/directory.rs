@@ -89,8 +89,8 @@ impl ClusterDirectory {
         loop {
             let owner = match hint.take() {
                 Some(owner) => owner,
-                None => match plane.registry.lookup(id) {
-                    Some(reg) => reg.owner,
+                None => match plane.registry.owner_of(id) {
+                    Some(owner) => owner,
                     None if plane.view.load().synced => return Err(EngineError::GameNotAlive(id)),
                     None => plane.this.clone(),
                 },

@@ -370,6 +370,12 @@ impl Registry {
         self.read().lookup(id).cloned()
     }
 
+    /// Who hosts game `id`: what routing a command needs, without copying
+    /// the whole registration.
+    pub(crate) fn owner_of(&self, id: GameId) -> Option<MemberId> {
+        self.read().lookup(id).map(|r| r.owner.clone())
+    }
+
     /// The game registered under `code`.
     pub fn by_join_code(&self, code: &JoinCode) -> Option<GameId> {
         self.read().by_join_code(code)

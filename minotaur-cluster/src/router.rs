@@ -88,8 +88,8 @@ impl Route {
     pub(crate) fn into_response(self, plane: &Plane, id: GameId) -> Response {
         match self {
             Route::Done(result) => Response::Command(result),
-            Route::Elsewhere => match plane.registry.lookup(id) {
-                Some(reg) if reg.owner != plane.this => Response::Moved(reg.owner),
+            Route::Elsewhere => match plane.registry.owner_of(id) {
+                Some(owner) if owner != plane.this => Response::Moved(owner),
                 _ => Response::NotHere,
             },
             Route::Retry => Response::NotHere,
@@ -116,8 +116,8 @@ pub(crate) async fn command_here(
             other => return Route::Done(other),
         }
     }
-    match plane.registry.lookup(id) {
-        Some(reg) if reg.owner == plane.this => Route::Retry, // starting, moving or ending
+    match plane.registry.owner_of(id) {
+        Some(owner) if owner == plane.this => Route::Retry, // starting, moving or ending
         Some(_) => Route::Elsewhere,
         None if plane.view.load().synced => Route::Done(Err(EngineError::GameNotAlive(id))),
         None => Route::Retry,
