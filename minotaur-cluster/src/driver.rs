@@ -343,7 +343,13 @@ impl Driver {
                     }
                 }
                 for (id, started) in local.start_many_saved(games).await {
-                    let error = started.err().map(|e| e.to_string());
+                    // A session of the game already running here is what
+                    // the control asked for (a start repeated, or one
+                    // that came up late).
+                    let error = match started {
+                        Ok(()) | Err(EngineError::AlreadyRunning(_)) => None,
+                        Err(e) => Some(e.to_string()),
+                    };
                     let _ = tx.send(ToDriver::Input(Input::SessionStarted { id, error }));
                 }
             }

@@ -70,7 +70,8 @@ pub struct Owned {
     /// Whether its session waits for the outcome of a save.
     pub save_waiting: bool,
     /// The latest state the control saw (a start or a save), kept only
-    /// while a copy of it is in flight or queued.
+    /// while a copy of it is in flight or queued, or while a restarted
+    /// game has no backup yet.
     pub latest: Option<Box<Snapshot>>,
 }
 

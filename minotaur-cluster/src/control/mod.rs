@@ -144,7 +144,8 @@ pub enum Input {
     SessionStarted {
         /// The game.
         id: GameId,
-        /// Why not, if it did not.
+        /// Why not, if it did not. A session of the game that was running
+        /// here already counts as started.
         error: Option<String>,
     },
     /// A session asked for with [`Effect::ReleaseSession`] stopped and

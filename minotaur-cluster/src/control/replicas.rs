@@ -109,6 +109,7 @@ impl Control {
                     // Nowhere (else) to copy to.
                     let nobody = tried.is_empty() || self.members.up().len() <= 1;
                     self.copy_settled(id, snapshot.version, reason, None, nobody);
+                    self.keep_uncopied(id, reason, snapshot);
                 }
             }
         }
@@ -196,6 +197,21 @@ impl Control {
         }
     }
 
+    /// A restarted game whose copy found no backup keeps its state here, so
+    /// the sweep can copy it as soon as a member can take it, without
+    /// waiting for its session (which may be slow to start, and would be
+    /// asked to save in vain meanwhile).
+    fn keep_uncopied(&mut self, id: GameId, reason: CopyReason, snapshot: Snapshot) {
+        if reason != CopyReason::Restart {
+            return;
+        }
+        if let Some(owned) = self.owned.get_mut(&id) {
+            if owned.backup.is_none() && owned.copying.is_none() {
+                owned.latest = Some(Box::new(snapshot));
+            }
+        }
+    }
+
     /// A game's copy landed on `at`, or could not be placed (`at` none;
     /// `ok` when there was nowhere to place it, which is no failure).
     fn copy_settled(
@@ -210,7 +226,9 @@ impl Control {
             return;
         };
         owned.copying = None;
-        owned.latest = None;
+        if at.is_some() || reason != CopyReason::Restart {
+            owned.latest = None;
+        }
         let mut drop_from = None;
         match &at {
             Some(at) => {
@@ -300,8 +318,17 @@ impl Control {
             })
             .map(|(id, _)| *id)
             .collect();
+        let mut kept = BTreeMap::new();
         for id in stale {
-            self.effect(Effect::Resave(id));
+            match self.owned.get_mut(&id).and_then(|o| o.latest.take()) {
+                Some(snapshot) => {
+                    kept.insert(id, *snapshot);
+                }
+                None => self.effect(Effect::Resave(id)),
+            }
+        }
+        if !kept.is_empty() {
+            self.copy_many(kept, CopyReason::Restart, Vec::new());
         }
     }
 

@@ -45,6 +45,12 @@ pub(super) enum Event {
         node: String,
         inc: u64,
     },
+    /// A session asked for by node `node` (incarnation `inc`) comes up.
+    SessionUp {
+        node: String,
+        inc: u64,
+        snapshot: Snapshot,
+    },
     /// A node-local input (session callbacks), for node `node` incarnation `inc`.
     Local {
         node: String,
@@ -257,6 +263,15 @@ impl World {
                     self.input(&node, Input::Tick);
                 }
             }
+            Event::SessionUp {
+                node,
+                inc,
+                snapshot,
+            } => {
+                if self.nodes.get(&node).is_some_and(|n| n.inc == inc) {
+                    self.session_up(&node, snapshot);
+                }
+            }
             Event::Local { node, inc, input } => {
                 if self.nodes.get(&node).is_some_and(|n| n.inc == inc) {
                     self.input(&node, input);
@@ -321,6 +336,31 @@ impl World {
         }
     }
 
+    fn session_up(&mut self, node: &str, snapshot: Snapshot) {
+        let id = snapshot.id;
+        let n = self.nodes.get_mut(node).expect("node");
+        let error = match n.sessions.entry(id) {
+            // One running already (an earlier start came up first) is the
+            // session asked for: the driver reports it started.
+            std::collections::btree_map::Entry::Occupied(_) => None,
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let ops = decode_ops(&snapshot.state);
+                slot.insert(Session {
+                    snapshot,
+                    ops,
+                    saving: None,
+                    queue: VecDeque::new(),
+                    resave: false,
+                    releasing: false,
+                });
+                None
+            }
+        };
+        self.trace
+            .line(self.now, node, || format!("session {id} up"));
+        self.input(node, Input::SessionStarted { id, error });
+    }
+
     fn input(&mut self, node: &str, input: Input) {
         let now = self.now;
         let Some(n) = self.nodes.get_mut(node) else {
@@ -368,34 +408,19 @@ impl World {
             }
             Effect::CloseLink { link } => self.close_link(link),
             Effect::StartSession(snapshot) => {
-                let id = snapshot.id;
-                let error = {
-                    let n = self.nodes.get_mut(node).expect("node");
-                    match n.sessions.entry(id) {
-                        std::collections::btree_map::Entry::Occupied(_) => {
-                            Some("already running".to_string())
-                        }
-                        std::collections::btree_map::Entry::Vacant(slot) => {
-                            let ops = decode_ops(&snapshot.state);
-                            slot.insert(Session {
-                                snapshot,
-                                ops,
-                                saving: None,
-                                queue: VecDeque::new(),
-                                resave: false,
-                                releasing: false,
-                            });
-                            None
-                        }
-                    }
+                // Most sessions start at once; now and then a busy host
+                // starts one late, after its game may have moved on.
+                let delay = if self.rng.random_ratio(1, 16) {
+                    Duration::from_millis(self.rng.random_range(50..=1500))
+                } else {
+                    MS
                 };
-                let input = Input::SessionStarted { id, error };
                 self.at(
-                    self.now + MS,
-                    Event::Local {
+                    self.now + delay,
+                    Event::SessionUp {
                         node: node.into(),
                         inc,
-                        input,
+                        snapshot,
                     },
                 );
             }
