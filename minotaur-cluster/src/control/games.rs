@@ -69,6 +69,10 @@ pub struct Owned {
     pub queued: Option<Box<Snapshot>>,
     /// Whether its session waits for the outcome of a save.
     pub save_waiting: bool,
+    /// Whether its session reported it started (a game restarted here
+    /// runs at once, but its session may come up late: it is not asked to
+    /// hand its state over before).
+    pub up: bool,
     /// The latest state the control saw (a start or a save), kept only
     /// while a copy of it is in flight or queued, or while a restarted
     /// game has no backup yet.

@@ -67,7 +67,12 @@ impl Control {
             let Some(id) = self.drain_queue.pop_front() else {
                 break;
             };
-            if matches!(self.owned.get(&id).map(|o| &o.phase), Some(Phase::Running)) {
+            // A session not up yet is asked again at the next round.
+            let ready = self
+                .owned
+                .get(&id)
+                .is_some_and(|o| o.up && matches!(o.phase, Phase::Running));
+            if ready {
                 self.draining.insert(id);
                 self.release(id);
             }
@@ -80,7 +85,7 @@ impl Control {
         let moving: Vec<GameId> = self
             .owned
             .iter()
-            .filter(|(_, o)| matches!(o.phase, Phase::Running))
+            .filter(|(_, o)| o.up && matches!(o.phase, Phase::Running))
             .filter(|(id, _)| {
                 &self.config.placement.place(**id, &candidates, self.this()) != self.this()
             })
@@ -235,6 +240,7 @@ impl Control {
             return;
         };
         owned.phase = Phase::Running;
+        owned.up = false;
         owned.reg = reg.clone();
         self.effect(Effect::StartSession(snapshot.clone()));
         self.apply_registration(reg.clone());

@@ -206,7 +206,10 @@ impl Control {
             return;
         }
         if let Some(owned) = self.owned.get_mut(&id) {
-            if owned.backup.is_none() && owned.copying.is_none() {
+            // Not if its session saved a newer state meanwhile (settling
+            // this copy sends the save that waited for it).
+            let current = snapshot.version >= owned.reg.version;
+            if current && owned.backup.is_none() && owned.copying.is_none() {
                 owned.latest = Some(Box::new(snapshot));
             }
         }

@@ -144,6 +144,7 @@ impl Control {
                 copying: None,
                 queued: None,
                 save_waiting: false,
+                up: false,
                 latest: None,
             },
         );
@@ -155,12 +156,13 @@ impl Control {
         if let Some(error) = error {
             return self.session_gone(id, Refusal::SessionFailed(error));
         }
-        if !self.owned.contains_key(&id) {
+        let Some(owned) = self.owned.get_mut(&id) else {
             return self.effect(Effect::StopSession {
                 id,
                 reason: StopReason::NotOwned,
             });
-        }
+        };
+        owned.up = true;
         if let Some(Owned {
             phase: Phase::Starting { session_up, .. },
             ..
@@ -379,6 +381,7 @@ impl Control {
                     copying: None,
                     queued: None,
                     save_waiting: false,
+                    up: false,
                     latest: None,
                 },
             );

@@ -454,7 +454,12 @@ impl World {
                     self.pump(node, id);
                 }
             }
-            Effect::Saved { id, result } => self.saved(node, id, result.is_ok()),
+            Effect::Saved { id, result } => {
+                let ok = result.is_ok();
+                self.trace
+                    .line(self.now, node, || format!("saved {id} ok={ok}"));
+                self.saved(node, id, ok)
+            }
             Effect::Fetched { .. } => {}
             Effect::Reply { call, result } => {
                 if let Ok(reg) = result {
@@ -544,6 +549,9 @@ impl World {
         } else {
             return;
         };
+        let (sid, sv) = (snapshot.id, snapshot.version);
+        self.trace
+            .line(self.now, node, || format!("save {sid} v{sv}"));
         self.input(node, Input::Save(snapshot));
     }
 
