@@ -65,6 +65,8 @@ pub(crate) enum ToDriver {
     Sessions(Vec<ActorRef<NodeSessionMessage>>),
     /// Say goodbye to every peer; answered once the goodbyes are sent.
     Depart(oneshot::Sender<()>),
+    /// A session asked to stop has stopped (or was gone).
+    Stopped(GameId),
 }
 
 /// What the data plane reads, published by the driver.
@@ -136,6 +138,13 @@ struct Running {
     shape: u64,
     /// Sessions to start once the effects at hand are carried out.
     starting: Vec<Snapshot>,
+    /// Games whose session is being stopped, with how many stops are in
+    /// flight for each.
+    stopping: HashMap<GameId, u32>,
+    /// Starts that wait for a stop of the same game: the host would find
+    /// the old session still running and start nothing, and the old one
+    /// would then go.
+    deferred: HashMap<GameId, Snapshot>,
 }
 
 impl Driver {
@@ -159,6 +168,8 @@ impl Driver {
             next_stats: Duration::ZERO,
             shape: 0,
             starting: Vec::new(),
+            stopping: HashMap::new(),
+            deferred: HashMap::new(),
         };
         // The control was built at time zero of this clock.
         self.carry_out(&mut st);
@@ -302,6 +313,17 @@ impl Driver {
                 }
                 st.unready = still;
             }
+            ToDriver::Stopped(id) => {
+                if let Some(n) = st.stopping.get_mut(&id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        st.stopping.remove(&id);
+                        if let Some(snapshot) = st.deferred.remove(&id) {
+                            st.starting.push(snapshot);
+                        }
+                    }
+                }
+            }
             ToDriver::Depart(done) => {
                 self.control.handle(now, Input::Depart);
                 self.carry_out(st);
@@ -318,7 +340,15 @@ impl Driver {
             self.effect(st, effect);
         }
         if !st.starting.is_empty() {
-            self.start_sessions(std::mem::take(&mut st.starting));
+            let (wait, now): (Vec<Snapshot>, Vec<Snapshot>) = std::mem::take(&mut st.starting)
+                .into_iter()
+                .partition(|s| st.stopping.contains_key(&s.id));
+            for snapshot in wait {
+                st.deferred.insert(snapshot.id, snapshot);
+            }
+            if !now.is_empty() {
+                self.start_sessions(now);
+            }
         }
     }
 
@@ -404,10 +434,26 @@ impl Driver {
                 let Some(session) = self.local.sessions().session(id) else {
                     return;
                 };
-                let (local, events, this) =
-                    (self.local.clone(), self.events.clone(), self.this.clone());
+                *st.stopping.entry(id).or_default() += 1;
+                let (local, events, this, tx) = (
+                    self.local.clone(),
+                    self.events.clone(),
+                    self.this.clone(),
+                    self.tx.clone(),
+                );
                 self.tasks.spawn(async move {
                     let state = local.release_session(id, &session).await;
+                    // Gone from the host's table too (it forgets a session
+                    // when it hears of its exit), before a start may follow.
+                    let _ = session.get_cell().wait(Some(Duration::from_secs(5))).await;
+                    for _ in 0..200 {
+                        let listed = local.sessions().session(id);
+                        if listed.is_none_or(|s| s.get_id() != session.get_id()) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    let _ = tx.send(ToDriver::Stopped(id));
                     if let (StopReason::ConflictLost { winner }, Ok(Some(state))) = (reason, state)
                     {
                         tracing::warn!(game = %id, winner = %winner.owner, "registry conflict lost; stopping our copy");
