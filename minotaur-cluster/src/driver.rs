@@ -28,6 +28,20 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// several, each answered well within the call timeout.
 const START_CHUNK: usize = 512;
 
+/// Waits until `session` of game `id` has exited and the session host has
+/// forgotten it (it does when it hears of the exit), so that a start of the
+/// same game that follows is not refused as already running.
+async fn gone(local: &LocalDirectory, id: GameId, session: &ActorRef<SessionMsg>) {
+    let _ = session.get_cell().wait(Some(Duration::from_secs(5))).await;
+    for _ in 0..200 {
+        let listed = local.sessions().session(id);
+        if listed.is_none_or(|s| s.get_id() != session.get_id()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// What the driver is told.
 pub(crate) enum ToDriver {
     /// A link is authenticated and the peer's router found.
@@ -443,16 +457,7 @@ impl Driver {
                 );
                 self.tasks.spawn(async move {
                     let state = local.release_session(id, &session).await;
-                    // Gone from the host's table too (it forgets a session
-                    // when it hears of its exit), before a start may follow.
-                    let _ = session.get_cell().wait(Some(Duration::from_secs(5))).await;
-                    for _ in 0..200 {
-                        let listed = local.sessions().session(id);
-                        if listed.is_none_or(|s| s.get_id() != session.get_id()) {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
+                    gone(&local, id, &session).await;
                     let _ = tx.send(ToDriver::Stopped(id));
                     if let (StopReason::ConflictLost { winner }, Ok(Some(state))) = (reason, state)
                     {
@@ -467,12 +472,23 @@ impl Driver {
                 });
             }
             Effect::ReleaseSession(id) => {
-                let (local, tx) = (self.local.clone(), self.tx.clone());
+                let tx = self.tx.clone();
+                let Some(session) = self.local.sessions().session(id) else {
+                    let input = Input::SessionReleased { id, snapshot: None };
+                    let _ = tx.send(ToDriver::Input(input));
+                    return;
+                };
+                // A game released may come straight back (a failed move is
+                // retaken here): counted as stopping, like a stop.
+                *st.stopping.entry(id).or_default() += 1;
+                let local = self.local.clone();
                 self.tasks.spawn(async move {
-                    let snapshot = match local.release(id).await {
+                    let snapshot = match local.release_session(id, &session).await {
                         Ok(Some(game)) => snapshot_of(&game).ok(),
                         _ => None,
                     };
+                    gone(&local, id, &session).await;
+                    let _ = tx.send(ToDriver::Stopped(id));
                     let _ = tx.send(ToDriver::Input(Input::SessionReleased { id, snapshot }));
                 });
             }
