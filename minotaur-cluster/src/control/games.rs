@@ -22,13 +22,12 @@ pub enum Waiter {
 /// Where an owned game is in its life here.
 #[derive(Debug, Clone)]
 pub enum Phase {
-    /// Its session is starting and its first copy is being placed; the
-    /// waiters are answered once both are done and peers know of it.
+    /// Its session is starting (until [`Owned::up`]) and its first copy is
+    /// being placed; the waiters are answered once both are done and peers
+    /// know of it.
     Starting {
         /// Who is told the outcome.
         waiters: Vec<Waiter>,
-        /// Whether the session runs.
-        session_up: bool,
         /// Whether the first copy was placed (`Some(false)`: it failed).
         copied: Option<bool>,
         /// Set while peers acknowledge the registration.

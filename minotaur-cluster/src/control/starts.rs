@@ -136,7 +136,6 @@ impl Control {
                 reg,
                 phase: Phase::Starting {
                     waiters: vec![waiter],
-                    session_up: false,
                     copied: None,
                     announcing: None,
                 },
@@ -163,12 +162,7 @@ impl Control {
             });
         };
         owned.up = true;
-        if let Some(Owned {
-            phase: Phase::Starting { session_up, .. },
-            ..
-        }) = self.owned.get_mut(&id)
-        {
-            *session_up = true;
+        if matches!(owned.phase, Phase::Starting { .. }) {
             self.check_started(id);
         }
     }
@@ -191,8 +185,10 @@ impl Control {
         let Some(owned) = self.owned.get(&id) else {
             return;
         };
+        if !owned.up {
+            return;
+        }
         let Phase::Starting {
-            session_up: true,
             copied: Some(copied),
             announcing: None,
             ..
