@@ -81,6 +81,11 @@ pub(crate) enum ToDriver {
     Depart(oneshot::Sender<()>),
     /// A session asked to stop has stopped (or was gone).
     Stopped(GameId),
+    /// Describe everything this node knows of a game (for diagnosis).
+    Explain {
+        id: GameId,
+        reply: oneshot::Sender<String>,
+    },
 }
 
 /// What the data plane reads, published by the driver.
@@ -110,6 +115,23 @@ pub(crate) fn snapshot_of(game: &Game) -> Result<Snapshot, EngineError> {
         active: game.is_active(),
         state: codec::encode(game)?,
     })
+}
+
+fn phase_name(phase: &crate::control::Phase) -> String {
+    use crate::control::Phase;
+    match phase {
+        Phase::Starting {
+            waiters,
+            copied,
+            announcing,
+        } => format!(
+            "Starting(waiters {}, copied {copied:?}, announcing {announcing:?})",
+            waiters.len()
+        ),
+        Phase::Running => "Running".into(),
+        Phase::Releasing => "Releasing".into(),
+        Phase::Moving { to, epoch, .. } => format!("Moving(to {to}, epoch {epoch})"),
+    }
 }
 
 /// Everything the driver task owns.
@@ -338,6 +360,9 @@ impl Driver {
                     }
                 }
             }
+            ToDriver::Explain { id, reply } => {
+                let _ = reply.send(self.explain(st, id));
+            }
             ToDriver::Depart(done) => {
                 self.control.handle(now, Input::Depart);
                 self.carry_out(st);
@@ -550,6 +575,42 @@ impl Driver {
                 let _ = self.events.send(event);
             }
         }
+    }
+
+    /// Everything this node knows of game `id`, in one line per part.
+    fn explain(&self, st: &Running, id: GameId) -> String {
+        let mut out = format!(
+            "{}: registry {:?}\n",
+            self.this,
+            self.control.registry().lookup(id)
+        );
+        match self.control.owned().get(&id) {
+            Some(o) => out += &format!(
+                "  owned: phase {:?} up {} backup {:?} copying {:?} queued {:?} latest {:?}\n",
+                phase_name(&o.phase),
+                o.up,
+                o.backup,
+                o.copying,
+                o.queued.as_ref().map(|s| s.version),
+                o.latest.as_ref().map(|s| s.version)
+            ),
+            None => out += "  not owned\n",
+        }
+        for (_, owner, held) in self.control.copies().filter(|(g, _, _)| **g == id) {
+            out += &format!(
+                "  copy of {owner}: epoch {} version {}\n",
+                held.epoch, held.snapshot.version
+            );
+        }
+        out += &format!(
+            "  moved to {:?}; session {:?}; stopping {:?}; deferred {:?}; starting {}\n",
+            self.control.moved_to(id),
+            self.local.sessions().session(id).map(|s| s.get_id()),
+            st.stopping.get(&id),
+            st.deferred.get(&id).map(|s| s.version),
+            st.starting.iter().any(|s| s.id == id)
+        );
+        out
     }
 
     /// Publishes what the data plane reads. The registry goes out every

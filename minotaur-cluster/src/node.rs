@@ -179,6 +179,23 @@ impl Node {
         self.plane.view.load().unreplicated
     }
 
+    /// Everything this node's control plane knows of game `id` (its
+    /// registration, whether it owns it and in which phase, copies held,
+    /// sessions starting or stopping), as text for a person diagnosing a
+    /// failed test. Empty once the node has stopped.
+    pub async fn explain(&self, id: GameId) -> String {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self
+            .plane
+            .driver
+            .send(crate::driver::ToDriver::Explain { id, reply })
+            .is_err()
+        {
+            return String::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
     /// The ractor_cluster server of this node (for custom transports).
     pub fn node_server(&self) -> &ActorRef<NodeServerMessage> {
         &self.plane.server

@@ -802,14 +802,41 @@ async fn settle(cluster: &TestCluster, timeout: Duration) -> Result<Duration, St
         .await_full_membership()
         .await
         .map_err(|e| e.to_string())?;
-    cluster
+    let settled = cluster
         .eventually("the cluster to settle", timeout, || {
             let seen = quiet(cluster);
             async move { seen }
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string());
+    if let Err(e) = settled {
+        return Err(format!("{e}\n{}", explain_unsettled(cluster).await));
+    }
     Ok(started.elapsed())
+}
+
+/// What every node knows of the games registered but not hosted, or
+/// hosted but not registered (at most a few), for the failure message.
+async fn explain_unsettled(cluster: &TestCluster) -> String {
+    let nodes: Vec<Arc<Node>> = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| cluster.node(n).ok())
+        .collect();
+    let hosted: HashSet<GameId> = nodes.iter().flat_map(|n| n.hosted()).collect();
+    let mut odd: BTreeSet<GameId> = BTreeSet::new();
+    for node in &nodes {
+        let regs: HashSet<GameId> = node.registry().all().iter().map(|r| r.id).collect();
+        odd.extend(regs.symmetric_difference(&hosted).copied());
+    }
+    let mut out = String::new();
+    for id in odd.into_iter().take(3) {
+        out += &format!("game {id}:\n");
+        for node in &nodes {
+            out += &node.explain(id).await;
+        }
+    }
+    out
 }
 
 fn quiet(cluster: &TestCluster) -> Result<(), String> {
