@@ -585,15 +585,17 @@ impl Driver {
             self.control.registry().lookup(id)
         );
         match self.control.owned().get(&id) {
-            Some(o) => out += &format!(
-                "  owned: phase {:?} up {} backup {:?} copying {:?} queued {:?} latest {:?}\n",
-                phase_name(&o.phase),
-                o.up,
-                o.backup,
-                o.copying,
-                o.queued.as_ref().map(|s| s.version),
-                o.latest.as_ref().map(|s| s.version)
-            ),
+            Some(o) => {
+                out += &format!(
+                    "  owned: phase {:?} up {} backup {:?} copying {:?} queued {:?} latest {:?}\n",
+                    phase_name(&o.phase),
+                    o.up,
+                    o.backup,
+                    o.copying,
+                    o.queued.as_ref().map(|s| s.version),
+                    o.latest.as_ref().map(|s| s.version)
+                )
+            }
             None => out += "  not owned\n",
         }
         for (_, owner, held) in self.control.copies().filter(|(g, _, _)| **g == id) {
