@@ -28,19 +28,17 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// several, each answered well within the call timeout.
 const START_CHUNK: usize = 512;
 
-/// Waits until `session` of game `id` has exited and the session host has
-/// forgotten it (it does when it hears of the exit), so that a start of the
-/// same game that follows is not refused as already running.
-async fn gone(local: &LocalDirectory, id: GameId, session: &ActorRef<SessionMsg>) {
-    let _ = session.get_cell().wait(Some(Duration::from_secs(5))).await;
-    for _ in 0..200 {
-        let listed = local.sessions().session(id);
-        if listed.is_none_or(|s| s.get_id() != session.get_id()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// Waits until `session` has exited and the session host has forgotten it
+/// (it does when it hears of the exit), so that a start of the same game
+/// that follows is not refused as already running.
+async fn gone(local: &LocalDirectory, session: &ActorRef<SessionMsg>) {
+    if !local.sessions().wait_gone(session, GONE_WAIT).await {
+        tracing::warn!(actor = %session.get_id(), "a stopped session is still listed after {GONE_WAIT:?}");
     }
 }
+
+/// How long a stop waits for its session to be gone.
+const GONE_WAIT: Duration = Duration::from_secs(6);
 
 /// What the driver is told.
 pub(crate) enum ToDriver {
@@ -482,7 +480,7 @@ impl Driver {
                 );
                 self.tasks.spawn(async move {
                     let state = local.release_session(id, &session).await;
-                    gone(&local, id, &session).await;
+                    gone(&local, &session).await;
                     let _ = tx.send(ToDriver::Stopped(id));
                     if let (StopReason::ConflictLost { winner }, Ok(Some(state))) = (reason, state)
                     {
@@ -512,7 +510,7 @@ impl Driver {
                         Ok(Some(game)) => snapshot_of(&game).ok(),
                         _ => None,
                     };
-                    gone(&local, id, &session).await;
+                    gone(&local, &session).await;
                     let _ = tx.send(ToDriver::Stopped(id));
                     let _ = tx.send(ToDriver::Input(Input::SessionReleased { id, snapshot }));
                 });
@@ -619,6 +617,11 @@ impl Driver {
     /// time (a persistent map: publishing it copies nothing); the members
     /// and their routers only when they changed, the counts every 50 ms.
     fn publish(&mut self, st: &mut Running) {
+        self.publish_view(st);
+        self.registry.published();
+    }
+
+    fn publish_view(&mut self, st: &mut Running) {
         self.registry.replace(self.control.registry().clone());
         let members = self.control.members();
         let shape = {

@@ -350,9 +350,22 @@ impl Table {
 /// Read-only: only the node's control changes the registry, and it
 /// publishes each new table whole, so a reader never waits on it and never
 /// sees a change half made.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
     table: Arc<ArcSwap<Table>>,
+    /// Signalled after each publication of the node's view (registry,
+    /// members, links), so a command waiting for its game to reappear
+    /// looks again at once instead of on a timer.
+    published: Arc<tokio::sync::watch::Sender<()>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            table: Arc::default(),
+            published: Arc::new(tokio::sync::watch::Sender::new(())),
+        }
+    }
 }
 
 impl Registry {
@@ -368,6 +381,17 @@ impl Registry {
     /// Where game `id` lives.
     pub fn lookup(&self, id: GameId) -> Option<Registration> {
         self.read().lookup(id).cloned()
+    }
+
+    /// Tells every [`changes`](Self::changes) receiver that the node's
+    /// view was published anew.
+    pub(crate) fn published(&self) {
+        self.published.send_replace(());
+    }
+
+    /// Fires after each publication of the node's view.
+    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.published.subscribe()
     }
 
     /// Who hosts game `id`: what routing a command needs, without copying

@@ -7,9 +7,10 @@ use crate::driver::ToDriver;
 use crate::plane::Plane;
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use minotaur_core::local::{call_session, call_session_write};
-use minotaur_core::{Command, EngineError, GameId, OpId, Reply};
+use minotaur_core::{Command, EngineError, GameId, OpId, Reply, SessionMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The router actor.
 pub(crate) struct Router;
@@ -75,6 +76,11 @@ fn answer(reply: RpcReplyPort<Vec<u8>>, response: Response) {
     }
 }
 
+/// How long a command waits for the session of a game registered here
+/// that is not running yet: well within any caller's timeout, so a caller
+/// on another node hears back and may look again.
+const STARTING_WAIT: Duration = Duration::from_millis(100);
+
 /// What to do next with a command.
 pub(crate) enum Route {
     Done(Result<Reply, EngineError>),
@@ -97,6 +103,31 @@ impl Route {
     }
 }
 
+/// The session of a game registered here that is not running yet: it is
+/// starting (after a failover or a move) or leaving. Waits for it a
+/// little, looking at the registry again whenever it changes, in case the
+/// game went elsewhere.
+async fn starting_session(plane: &Plane, id: GameId) -> Option<ActorRef<SessionMsg>> {
+    let here = || plane.registry.owner_of(id).is_some_and(|o| o == plane.this);
+    let deadline = Instant::now() + STARTING_WAIT;
+    let mut changes = plane.registry.changes();
+    while here() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        changes.borrow_and_update();
+        let up = tokio::select! {
+            up = plane.local.sessions().wait_for(id, left) => up,
+            _ = changes.changed() => plane.local.sessions().session(id),
+        };
+        if up.is_some() {
+            return up;
+        }
+    }
+    None
+}
+
 /// Delivers a command to game `id`'s session if it runs here.
 pub(crate) async fn command_here(
     plane: &Plane,
@@ -104,7 +135,11 @@ pub(crate) async fn command_here(
     command: Command,
     op: Option<OpId>,
 ) -> Route {
-    if let Some(session) = plane.local.sessions().session(id) {
+    let mut session = plane.local.sessions().session(id);
+    if session.is_none() {
+        session = starting_session(plane, id).await;
+    }
+    if let Some(session) = session {
         let timeout = plane.config.call_timeout;
         let result = match op {
             Some(op) => call_session_write(&session, id, op, command, timeout).await,

@@ -9,7 +9,9 @@ use crate::session::{GameSession, SessionArgs, SessionMsg, StateSink};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
 /// One hosted session and the keys it is known by.
 #[derive(Clone)]
@@ -27,6 +29,10 @@ struct Table {
     by_id: HashMap<GameId, Hosted>,
     by_code: HashMap<JoinCode, GameId>,
     by_actor: HashMap<ActorId, GameId>,
+    /// Callers waiting for a game's session to come up.
+    waiting: HashMap<GameId, Vec<oneshot::Sender<()>>>,
+    /// Callers waiting for a session to be gone.
+    leaving: HashMap<ActorId, Vec<oneshot::Sender<()>>>,
 }
 
 /// The sessions a host runs, readable from any task. Only the host writes it.
@@ -49,6 +55,60 @@ impl HostedSessions {
     /// The session of game `id`, if hosted here.
     pub fn session(&self, id: GameId) -> Option<ActorRef<SessionMsg>> {
         self.read().by_id.get(&id).map(|h| h.actor.clone())
+    }
+
+    /// The session of game `id` once it is hosted here, waiting at most
+    /// `timeout` for it to come up: a command for a game that is starting
+    /// here (restarted after a failover, say) is answered the moment its
+    /// session runs. Cancel-safe.
+    pub async fn wait_for(&self, id: GameId, timeout: Duration) -> Option<ActorRef<SessionMsg>> {
+        let mut waiting = {
+            let mut t = self.write();
+            if let Some(h) = t.by_id.get(&id) {
+                return Some(h.actor.clone());
+            }
+            let (tx, rx) = oneshot::channel();
+            t.waiting.entry(id).or_default().push(tx);
+            Waiting {
+                sessions: self,
+                id,
+                up: Some(rx),
+            }
+        };
+        if let Some(up) = waiting.up.as_mut() {
+            let _ = tokio::time::timeout(timeout, up).await;
+        }
+        drop(waiting);
+        self.session(id)
+    }
+
+    /// Waits until `session` is no longer listed (the host forgets a
+    /// session once it has exited), for at most `timeout`; returns whether
+    /// it is gone. A start of the same game that follows is then not
+    /// refused as already running.
+    pub async fn wait_gone(&self, session: &ActorRef<SessionMsg>, timeout: Duration) -> bool {
+        let actor = session.get_id();
+        let gone = {
+            let mut t = self.write();
+            if !t.by_actor.contains_key(&actor) {
+                return true;
+            }
+            let (tx, rx) = oneshot::channel();
+            t.leaving.entry(actor).or_default().push(tx);
+            rx
+        };
+        let gone = matches!(tokio::time::timeout(timeout, gone).await, Ok(Ok(())));
+        if !gone {
+            let mut t = self.write();
+            if let Some(w) = t.leaving.get_mut(&actor) {
+                w.retain(|tx| !tx.is_closed());
+                if w.is_empty() {
+                    t.leaving.remove(&actor);
+                }
+            }
+            return !t.by_actor.contains_key(&actor);
+        }
+        true
     }
 
     /// The hosted game with this join code.
@@ -86,6 +146,9 @@ impl HostedSessions {
         t.by_code.insert(hosted.join_code.clone(), id);
         t.by_actor.insert(hosted.actor.get_id(), id);
         t.by_id.insert(id, hosted);
+        for up in t.waiting.remove(&id).unwrap_or_default() {
+            let _ = up.send(());
+        }
     }
 
     /// Empties the table, returning what it held: once the host stops,
@@ -94,17 +157,48 @@ impl HostedSessions {
         let mut t = self.write();
         t.by_code.clear();
         t.by_actor.clear();
+        t.waiting.clear();
+        for (_, waiting) in t.leaving.drain() {
+            for gone in waiting {
+                let _ = gone.send(());
+            }
+        }
         t.by_id.drain().collect()
     }
 
     fn remove_actor(&self, actor: ActorId) -> Option<(GameId, Hosted)> {
         let mut t = self.write();
+        for gone in t.leaving.remove(&actor).unwrap_or_default() {
+            let _ = gone.send(());
+        }
         let id = t.by_actor.remove(&actor)?;
         let hosted = t.by_id.remove(&id)?;
         if t.by_code.get(&hosted.join_code) == Some(&id) {
             t.by_code.remove(&hosted.join_code);
         }
         Some((id, hosted))
+    }
+}
+
+/// A caller's wait for a session; forgets itself however the wait ends.
+struct Waiting<'a> {
+    sessions: &'a HostedSessions,
+    id: GameId,
+    up: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // Ours is closed once its receiver is gone; so is any other
+        // caller's that gave up.
+        drop(self.up.take());
+        let mut t = self.sessions.write();
+        if let Some(w) = t.waiting.get_mut(&self.id) {
+            w.retain(|tx| !tx.is_closed());
+            if w.is_empty() {
+                t.waiting.remove(&self.id);
+            }
+        }
     }
 }
 

@@ -3,6 +3,11 @@
 //! checks that nothing acknowledged was lost. Run with no arguments for the
 //! default: 3 nodes, 200 games.
 
+// glibc's allocator spends a large share of a failover's time in malloc
+// and free; mimalloc does not (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use minotaur_examples::demo::{self, DemoOptions};
 use minotaur_examples::logging;

@@ -5,6 +5,11 @@
 //! Once started it prints one line to stdout, for scripts and tests:
 //! `minotaur-node ready: name=<name> cluster=<addr> http=<addr or off>`.
 
+// glibc's allocator spends a large share of a failover's time in malloc
+// and free; mimalloc does not (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use minotaur_cluster::{Node, NodeConfig};
 use minotaur_examples::settings::Settings;
 use minotaur_examples::{http, logging};

@@ -373,6 +373,11 @@ pub struct Control {
     ticks: u64,
     now: Time,
     effects: VecDeque<Effect>,
+    /// Registrations to tell each peer, sent together (before anything
+    /// else sent to that peer, and at the latest when the input is
+    /// handled): a split's heal settles thousands of conflicts at once,
+    /// which would otherwise be a message per game and peer.
+    notices: BTreeMap<MemberId, Vec<Registration>>,
 }
 
 /// Ticks between sweeps that re-place backup copies and tell backups what
@@ -412,6 +417,7 @@ impl Control {
             ticks: 0,
             now,
             effects: VecDeque::new(),
+            notices: BTreeMap::new(),
         };
         for seed in control.config.seeds.clone() {
             control.dial(&seed);
@@ -441,6 +447,10 @@ impl Control {
             }
         }
         self.run_timers();
+        let peers: Vec<MemberId> = self.notices.keys().cloned().collect();
+        for peer in peers {
+            self.flush_notices(&peer);
+        }
     }
 
     /// The next effect to carry out, in the order they were decided.
@@ -533,6 +543,11 @@ impl Control {
 
     /// Sends `msg` to `to` if it has a link; returns whether it did.
     fn send(&mut self, to: &MemberId, msg: Msg) -> bool {
+        self.flush_notices(to);
+        self.send_now(to, msg)
+    }
+
+    fn send_now(&mut self, to: &MemberId, msg: Msg) -> bool {
         match self
             .members
             .get(to)
@@ -546,6 +561,35 @@ impl Control {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Tells `to` of `reg`, together with other registrations.
+    fn notify(&mut self, to: &MemberId, reg: Registration) {
+        self.notices.entry(to.clone()).or_default().push(reg);
+    }
+
+    /// Tells every live peer of `reg`, together with other registrations.
+    fn notify_all(&mut self, reg: &Registration) {
+        let peers: Vec<MemberId> = self.members.peers().cloned().collect();
+        for peer in peers {
+            self.notify(&peer, reg.clone());
+        }
+    }
+
+    /// Sends what is waiting to be told to `to`, a batch per message.
+    fn flush_notices(&mut self, to: &MemberId) {
+        let Some(regs) = self.notices.remove(to) else {
+            return;
+        };
+        for chunk in regs.chunks(self.config.batch.max(1)) {
+            self.send_now(
+                to,
+                Msg::Registered {
+                    corr: None,
+                    regs: chunk.to_vec(),
+                },
+            );
         }
     }
 
@@ -858,13 +902,7 @@ impl Control {
                     && old.owner != reg.owner
                     && self.members.is_live(&old.owner) =>
             {
-                self.send(
-                    &old.owner,
-                    Msg::Registered {
-                        corr: None,
-                        regs: vec![(*reg).clone()],
-                    },
-                );
+                self.notify(&old.owner, (*reg).clone());
             }
             // Our own registration lost to one that outranks it.
             Applied::Rejected(kept) if reg.owner == this && kept.owner != this => {
@@ -877,10 +915,7 @@ impl Control {
                     winner: kept.owner.clone(),
                     loser: reg.owner.clone(),
                 });
-                self.broadcast(Msg::Registered {
-                    corr: None,
-                    regs: vec![kept],
-                });
+                self.notify_all(&kept);
             }
             _ => {}
         }
@@ -890,10 +925,7 @@ impl Control {
     /// nothing more from now on.
     fn lose(&mut self, id: GameId, winner: Registration) {
         // A peer that still has our registration cannot know it lost.
-        self.broadcast(Msg::Registered {
-            corr: None,
-            regs: vec![winner.clone()],
-        });
+        self.notify_all(&winner);
         let Some(owned) = self.owned.remove(&id) else {
             return;
         };

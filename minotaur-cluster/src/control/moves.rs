@@ -245,10 +245,7 @@ impl Control {
         self.effect(Effect::StartSession(snapshot.clone()));
         self.apply_registration(reg.clone());
         if self.owned.contains_key(&id) {
-            self.broadcast(Msg::Registered {
-                corr: None,
-                regs: vec![(*reg).clone()],
-            });
+            self.notify_all(&reg);
             self.copy_out(snapshot, CopyReason::Restart, Vec::new());
         }
         self.drain_progress();

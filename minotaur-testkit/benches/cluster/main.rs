@@ -19,6 +19,10 @@
 //! `rtt` (1, 2, 9), `load` (3, 4), `faults` (5, 6), `start` (7),
 //! `memory` (8).
 
+// The allocator the shipped binaries use, for the baselines as for Minotaur.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bare;
 mod common;
 mod faults;
