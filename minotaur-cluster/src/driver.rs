@@ -6,6 +6,7 @@
 //! peers' routers, the registry) for readers that never wait on it.
 
 use crate::config::NodeConfig;
+use crate::control::hosting::Hosting;
 use crate::control::wire::{Msg, Snapshot};
 use crate::control::{Control, Effect, Event, Input, LinkId, StopReason};
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
@@ -172,13 +173,8 @@ struct Running {
     shape: u64,
     /// Sessions to start once the effects at hand are carried out.
     starting: Vec<Snapshot>,
-    /// Games whose session is being stopped, with how many stops are in
-    /// flight for each.
-    stopping: HashMap<GameId, u32>,
-    /// Starts that wait for a stop of the same game: the host would find
-    /// the old session still running and start nothing, and the old one
-    /// would then go.
-    deferred: HashMap<GameId, Snapshot>,
+    /// Stops in flight, and the starts that wait for them.
+    hosting: Hosting,
 }
 
 impl Driver {
@@ -202,8 +198,7 @@ impl Driver {
             next_stats: Duration::ZERO,
             shape: 0,
             starting: Vec::new(),
-            stopping: HashMap::new(),
-            deferred: HashMap::new(),
+            hosting: Hosting::default(),
         };
         // The control was built at time zero of this clock.
         self.carry_out(&mut st);
@@ -348,14 +343,8 @@ impl Driver {
                 st.unready = still;
             }
             ToDriver::Stopped(id) => {
-                if let Some(n) = st.stopping.get_mut(&id) {
-                    *n -= 1;
-                    if *n == 0 {
-                        st.stopping.remove(&id);
-                        if let Some(snapshot) = st.deferred.remove(&id) {
-                            st.starting.push(snapshot);
-                        }
-                    }
+                if let Some(snapshot) = st.hosting.stopped(id) {
+                    self.start_sessions(vec![snapshot]);
                 }
             }
             ToDriver::Explain { id, reply } => {
@@ -376,16 +365,13 @@ impl Driver {
         while let Some(effect) = self.control.poll_effect() {
             self.effect(st, effect);
         }
-        if !st.starting.is_empty() {
-            let (wait, now): (Vec<Snapshot>, Vec<Snapshot>) = std::mem::take(&mut st.starting)
-                .into_iter()
-                .partition(|s| st.stopping.contains_key(&s.id));
-            for snapshot in wait {
-                st.deferred.insert(snapshot.id, snapshot);
-            }
-            if !now.is_empty() {
-                self.start_sessions(now);
-            }
+        // Only now, so that a start also waits for a stop decided after it.
+        let starting: Vec<Snapshot> = std::mem::take(&mut st.starting)
+            .into_iter()
+            .filter_map(|s| st.hosting.start(s))
+            .collect();
+        if !starting.is_empty() {
+            self.start_sessions(starting);
         }
     }
 
@@ -471,7 +457,7 @@ impl Driver {
                 let Some(session) = self.local.sessions().session(id) else {
                     return;
                 };
-                *st.stopping.entry(id).or_default() += 1;
+                st.hosting.stop_begins(id);
                 let (local, events, this, tx) = (
                     self.local.clone(),
                     self.events.clone(),
@@ -503,7 +489,7 @@ impl Driver {
                 };
                 // A game released may come straight back (a failed move is
                 // retaken here): counted as stopping, like a stop.
-                *st.stopping.entry(id).or_default() += 1;
+                st.hosting.stop_begins(id);
                 let local = self.local.clone();
                 self.tasks.spawn(async move {
                     let snapshot = match local.release_session(id, &session).await {
@@ -603,11 +589,10 @@ impl Driver {
             );
         }
         out += &format!(
-            "  moved to {:?}; session {:?}; stopping {:?}; deferred {:?}; starting {}\n",
+            "  moved to {:?}; session {:?}; stops in flight, start waiting {:?}; starting {}\n",
             self.control.moved_to(id),
             self.local.sessions().session(id).map(|s| s.get_id()),
-            st.stopping.get(&id),
-            st.deferred.get(&id).map(|s| s.version),
+            st.hosting.state_of(id),
             st.starting.iter().any(|s| s.id == id)
         );
         out

@@ -21,6 +21,7 @@
 //! ```
 
 mod games;
+pub mod hosting;
 mod join;
 mod members;
 mod moves;

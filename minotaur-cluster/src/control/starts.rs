@@ -354,15 +354,15 @@ impl Control {
         let mut regs = Vec::new();
         for held in self.copies.take_owned_by(down) {
             let id = held.snapshot.id;
-            let current = self.registry.lookup(id).cloned();
+            let current = self.registry.lookup(id);
             // The game moved on (or is here already): the copy is stale.
-            if current.as_ref().is_some_and(|r| &r.owner != down)
+            if current.is_some_and(|r| &r.owner != down)
                 || self.owned.contains_key(&id)
                 || !held.snapshot.active
             {
                 continue;
             }
-            let epoch = held.epoch.max(current.map(|r| r.epoch).unwrap_or(0)) + 1;
+            let epoch = held.epoch.max(current.map_or(0, |r| r.epoch)) + 1;
             if self.leaving {
                 self.place_elsewhere(held.snapshot, epoch);
                 continue;

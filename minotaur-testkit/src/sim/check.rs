@@ -48,12 +48,13 @@ pub(super) fn mesh_violations(world: &World) -> Vec<String> {
     out
 }
 
-/// At most one session per game: checked while the run goes on, once
-/// membership has been stable for a while.
+/// At most one session per game taking writes (one being stopped takes
+/// none): checked while the run goes on, once membership has been stable
+/// for a while.
 pub(super) fn one_session_per_game(world: &World) -> Vec<String> {
     let mut hosts: BTreeMap<GameId, Vec<&str>> = BTreeMap::new();
     for (name, n) in &world.nodes {
-        for id in n.sessions.keys() {
+        for (id, _) in n.sessions.iter().filter(|(_, s)| s.closing.is_empty()) {
             hosts.entry(*id).or_default().push(name);
         }
     }
@@ -118,7 +119,9 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
     // One owner per game, running its session.
     for (id, (owner, _)) in &registry {
         match nodes.get(owner) {
-            Some(n) if n.sessions.contains_key(id) && n.control.owned().contains_key(id) => {}
+            Some(n)
+                if n.sessions.get(id).is_some_and(|s| s.closing.is_empty())
+                    && n.control.owned().contains_key(id) => {}
             Some(_) => out.push(format!(
                 "game {id} is registered to {} which does not run it",
                 owner.name
@@ -189,6 +192,7 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
         .nodes
         .values()
         .flat_map(|n| n.sessions.iter().map(|(id, s)| (*id, s)))
+        .filter(|(_, s)| s.closing.is_empty())
         .collect();
     for (id, at) in &world.created {
         if covered(*at) && !sessions.contains_key(id) {

@@ -5,6 +5,7 @@
 
 use super::schedule::{Schedule, Step};
 use super::trace::Trace;
+use minotaur_cluster::control::hosting::Hosting;
 use minotaur_cluster::control::wire::{Msg, Snapshot};
 use minotaur_cluster::control::{Control, ControlConfig, Effect, Input, LinkId};
 use minotaur_cluster::MemberId;
@@ -51,6 +52,13 @@ pub(super) enum Event {
         inc: u64,
         snapshot: Snapshot,
     },
+    /// Session `gen` of game `id`, asked to stop, is gone from its host.
+    SessionGone {
+        node: String,
+        inc: u64,
+        id: GameId,
+        gen: u64,
+    },
     /// A node-local input (session callbacks), for node `node` incarnation `inc`.
     Local {
         node: String,
@@ -93,13 +101,23 @@ pub(super) struct Session {
     pub saving: Option<(Option<Write>, Vec<u64>)>,
     pub queue: VecDeque<Write>,
     pub resave: bool,
-    pub releasing: bool,
+    /// Which session of the game this is (a later start makes another).
+    pub gen: u64,
+    /// The stops and releases asked of it, in order (`true`: a release,
+    /// which hands its state back): it takes no more writes, finishes the
+    /// save in flight, and is gone a moment later, still listed meanwhile.
+    pub closing: Vec<bool>,
 }
 
 pub(super) struct Node {
     pub control: Control,
     pub inc: u64,
     pub sessions: BTreeMap<GameId, Session>,
+    /// The driver's stops in flight and the starts waiting for them.
+    pub hosting: Hosting,
+    /// Starts asked for by the effects at hand, started once all are
+    /// carried out (as the driver does).
+    pub starting: Vec<Snapshot>,
     pub wake_at: Option<Duration>,
     pub frozen_until: Option<Duration>,
     pub leaving: bool,
@@ -141,6 +159,7 @@ pub(super) struct World {
     pub ended: bool,
     /// Membership events seen on any node, so far.
     pub membership_changes: u64,
+    next_gen: u64,
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -170,6 +189,7 @@ impl World {
             uncovered: Vec::new(),
             ended: false,
             membership_changes: 0,
+            next_gen: 1,
         }
     }
 
@@ -272,6 +292,11 @@ impl World {
                     self.session_up(&node, snapshot);
                 }
             }
+            Event::SessionGone { node, inc, id, gen } => {
+                if self.nodes.get(&node).is_some_and(|n| n.inc == inc) {
+                    self.session_gone(&node, id, gen);
+                }
+            }
             Event::Local { node, inc, input } => {
                 if self.nodes.get(&node).is_some_and(|n| n.inc == inc) {
                     self.input(&node, input);
@@ -313,6 +338,8 @@ impl World {
                 control,
                 inc,
                 sessions: BTreeMap::new(),
+                hosting: Hosting::default(),
+                starting: Vec::new(),
                 wake_at: None,
                 frozen_until: None,
                 leaving: false,
@@ -351,8 +378,10 @@ impl World {
                     saving: None,
                     queue: VecDeque::new(),
                     resave: false,
-                    releasing: false,
+                    gen: self.next_gen,
+                    closing: Vec::new(),
                 });
+                self.next_gen += 1;
                 None
             }
         };
@@ -384,6 +413,17 @@ impl World {
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };
+        // A start also waits for a stop decided after it, in the same batch.
+        let starting: Vec<Snapshot> = std::mem::take(&mut n.starting)
+            .into_iter()
+            .filter_map(|s| n.hosting.start(s))
+            .collect();
+        for snapshot in starting {
+            self.start_session(node, snapshot);
+        }
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
         let wake = n.control.next_wake().max(self.now + MS);
         if n.wake_at.is_none_or(|w| w > wake) {
             n.wake_at = Some(wake);
@@ -408,43 +448,30 @@ impl World {
             }
             Effect::CloseLink { link } => self.close_link(link),
             Effect::StartSession(snapshot) => {
-                // Most sessions start at once; now and then a busy host
-                // starts one late, after its game may have moved on.
-                let delay = if self.rng.random_ratio(1, 16) {
-                    Duration::from_millis(self.rng.random_range(50..=1500))
-                } else {
-                    MS
-                };
-                self.at(
-                    self.now + delay,
-                    Event::SessionUp {
-                        node: node.into(),
-                        inc,
-                        snapshot,
-                    },
-                );
+                self.nodes
+                    .get_mut(node)
+                    .expect("node")
+                    .starting
+                    .push(snapshot);
             }
             Effect::StopSession { id, .. } => {
                 self.trace
                     .line(self.now, node, || format!("stop session {id}"));
-                self.nodes.get_mut(node).expect("node").sessions.remove(&id);
+                self.close(node, id, false);
             }
             Effect::ReleaseSession(id) => {
-                let n = self.nodes.get_mut(node).expect("node");
-                match n.sessions.get_mut(&id) {
-                    Some(s) if s.saving.is_some() => s.releasing = true,
-                    Some(_) => self.release(node, id),
-                    None => {
-                        let input = Input::SessionReleased { id, snapshot: None };
-                        self.at(
-                            self.now + MS,
-                            Event::Local {
-                                node: node.into(),
-                                inc,
-                                input,
-                            },
-                        );
-                    }
+                self.trace
+                    .line(self.now, node, || format!("release session {id}"));
+                if !self.close(node, id, true) {
+                    let input = Input::SessionReleased { id, snapshot: None };
+                    self.at(
+                        self.now + MS,
+                        Event::Local {
+                            node: node.into(),
+                            inc,
+                            input,
+                        },
+                    );
                 }
             }
             Effect::Resave(id) => {
@@ -492,28 +519,101 @@ impl World {
 
     // ---- sessions ----
 
-    fn release(&mut self, node: &str, id: GameId) {
-        let n = self.nodes.get_mut(node).expect("node");
-        let inc = n.inc;
-        let snapshot = n
-            .sessions
-            .remove(&id)
-            .map(|s| state_of(&s.snapshot, &s.ops));
-        let input = Input::SessionReleased { id, snapshot };
+    /// Starts a session the driver let through: most start at once; now
+    /// and then a busy host starts one late, after its game may have moved
+    /// on.
+    fn start_session(&mut self, node: &str, snapshot: Snapshot) {
+        let inc = self.nodes[node].inc;
+        let delay = self.slow_or(MS);
         self.at(
-            self.now + MS,
-            Event::Local {
+            self.now + delay,
+            Event::SessionUp {
                 node: node.into(),
                 inc,
-                input,
+                snapshot,
             },
         );
+    }
+
+    /// Mostly `usual`; one time in 16, 50 ms to 1.5 s.
+    fn slow_or(&mut self, usual: Duration) -> Duration {
+        if self.rng.random_ratio(1, 16) {
+            Duration::from_millis(self.rng.random_range(50..=1500))
+        } else {
+            usual
+        }
+    }
+
+    /// A stop (or, with `release`, a release) of game `id`'s session, as
+    /// the driver carries it out: nothing if none is listed (returns
+    /// false); otherwise the session takes no more writes, finishes the
+    /// save in flight, and is gone a moment later.
+    fn close(&mut self, node: &str, id: GameId, release: bool) -> bool {
+        let n = self.nodes.get_mut(node).expect("node");
+        let Some(s) = n.sessions.get_mut(&id) else {
+            return false;
+        };
+        n.hosting.stop_begins(id);
+        let first = s.closing.is_empty();
+        s.closing.push(release);
+        let (saving, gen) = (s.saving.is_some(), s.gen);
+        let queued: Vec<Write> = s.queue.drain(..).collect();
+        for write in queued {
+            self.retry(write);
+        }
+        if first && !saving {
+            self.schedule_gone(node, id, gen);
+        }
+        true
+    }
+
+    fn schedule_gone(&mut self, node: &str, id: GameId, gen: u64) {
+        let inc = self.nodes[node].inc;
+        let delay = self.slow_or(MS);
+        self.at(
+            self.now + delay,
+            Event::SessionGone {
+                node: node.into(),
+                inc,
+                id,
+                gen,
+            },
+        );
+    }
+
+    /// A closing session is gone: each stop and release asked of it is
+    /// done (the first release gets its state), in order.
+    fn session_gone(&mut self, node: &str, id: GameId, gen: u64) {
+        let n = self.nodes.get_mut(node).expect("node");
+        if n.sessions.get(&id).is_none_or(|s| s.gen != gen) {
+            return;
+        }
+        let s = n.sessions.remove(&id).expect("listed");
+        self.trace
+            .line(self.now, node, || format!("session {id} gone"));
+        let mut state = Some(state_of(&s.snapshot, &s.ops));
+        for release in s.closing {
+            let n = self.nodes.get_mut(node).expect("node");
+            let start = n.hosting.stopped(id);
+            if let Some(snapshot) = start {
+                self.start_session(node, snapshot);
+            }
+            if release {
+                let snapshot = state.take();
+                self.input(node, Input::SessionReleased { id, snapshot });
+            } else {
+                state = None;
+            }
+            if !self.nodes.contains_key(node) {
+                return;
+            }
+        }
     }
 
     fn session_write(&mut self, node: &str, write: Write) {
         let n = self.nodes.get_mut(node).expect("node");
         match n.sessions.get_mut(&write.game) {
-            Some(s) if !s.releasing => {
+            Some(s) if s.closing.is_empty() => {
                 s.queue.push_back(write);
                 self.pump(node, write.game);
             }
@@ -527,7 +627,7 @@ impl World {
         let Some(s) = n.sessions.get_mut(&id) else {
             return;
         };
-        if s.saving.is_some() || s.releasing {
+        if s.saving.is_some() || !s.closing.is_empty() {
             return;
         }
         let snapshot = if let Some(write) = s.queue.pop_front() {
@@ -566,7 +666,7 @@ impl World {
         if ok {
             s.ops = next;
         }
-        let releasing = s.releasing;
+        let closing = (!s.closing.is_empty()).then_some(s.gen);
         if let Some(write) = write {
             if ok {
                 self.ack(write);
@@ -574,8 +674,8 @@ impl World {
                 self.retry(write);
             }
         }
-        if releasing {
-            self.release(node, id);
+        if let Some(gen) = closing {
+            self.schedule_gone(node, id, gen);
         } else {
             self.pump(node, id);
         }
