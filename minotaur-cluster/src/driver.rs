@@ -80,6 +80,8 @@ pub(crate) enum ToDriver {
     Depart(oneshot::Sender<()>),
     /// A session asked to stop has stopped (or was gone).
     Stopped(GameId),
+    /// Describe this node's members and links (for diagnosis).
+    ExplainMembers(oneshot::Sender<String>),
     /// Describe everything this node knows of a game (for diagnosis).
     Explain {
         id: GameId,
@@ -347,6 +349,9 @@ impl Driver {
                     self.start_sessions(vec![snapshot]);
                 }
             }
+            ToDriver::ExplainMembers(reply) => {
+                let _ = reply.send(self.explain_members(st));
+            }
             ToDriver::Explain { id, reply } => {
                 let _ = reply.send(self.explain(st, id));
             }
@@ -559,6 +564,41 @@ impl Driver {
                 let _ = self.events.send(event);
             }
         }
+    }
+
+    /// This node's members as its control sees them, and its links.
+    fn explain_members(&self, st: &Running) -> String {
+        let now = st.epoch.elapsed();
+        let mut out = format!(
+            "{}: leaving {}, {} games owned, {} copies held\n",
+            self.this,
+            self.control.is_leaving(),
+            self.control.owned().len(),
+            self.control.copies().count()
+        );
+        for (id, m) in self.control.members().iter() {
+            out += &format!(
+                "  {id} at {}: {:?}, link {:?}, unlinked for {:?}, heard {:?} ago, synced {}\n",
+                m.addr,
+                m.status,
+                m.link,
+                m.unlinked_since.map(|t| now.saturating_sub(t)),
+                now.saturating_sub(m.heard),
+                m.synced
+            );
+        }
+        let mut links: Vec<String> = st
+            .links
+            .iter()
+            .map(|(id, l)| format!("{id}->{}", l.peer))
+            .collect();
+        links.sort();
+        out += &format!(
+            "  links {links:?}; sessions not yet links {}; peers heard before their link {:?}\n",
+            st.unready.len(),
+            st.early.keys().collect::<Vec<_>>()
+        );
+        out
     }
 
     /// Everything this node knows of game `id`, in one line per part.

@@ -196,6 +196,22 @@ impl Node {
         answer.await.unwrap_or_default()
     }
 
+    /// This node's members as its control plane sees them (status, link,
+    /// when last heard from) and its links, as text for a person
+    /// diagnosing a failed test. Empty once the node has stopped.
+    pub async fn explain_members(&self) -> String {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self
+            .plane
+            .driver
+            .send(crate::driver::ToDriver::ExplainMembers(reply))
+            .is_err()
+        {
+            return String::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
     /// The ractor_cluster server of this node (for custom transports).
     pub fn node_server(&self) -> &ActorRef<NodeServerMessage> {
         &self.plane.server

@@ -798,10 +798,19 @@ async fn bot(ctx: Arc<Ctx>, index: usize, mut games: Vec<Tracked>) -> (Vec<Track
 /// node, and every hosted game has its one backup copy.
 async fn settle(cluster: &TestCluster, timeout: Duration) -> Result<Duration, String> {
     let started = Instant::now();
-    cluster
-        .await_full_membership()
-        .await
-        .map_err(|e| e.to_string())?;
+    let cpu = cpu_time();
+    if let Err(e) = cluster.await_full_membership().await {
+        let mut out = format!(
+            "{e}\nCPU used meanwhile: {:.2} cores\n",
+            (cpu_time() - cpu).as_secs_f64() / started.elapsed().as_secs_f64()
+        );
+        for name in cluster.nodes() {
+            if let Ok(node) = cluster.node(&name) {
+                out += &node.explain_members().await;
+            }
+        }
+        return Err(out);
+    }
     let settled = cluster
         .eventually("the cluster to settle", timeout, || {
             let seen = quiet(cluster);
@@ -813,6 +822,18 @@ async fn settle(cluster: &TestCluster, timeout: Duration) -> Result<Duration, St
         return Err(format!("{e}\n{}", explain_unsettled(cluster).await));
     }
     Ok(started.elapsed())
+}
+
+/// CPU time this process used so far (user and system).
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// What every node knows of the games registered but not hosted, or
