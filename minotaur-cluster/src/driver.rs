@@ -7,6 +7,7 @@
 
 use crate::config::NodeConfig;
 use crate::control::hosting::Hosting;
+use crate::control::inbound::Inbound;
 use crate::control::wire::{Msg, Snapshot};
 use crate::control::{Control, Effect, Event, Input, LinkId, StopReason};
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
@@ -156,13 +157,10 @@ struct Running {
     epoch: Instant,
     links: HashMap<LinkId, Link>,
     by_session: HashMap<ActorId, LinkId>,
-    by_peer: HashMap<String, LinkId>,
-    /// Each peer's link that closed last.
-    closed: HashMap<String, LinkId>,
+    /// Which link each peer's messages are handed over on.
+    inbound: Inbound,
     /// Sessions seen authenticated but not (yet) a link, since when.
     unready: HashMap<ActorId, Instant>,
-    /// Messages from a peer whose link is not ready yet.
-    early: HashMap<String, Vec<Msg>>,
     next_link: LinkId,
     next_call: u64,
     calls: HashMap<u64, oneshot::Sender<Result<Registration, EngineError>>>,
@@ -186,9 +184,7 @@ impl Driver {
             epoch: Instant::now(),
             links: HashMap::new(),
             by_session: HashMap::new(),
-            by_peer: HashMap::new(),
-            closed: HashMap::new(),
-            early: HashMap::new(),
+            inbound: Inbound::default(),
             unready: HashMap::new(),
             next_link: 1,
             next_call: 1,
@@ -245,10 +241,14 @@ impl Driver {
                 router,
                 peer,
             } => {
+                let Ok(member) = peer.parse::<MemberId>() else {
+                    tracing::warn!(%peer, "peer's name is not a member id; closing the link");
+                    transport::close_session(&session);
+                    return;
+                };
                 let link = st.next_link;
                 st.next_link += 1;
                 st.by_session.insert(session.get_id(), link);
-                st.by_peer.insert(peer.clone(), link);
                 st.links.insert(
                     link,
                     Link {
@@ -257,45 +257,23 @@ impl Driver {
                         peer: peer.clone(),
                     },
                 );
-                self.control.handle(now, Input::LinkUp { link });
-                for msg in st.early.remove(&peer).unwrap_or_default() {
+                let waited = st.inbound.ready(link, &peer);
+                self.control
+                    .handle(now, Input::LinkUp { link, peer: member });
+                for msg in waited {
                     self.control.handle(now, Input::Received { link, msg });
                 }
             }
             ToDriver::LinkClosed(session) => {
                 if let Some(link) = st.by_session.remove(&session) {
-                    if let Some(l) = st.links.remove(&link) {
-                        st.closed.insert(l.peer.clone(), link);
-                        if st.by_peer.get(&l.peer) == Some(&link) {
-                            st.by_peer.remove(&l.peer);
-                            // Another link of the same peer takes over.
-                            if let Some((other, _)) =
-                                st.links.iter().find(|(_, o)| o.peer == l.peer)
-                            {
-                                st.by_peer.insert(l.peer.clone(), *other);
-                            }
-                        }
-                    }
+                    st.links.remove(&link);
+                    st.inbound.closed(link);
                     self.control.handle(now, Input::LinkDown { link });
                 }
             }
             ToDriver::Control { from, msg } => {
-                let peer = from.to_string();
-                // Sent before its link closed, it may be handled after.
-                let link = st.by_peer.get(&peer).or_else(|| st.closed.get(&peer));
-                match link {
-                    Some(link) => {
-                        let link = *link;
-                        self.control.handle(now, Input::Received { link, msg });
-                    }
-                    // Bounded: a peer may claim any name.
-                    None if st.early.len() < 64 || st.early.contains_key(&peer) => {
-                        let early = st.early.entry(peer).or_default();
-                        if early.len() < 1024 {
-                            early.push(msg);
-                        }
-                    }
-                    None => {}
+                if let Some((link, msg)) = st.inbound.attribute(&from.to_string(), msg) {
+                    self.control.handle(now, Input::Received { link, msg });
                 }
             }
             ToDriver::Create { game, reply } => match snapshot_of(&game) {
@@ -596,7 +574,7 @@ impl Driver {
         out += &format!(
             "  links {links:?}; sessions not yet links {}; peers heard before their link {:?}\n",
             st.unready.len(),
-            st.early.keys().collect::<Vec<_>>()
+            st.inbound.waiting_peers()
         );
         out
     }
@@ -691,8 +669,8 @@ impl Driver {
             if m.status == MemberStatus::Down {
                 continue;
             }
-            if let Some(link) = st.by_peer.get(&id.to_string()) {
-                if let Some(l) = st.links.get(link) {
+            if let Some(link) = st.inbound.link_of(&id.to_string()) {
+                if let Some(l) = st.links.get(&link) {
                     routers.insert(id.clone(), l.router.clone());
                 }
             }

@@ -24,6 +24,21 @@ impl MemberId {
     }
 }
 
+impl std::str::FromStr for MemberId {
+    type Err = String;
+
+    /// Parses what [`Display`](fmt::Display) writes: `name.incarnation`,
+    /// the incarnation in hex.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, incarnation) = s
+            .rsplit_once('.')
+            .ok_or_else(|| format!("{s:?} is not name.incarnation"))?;
+        let incarnation = u64::from_str_radix(incarnation, 16)
+            .map_err(|e| format!("{s:?}: bad incarnation: {e}"))?;
+        Ok(MemberId::new(name, incarnation))
+    }
+}
+
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:016x}", self.name, self.incarnation)

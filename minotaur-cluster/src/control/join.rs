@@ -17,12 +17,15 @@ impl Control {
         }
     }
 
-    pub(super) fn on_link_up(&mut self, link: LinkId) {
+    pub(super) fn on_link_up(&mut self, link: LinkId, peer: Option<MemberId>) {
         // The peer's hello may have come first, and ours with it.
-        if self.links.contains_key(&link) {
+        if let Some(known) = self.links.get_mut(&link) {
+            if known.is_none() {
+                *known = peer;
+            }
             return;
         }
-        self.links.insert(link, None);
+        self.links.insert(link, peer);
         let hello = self.hello();
         self.effect(Effect::Send {
             link,
@@ -98,7 +101,7 @@ impl Control {
             return;
         }
         // Ours goes first, before anything this hello sets off.
-        self.on_link_up(link);
+        self.on_link_up(link, None);
         if self.gone.contains(&hello.from) {
             self.links.remove(&link);
             self.effect(Effect::CloseLink { link });

@@ -33,7 +33,13 @@ fn hello(name: &str) -> Msg {
 /// Links `c` to each named member over the given link, with its hello.
 fn link_to(c: &mut Control, now: Duration, peers: &[(u64, &str)]) {
     for &(link, name) in peers {
-        c.handle(now, Input::LinkUp { link });
+        c.handle(
+            now,
+            Input::LinkUp {
+                link,
+                peer: MemberId::new(name, 1),
+            },
+        );
         c.handle(
             now,
             Input::Received {
@@ -123,7 +129,13 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
 fn copies_from_a_linked_peer_that_never_said_hello_are_not_kept() {
     let mut a = control("a");
     let now = Duration::from_millis(1);
-    a.handle(now, Input::LinkUp { link: 1 });
+    a.handle(
+        now,
+        Input::LinkUp {
+            link: 1,
+            peer: MemberId::new("b", 1),
+        },
+    );
     a.handle(
         now,
         Input::Received {
@@ -141,7 +153,13 @@ fn copies_from_a_linked_peer_that_never_said_hello_are_not_kept() {
 fn a_peer_of_an_incompatible_release_is_refused() {
     let mut a = control("a");
     let now = Duration::from_millis(1);
-    a.handle(now, Input::LinkUp { link: 1 });
+    a.handle(
+        now,
+        Input::LinkUp {
+            link: 1,
+            peer: MemberId::new("b", 1),
+        },
+    );
     effects(&mut a);
     let mut future = hello("b");
     if let Msg::Hello(h) = &mut future {
@@ -286,4 +304,37 @@ fn a_member_whose_address_refuses_dials_is_down_before_the_grace() {
     );
     assert!(effects(&mut a).iter().any(down), "b counted down at once");
     assert!(ms(30) < ControlConfig::default().relink_grace);
+}
+
+/// Both ends dialled at once: the peer's hello over the second link came
+/// attributed to the first (the driver knows the sender of a message, not
+/// the link), so only the transport says whom the second link reaches.
+/// When the first closes, the second takes over; the peer stays up.
+#[test]
+fn a_second_link_whose_hello_went_over_the_first_takes_over_when_the_first_closes() {
+    let ms = Duration::from_millis;
+    let mut a = control("a");
+    let b = MemberId::new("b", 1);
+    link_to(&mut a, ms(1), &[(1, "b")]);
+    a.handle(
+        ms(2),
+        Input::LinkUp {
+            link: 2,
+            peer: b.clone(),
+        },
+    );
+    a.handle(ms(3), Input::LinkDown { link: 1 });
+    let grace = ControlConfig::default().relink_grace;
+    a.handle(
+        ms(4) + grace * 2,
+        Input::Received {
+            link: 2,
+            msg: Msg::Ping,
+        },
+    );
+    a.handle(ms(5) + grace * 2, Input::Tick);
+    let member = a.members().get(&b).expect("b");
+    assert_eq!(member.status, crate::membership::MemberStatus::Up);
+    assert_eq!(member.link, Some(2));
+    assert!(member.unlinked_since.is_none());
 }

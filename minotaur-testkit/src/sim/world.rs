@@ -6,6 +6,7 @@
 use super::schedule::{Schedule, Step};
 use super::trace::Trace;
 use minotaur_cluster::control::hosting::Hosting;
+use minotaur_cluster::control::inbound::Inbound;
 use minotaur_cluster::control::wire::{Msg, Snapshot};
 use minotaur_cluster::control::{Control, ControlConfig, Effect, Input, LinkId};
 use minotaur_cluster::MemberId;
@@ -28,14 +29,17 @@ pub(super) struct Write {
 #[derive(Debug, Clone)]
 pub(super) enum Event {
     Step(Step),
-    /// A message arrives at `to` over `link`.
+    /// A message from the member `from` arrives at `to` over `link`.
     Deliver {
         to: String,
+        from: String,
         link: LinkId,
         msg: Msg,
     },
+    /// `link` to the member `peer` is ready at `to`.
     LinkUp {
         to: String,
+        peer: MemberId,
         link: LinkId,
     },
     LinkDown {
@@ -113,6 +117,9 @@ pub(super) struct Node {
     pub control: Control,
     pub inc: u64,
     pub sessions: BTreeMap<GameId, Session>,
+    /// Which link the driver hands each peer's messages over on: it
+    /// knows the sender of a message, not the link that carried it.
+    pub inbound: Inbound,
     /// The driver's stops in flight and the starts waiting for them.
     pub hosting: Hosting,
     /// Starts asked for by the effects at hand, started once all are
@@ -253,22 +260,44 @@ impl World {
     fn dispatch(&mut self, event: Event) {
         match event {
             Event::Step(step) => self.step(step),
-            Event::Deliver { to, link, msg } => {
+            Event::Deliver {
+                to,
+                from,
+                link,
+                msg,
+            } => {
                 if self.links.get(&link).is_some_and(|l| l.open) {
-                    self.trace
-                        .line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
-                    self.input(&to, Input::Received { link, msg });
+                    let Some(n) = self.nodes.get_mut(&to) else {
+                        return;
+                    };
+                    if let Some((link, msg)) = n.inbound.attribute(&from, msg) {
+                        self.trace
+                            .line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
+                        self.input(&to, Input::Received { link, msg });
+                    }
                 }
             }
-            Event::LinkUp { to, link } => {
+            Event::LinkUp { to, peer, link } => {
                 if self.links.get(&link).is_some_and(|l| l.open) {
+                    let Some(n) = self.nodes.get_mut(&to) else {
+                        return;
+                    };
+                    let waited = n.inbound.ready(link, &peer.to_string());
                     self.trace.line(self.now, &to, || format!("link up {link}"));
-                    self.input(&to, Input::LinkUp { link });
+                    self.input(&to, Input::LinkUp { link, peer });
+                    for msg in waited {
+                        self.trace
+                            .line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
+                        self.input(&to, Input::Received { link, msg });
+                    }
                 }
             }
             Event::LinkDown { to, link } => {
                 self.trace
                     .line(self.now, &to, || format!("link down {link}"));
+                if let Some(n) = self.nodes.get_mut(&to) {
+                    n.inbound.closed(link);
+                }
                 self.input(&to, Input::LinkDown { link });
             }
             Event::Wake { node, inc } => {
@@ -338,6 +367,7 @@ impl World {
                 control,
                 inc,
                 sessions: BTreeMap::new(),
+                inbound: Inbound::default(),
                 hosting: Hosting::default(),
                 starting: Vec::new(),
                 wake_at: None,
@@ -819,7 +849,16 @@ impl World {
         let l = self.links.get_mut(&link).expect("link");
         at = at.max(l.last[dir]);
         l.last[dir] = at;
-        self.at(at, Event::Deliver { to, link, msg });
+        let from = self.nodes[from].control.this().to_string();
+        self.at(
+            at,
+            Event::Deliver {
+                to,
+                from,
+                link,
+                msg,
+            },
+        );
     }
 
     fn dial(&mut self, from: &str, to: &str) {
@@ -859,22 +898,23 @@ impl World {
         );
         self.trace
             .line(self.now, a, || format!("dial {b} as link {link}"));
-        let d1 = self.delay();
-        let d2 = self.delay();
-        self.at(
-            self.now + d1,
-            Event::LinkUp {
-                to: a.to_string(),
-                link,
-            },
-        );
-        self.at(
-            self.now + d2,
-            Event::LinkUp {
-                to: b.to_string(),
-                link,
-            },
-        );
+        // A link is ready once the peer's router is found, which may take
+        // a while: the peer's first messages can arrive before.
+        for (to, peer) in [(a, b), (b, a)] {
+            let mut d = self.delay();
+            if self.rng.random_ratio(1, 4) {
+                d += Duration::from_millis(self.rng.random_range(1..=40));
+            }
+            let peer = self.nodes[peer].control.this().clone();
+            self.at(
+                self.now + d,
+                Event::LinkUp {
+                    to: to.to_string(),
+                    peer,
+                    link,
+                },
+            );
+        }
         link
     }
 
