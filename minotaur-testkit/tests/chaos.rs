@@ -837,20 +837,39 @@ fn cpu_time() -> Duration {
 }
 
 /// What every node knows of the games registered but not hosted, or
-/// hosted but not registered (at most a few), for the failure message.
+/// hosted but not registered, or hosted on a node that does not own them,
+/// for the failure message. The bots still create games, so only the games
+/// found odd in three looks a second apart are shown (at most three).
 async fn explain_unsettled(cluster: &TestCluster) -> String {
     let nodes: Vec<Arc<Node>> = cluster
         .nodes()
         .iter()
         .filter_map(|n| cluster.node(n).ok())
         .collect();
-    let hosted: HashSet<GameId> = nodes.iter().flat_map(|n| n.hosted()).collect();
-    let mut odd: BTreeSet<GameId> = BTreeSet::new();
-    for node in &nodes {
-        let regs: HashSet<GameId> = node.registry().all().iter().map(|r| r.id).collect();
-        odd.extend(regs.symmetric_difference(&hosted).copied());
+    let look = || {
+        let mut odd: BTreeSet<GameId> = BTreeSet::new();
+        let mut hosted: HashSet<GameId> = HashSet::new();
+        for node in &nodes {
+            for id in node.hosted() {
+                hosted.insert(id);
+                if node.registry().lookup(id).is_none_or(|r| &r.owner != node.id()) {
+                    odd.insert(id);
+                }
+            }
+        }
+        for node in &nodes {
+            let regs: HashSet<GameId> = node.registry().all().iter().map(|r| r.id).collect();
+            odd.extend(regs.symmetric_difference(&hosted).copied());
+        }
+        odd
+    };
+    let mut odd = look();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let again = look();
+        odd.retain(|id| again.contains(id));
     }
-    let mut out = String::new();
+    let mut out = format!("{} games stayed odd for 2 s\n", odd.len());
     for id in odd.into_iter().take(3) {
         out += &format!("game {id}:\n");
         for node in &nodes {
