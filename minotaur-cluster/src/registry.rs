@@ -142,6 +142,17 @@ pub struct Table {
     by_code: OrdMap<JoinCode, Ids>,
 }
 
+/// A well-spread 64-bit hash of a game id and epoch (splitmix64's
+/// finaliser), the same in every build: digests are compared across nodes.
+fn mix(id: GameId, epoch: u64) -> u64 {
+    let v = id.0.as_u128();
+    let mut z =
+        (v as u64) ^ ((v >> 64) as u64).rotate_left(29) ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl Table {
     /// Inserts `reg` into `games`, keeping `owners` in step.
     fn put(&mut self, reg: Arc<Registration>) {
@@ -233,6 +244,17 @@ impl Table {
     }
 
     /// Every registration.
+    /// A digest of the games registered to `owner`: how many, and a hash of
+    /// their ids and epochs that does not depend on order. Two tables that
+    /// agree on `owner`'s games have the same digest.
+    pub fn digest_of(&self, owner: &MemberId) -> (u64, u64) {
+        self.iter()
+            .filter(|r| &r.owner == owner)
+            .fold((0, 0), |(count, hash), r| {
+                (count + 1, hash ^ mix(r.id, r.epoch))
+            })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Registration> {
         self.games.values().map(|r| &**r)
     }

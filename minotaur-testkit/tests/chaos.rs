@@ -852,7 +852,11 @@ async fn explain_unsettled(cluster: &TestCluster) -> String {
         for node in &nodes {
             for id in node.hosted() {
                 hosted.insert(id);
-                if node.registry().lookup(id).is_none_or(|r| &r.owner != node.id()) {
+                if node
+                    .registry()
+                    .lookup(id)
+                    .is_none_or(|r| &r.owner != node.id())
+                {
                     odd.insert(id);
                 }
             }

@@ -178,7 +178,26 @@ impl Control {
         self.sweep();
     }
 
-    fn send_sync(&mut self, member: &MemberId) {
+    /// Tells every peer what this node has registered, in brief: a
+    /// registration or an `Unregistered` lost with a link (or overtaken by
+    /// an older message handled late) is found and mended by a sync.
+    pub(super) fn send_digests(&mut self) {
+        let (count, hash) = self.registry.digest_of(self.this());
+        self.broadcast(Msg::Digest { count, hash });
+    }
+
+    /// A peer's digest of its games. A difference may be an announcement
+    /// still in flight; one seen twice in a row asks for a sync.
+    pub(super) fn on_digest(&mut self, from: &MemberId, digest: (u64, u64)) {
+        if self.registry.digest_of(from) == digest {
+            self.digest_differs.remove(from);
+        } else if !self.digest_differs.insert(from.clone()) {
+            self.digest_differs.remove(from);
+            self.send(from, Msg::SyncPlease);
+        }
+    }
+
+    pub(super) fn send_sync(&mut self, member: &MemberId) {
         let regs: Vec<Registration> = self.owned.values().map(|o| (*o.reg).clone()).collect();
         let parts: Vec<&[Registration]> = if regs.is_empty() {
             vec![&[]]

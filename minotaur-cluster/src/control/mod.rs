@@ -365,6 +365,8 @@ pub struct Control {
     syncing: BTreeMap<(MemberId, Corr), BTreeSet<GameId>>,
     /// The newest sync each member finished.
     last_sync: BTreeMap<MemberId, Corr>,
+    /// Peers whose last digest differed from our view of their games.
+    digest_differs: BTreeSet<MemberId>,
     /// Games a drain is still to release, and those it released that are
     /// still on their way (see `moves::DRAIN_WINDOW`).
     drain_queue: VecDeque<GameId>,
@@ -414,6 +416,7 @@ impl Control {
             handed_over: 0,
             syncing: BTreeMap::new(),
             last_sync: BTreeMap::new(),
+            digest_differs: BTreeSet::new(),
             drain_queue: VecDeque::new(),
             draining: BTreeSet::new(),
             departed: false,
@@ -671,6 +674,7 @@ impl Control {
             if self.ticks % SWEEP_EVERY == 0 {
                 self.sweep();
                 self.send_holdings();
+                self.send_digests();
                 let keep = self.config.failure_timeout * 60;
                 self.moved
                     .retain(|_, (_, at)| now.saturating_sub(*at) < keep);
@@ -865,6 +869,8 @@ impl Control {
                 }
             }
             Msg::Leaving => self.on_leaving(&from),
+            Msg::Digest { count, hash } => self.on_digest(&from, (count, hash)),
+            Msg::SyncPlease => self.send_sync(&from),
             Msg::Bye => {
                 self.gone.insert(from.clone());
                 self.member_down(&from, DownReason::Left);

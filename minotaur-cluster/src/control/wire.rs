@@ -180,4 +180,16 @@ pub enum Msg {
     Leaving,
     /// The sender has handed everything over and is stopping.
     Bye,
+    /// A digest of the games registered to the sender, as it sees them
+    /// ([`Table::digest_of`](crate::registry::Table::digest_of)), sent every
+    /// sweep: a receiver whose view differs twice in a row asks for a
+    /// [`Msg::Sync`].
+    Digest {
+        /// How many games.
+        count: u64,
+        /// The hash of their ids and epochs.
+        hash: u64,
+    },
+    /// Send me a [`Msg::Sync`]: my view of your games differs from yours.
+    SyncPlease,
 }
