@@ -15,7 +15,7 @@
 //! use std::time::Duration;
 //!
 //! let mut n1 = Control::new(MemberId::new("n1", 1), "addr-1".into(), ControlConfig::default(), Duration::ZERO);
-//! n1.handle(Duration::ZERO, Input::LinkUp { link: 7, peer: MemberId::new("n2", 1) });
+//! n1.handle(Duration::ZERO, Input::LinkUp { link: 7, peer: Some(MemberId::new("n2", 1)) });
 //! // The first thing said over a new link is who we are.
 //! assert!(matches!(n1.poll_effect(), Some(Effect::Send { link: 7, .. })));
 //! ```
@@ -111,10 +111,10 @@ pub enum Input {
     LinkUp {
         /// The link.
         link: LinkId,
-        /// The member at the other end, as the transport authenticated it:
-        /// its messages may come attributed to this link before its hello
-        /// over it does.
-        peer: MemberId,
+        /// The member at the other end, as the transport authenticated it
+        /// (`None` if its node name is no member id): its messages may come
+        /// attributed to this link before its hello over it does.
+        peer: Option<MemberId>,
     },
     /// A link closed.
     LinkDown {
@@ -439,7 +439,7 @@ impl Control {
         self.now = self.now.max(now);
         match input {
             Input::Tick => {}
-            Input::LinkUp { link, peer } => self.on_link_up(link, Some(peer)),
+            Input::LinkUp { link, peer } => self.on_link_up(link, peer),
             Input::LinkDown { link } => self.on_link_down(link),
             Input::DialRefused { addr } => self.on_dial_refused(&addr),
             Input::Received { link, msg } => self.on_message(link, msg),

@@ -37,7 +37,7 @@ fn link_to(c: &mut Control, now: Duration, peers: &[(u64, &str)]) {
             now,
             Input::LinkUp {
                 link,
-                peer: MemberId::new(name, 1),
+                peer: Some(MemberId::new(name, 1)),
             },
         );
         c.handle(
@@ -133,7 +133,7 @@ fn copies_from_a_linked_peer_that_never_said_hello_are_not_kept() {
         now,
         Input::LinkUp {
             link: 1,
-            peer: MemberId::new("b", 1),
+            peer: Some(MemberId::new("b", 1)),
         },
     );
     a.handle(
@@ -157,7 +157,7 @@ fn a_peer_of_an_incompatible_release_is_refused() {
         now,
         Input::LinkUp {
             link: 1,
-            peer: MemberId::new("b", 1),
+            peer: Some(MemberId::new("b", 1)),
         },
     );
     effects(&mut a);
@@ -320,7 +320,7 @@ fn a_second_link_whose_hello_went_over_the_first_takes_over_when_the_first_close
         ms(2),
         Input::LinkUp {
             link: 2,
-            peer: b.clone(),
+            peer: Some(b.clone()),
         },
     );
     a.handle(ms(3), Input::LinkDown { link: 1 });

@@ -284,7 +284,13 @@ impl World {
                     };
                     let waited = n.inbound.ready(link, &peer.to_string());
                     self.trace.line(self.now, &to, || format!("link up {link}"));
-                    self.input(&to, Input::LinkUp { link, peer });
+                    self.input(
+                        &to,
+                        Input::LinkUp {
+                            link,
+                            peer: Some(peer),
+                        },
+                    );
                     for msg in waited {
                         self.trace
                             .line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
