@@ -86,9 +86,9 @@ impl ClusterDirectory {
         let deadline = Instant::now() + timeout;
         let mut hint: Option<MemberId> = None;
         let mut backoff = Duration::from_millis(2);
-        let mut changes = plane.registry.changes();
+        // Subscribed at the first wait only: most commands never wait.
+        let mut changes = None;
         loop {
-            changes.borrow_and_update();
             let owner = match hint.take() {
                 Some(owner) => owner,
                 None => match plane.registry.owner_of(id) {
@@ -123,6 +123,7 @@ impl ClusterDirectory {
             if hint.is_none() {
                 // Look again when the node's view changes (the game
                 // restarted or moved, a link came up), or after a while.
+                let changes = changes.get_or_insert_with(|| plane.registry.changes());
                 let _ = tokio::time::timeout(backoff, changes.changed()).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }

@@ -184,29 +184,25 @@ impl Node {
     /// sessions starting or stopping), as text for a person diagnosing a
     /// failed test. Empty once the node has stopped.
     pub async fn explain(&self, id: GameId) -> String {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if self
-            .plane
-            .driver
-            .send(crate::driver::ToDriver::Explain { id, reply })
-            .is_err()
-        {
-            return String::new();
-        }
-        answer.await.unwrap_or_default()
+        self.ask_driver(|reply| crate::driver::ToDriver::Explain { id, reply })
+            .await
     }
 
     /// This node's members as its control plane sees them (status, link,
     /// when last heard from) and its links, as text for a person
     /// diagnosing a failed test. Empty once the node has stopped.
     pub async fn explain_members(&self) -> String {
+        self.ask_driver(crate::driver::ToDriver::ExplainMembers)
+            .await
+    }
+
+    /// Asks the driver for a description; empty once the node has stopped.
+    async fn ask_driver(
+        &self,
+        ask: impl FnOnce(tokio::sync::oneshot::Sender<String>) -> crate::driver::ToDriver,
+    ) -> String {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if self
-            .plane
-            .driver
-            .send(crate::driver::ToDriver::ExplainMembers(reply))
-            .is_err()
-        {
+        if self.plane.driver.send(ask(reply)).is_err() {
             return String::new();
         }
         answer.await.unwrap_or_default()

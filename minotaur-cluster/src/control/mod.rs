@@ -456,8 +456,7 @@ impl Control {
             }
         }
         self.run_timers();
-        let peers: Vec<MemberId> = self.notices.keys().cloned().collect();
-        for peer in peers {
+        while let Some(peer) = self.notices.keys().next().cloned() {
             self.flush_notices(&peer);
         }
     }
