@@ -2,7 +2,8 @@
 //! fault schedules, every invariant checked.
 //!
 //! - `SIM_SEEDS=n`: how many seeds (default 10,000), from `SIM_FIRST` (default 0);
-//! - `SIM_SEED=s`: one seed, with its trace printed.
+//! - `SIM_SEED=s`: one seed, with its trace printed;
+//! - `SIM_FAULTS=n`: up to n faults per seed (default 3).
 //!
 //! Ends with one line: `sim: seeds=<n> schedules_per_s=<n> violations=<n>`.
 
@@ -22,8 +23,9 @@ fn env(name: &str) -> Option<u64> {
 
 #[test]
 fn seeds_hold_every_invariant() {
+    let faults = env("SIM_FAULTS").map_or(sim::MOST_FAULTS, |n| n as usize);
     if let Some(seed) = env("SIM_SEED") {
-        let outcome = sim::run(seed, true);
+        let outcome = sim::run_with(seed, true, faults);
         for line in outcome.trace.iter().flatten() {
             println!("{line}");
         }
@@ -39,10 +41,18 @@ fn seeds_hold_every_invariant() {
     let first = env("SIM_FIRST").unwrap_or(0);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();
-    let ran = sim::run_many(first, count, threads);
+    let ran = sim::run_many(first, count, threads, faults);
     let elapsed = started.elapsed().as_secs_f64().max(1e-3);
     for outcome in ran.failed.iter().take(3) {
         println!("{}", outcome.report());
+    }
+    for outcome in &ran.failed {
+        println!(
+            "seed {}: {} violation(s), first: {}",
+            outcome.seed,
+            outcome.violations.len(),
+            outcome.violations[0]
+        );
     }
     let violations: usize = ran.failed.iter().map(|o| o.violations.len()).sum();
     summary(format!(

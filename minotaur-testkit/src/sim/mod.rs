@@ -47,6 +47,10 @@ pub fn control_config() -> ControlConfig {
 /// How long the cluster is given to settle after the last fault heals.
 pub const SETTLE: Duration = Duration::from_secs(4);
 
+/// The end of the settling time in which only heartbeats and periodic
+/// summaries may be sent: no copies, syncs, starts or new links.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
 /// What one seed's run found.
 #[derive(Debug)]
 pub struct Outcome {
@@ -90,15 +94,26 @@ impl Outcome {
     }
 }
 
+/// The most faults a seed draws by default: few, so that a failing seed's
+/// trace stays short enough to read.
+pub const MOST_FAULTS: usize = 3;
+
 /// Runs one seed; records its trace when `record` is set.
 pub fn run(seed: u64, record: bool) -> Outcome {
+    run_with(seed, record, MOST_FAULTS)
+}
+
+/// [`run`] with up to `most_faults` faults, one after the other: long
+/// schedules find what builds up over many faults.
+pub fn run_with(seed: u64, record: bool, most_faults: usize) -> Outcome {
     let config = control_config();
     let failure_timeout = config.failure_timeout;
     let replication = config.replication_factor > 0;
     let mut rng = SmallRng::seed_from_u64(seed);
-    let schedule = schedule::draw(&mut rng, failure_timeout);
+    let schedule = schedule::draw(&mut rng, failure_timeout, most_faults);
     let mut world = World::new(rng, config, trace::Trace::new(record));
     world.plan(&schedule);
+    world.quiet_from = Some(schedule.calm_at + SETTLE - QUIET);
 
     let mut violations = Vec::new();
     let step = Duration::from_millis(250);
@@ -127,6 +142,11 @@ pub fn run(seed: u64, record: bool) -> Outcome {
         }
     }
     violations.extend(check::settled(&world, replication, failure_timeout));
+    for ((node, kind), count) in &world.late_traffic {
+        violations.push(format!(
+            "{node} still sent {count} {kind} message(s) in the last {QUIET:?} of settling"
+        ));
+    }
     Outcome {
         seed,
         schedule,
@@ -148,8 +168,9 @@ pub struct Summary {
     pub acked_writes: u64,
 }
 
-/// Runs seeds `first..first + count` on `threads` threads.
-pub fn run_many(first: u64, count: u64, threads: usize) -> Summary {
+/// Runs seeds `first..first + count` on `threads` threads, each with up to
+/// `most_faults` faults.
+pub fn run_many(first: u64, count: u64, threads: usize, most_faults: usize) -> Summary {
     let threads = threads.max(1) as u64;
     let results: Vec<Summary> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -158,7 +179,7 @@ pub fn run_many(first: u64, count: u64, threads: usize) -> Summary {
                     let mut summary = Summary::default();
                     let mut seed = first + k;
                     while seed < first + count {
-                        let outcome = run(seed, false);
+                        let outcome = run_with(seed, false, most_faults);
                         summary.seeds += 1;
                         summary.acked_writes += outcome.acked_writes as u64;
                         if !outcome.violations.is_empty() {

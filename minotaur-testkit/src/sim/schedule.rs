@@ -61,8 +61,9 @@ pub struct Schedule {
     pub calm_at: Duration,
 }
 
-/// Draws a schedule for a run with `failure_timeout`.
-pub fn draw(rng: &mut SmallRng, failure_timeout: Duration) -> Schedule {
+/// Draws a schedule of 1 to `most_faults` faults for a run with
+/// `failure_timeout`.
+pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -> Schedule {
     let ms = Duration::from_millis;
     let initial = rng.random_range(3..=5usize);
     let mut steps = vec![(
@@ -86,7 +87,7 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration) -> Schedule {
     let mut down: Vec<String> = Vec::new();
     let mut next_name = initial + 1;
     let mut t = ms(1500);
-    let faults = rng.random_range(1..=3);
+    let faults = rng.random_range(1..=most_faults.max(1));
     for _ in 0..faults {
         let pick =
             |rng: &mut SmallRng, from: &[String]| from[rng.random_range(0..from.len())].clone();

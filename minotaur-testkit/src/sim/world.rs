@@ -167,6 +167,11 @@ pub(super) struct World {
     /// Membership events seen on any node, so far.
     pub membership_changes: u64,
     next_gen: u64,
+    /// From when a settled cluster should only exchange heartbeats and
+    /// periodic summaries.
+    pub quiet_from: Option<Duration>,
+    /// Messages of other kinds sent since `quiet_from`: sender, kind, count.
+    pub late_traffic: BTreeMap<(String, &'static str), usize>,
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -197,6 +202,8 @@ impl World {
             ended: false,
             membership_changes: 0,
             next_gen: 1,
+            quiet_from: None,
+            late_traffic: BTreeMap::new(),
         }
     }
 
@@ -310,7 +317,9 @@ impl World {
                 let due = self
                     .nodes
                     .get(&node)
-                    .is_some_and(|n| n.inc == inc && n.wake_at == Some(self.now));
+                    // (Past due too: a wake held back while the node was
+                    // frozen comes when it thaws.)
+                    .is_some_and(|n| n.inc == inc && n.wake_at.is_some_and(|w| w <= self.now));
                 if due {
                     if let Some(n) = self.nodes.get_mut(&node) {
                         n.wake_at = None;
@@ -832,6 +841,14 @@ impl World {
         let Some(l) = self.links.get(&link).filter(|l| l.open) else {
             return;
         };
+        if self.quiet_from.is_some_and(|t| self.now >= t) {
+            if let Some(kind) = busy_kind(&msg) {
+                *self
+                    .late_traffic
+                    .entry((from.to_string(), kind))
+                    .or_default() += 1;
+            }
+        }
         let (to, dir) = if l.a == from {
             (l.b.clone(), 0)
         } else {
@@ -1054,6 +1071,21 @@ fn decode_ops(state: &[u8]) -> Vec<u64> {
 }
 
 /// A message's name, for traces.
+/// The kind of a message a settled cluster has no reason to send; none for
+/// heartbeats and the periodic summaries.
+fn busy_kind(msg: &Msg) -> Option<&'static str> {
+    match msg {
+        Msg::Ping | Msg::Members(_) | Msg::Holdings(_) | Msg::Digest { .. } => None,
+        Msg::Hello(_) => Some("Hello"),
+        Msg::Copy { .. } => Some("Copy"),
+        Msg::Copied { .. } => Some("Copied"),
+        Msg::Sync { .. } | Msg::SyncPlease => Some("Sync"),
+        Msg::Start { .. } | Msg::Started { .. } => Some("Start"),
+        Msg::DropCopy(_) => Some("DropCopy"),
+        _ => Some("other"),
+    }
+}
+
 pub(super) fn msg_name(msg: &Msg) -> String {
     match msg {
         Msg::Hello(h) => format!("Hello from {}", h.from),
