@@ -3,11 +3,11 @@
 //! Each node gets its own [`NodeConfig`] (built here, overridable per node),
 //! its own OS-chosen port, and its own log capture. The test process only
 //! holds handles: it is never a member, so no session is ever placed on it.
-//! Every cluster gets a random cookie, so clusters running in parallel in
-//! one test binary never see each other, even with the same node names.
+//! Links, faults, the cookie and the log dump come from the layer every
+//! in-process cluster shares (`fabric`).
 
+use crate::fabric::{lock, rand_u128, Fabric, LinkKind, NeedsMemoryLink};
 use crate::logs;
-use crate::network::MemoryNetwork;
 use crate::wait::{eventually, WaitError};
 use futures::future::BoxFuture;
 use minotaur_cluster::{MemberStatus, Node, NodeConfig, NodeError, Transport};
@@ -44,17 +44,8 @@ pub enum ClusterError {
         reason: String,
     },
     /// Fault injection needs the in-memory network.
-    #[error("fault injection needs the in-memory link (TestCluster::builder().in_memory())")]
-    NeedsMemoryLink,
-}
-
-/// Which links the nodes use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkKind {
-    /// Real TCP on 127.0.0.1, ports chosen by the OS.
-    Tcp,
-    /// In-memory streams with fault injection.
-    Memory,
+    #[error(transparent)]
+    NeedsMemoryLink(#[from] NeedsMemoryLink),
 }
 
 type Configure = Arc<dyn Fn(&str, &mut NodeConfig) + Send + Sync>;
@@ -118,29 +109,19 @@ impl Builder {
 
     /// Starts every node and waits until each sees all the others.
     pub async fn start(self) -> Result<TestCluster, ClusterError> {
-        logs::install();
         let cluster = TestCluster {
-            cookie: format!("test-{:032x}", rand_u128()),
-            link: self.link,
-            network: MemoryNetwork::default(),
+            fabric: Fabric::new(self.link),
             configure: self.configure,
             service: self.service,
             wait: self.wait,
             nodes: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
-            started: Mutex::new(Vec::new()),
-            shut_down: false,
         };
         for name in &self.names {
             cluster.launch(name).await?;
         }
         Ok(cluster)
     }
-}
-
-fn rand_u128() -> u128 {
-    use rand::Rng;
-    rand::rng().random()
 }
 
 struct Running {
@@ -162,26 +143,13 @@ struct Running {
 /// # Ok(()) }
 /// ```
 pub struct TestCluster {
-    cookie: String,
-    link: LinkKind,
-    network: MemoryNetwork,
+    fabric: Fabric,
     configure: Option<Configure>,
     service: Option<ServiceHook>,
     wait: Duration,
     nodes: Mutex<BTreeMap<String, Running>>,
     /// Nodes started but not yet seen by everyone.
     pending: Mutex<BTreeMap<String, Arc<Node>>>,
-    /// (name, member id) of every node ever started, for the log dump.
-    started: Mutex<Vec<(String, String)>>,
-    /// Set by [`TestCluster::shutdown`]: a cluster dropped without it
-    /// belongs to a test that ended early, most likely with an error.
-    shut_down: bool,
-}
-
-fn lock_pending(
-    m: &Mutex<BTreeMap<String, Arc<Node>>>,
-) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Node>>> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TestCluster {
@@ -197,21 +165,21 @@ impl TestCluster {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
-        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.nodes)
     }
 
     /// The configuration node `name` would start with now.
     pub fn config_for(&self, name: &str) -> NodeConfig {
-        let mut config = NodeConfig::new(name, self.cookie.clone());
+        let mut config = NodeConfig::new(name, self.fabric.cookie.clone());
         config.seeds = self
             .lock()
             .values()
             .map(|r| r.node.addr().to_string())
             .collect();
-        if self.link == LinkKind::Memory {
+        if self.fabric.link == LinkKind::Memory {
             config.transport = Transport::Custom {
                 addr: format!("mem://{name}/{:016x}", rand_u128() as u64),
-                connector: Arc::new(self.network.clone()),
+                connector: Arc::new(self.fabric.network.clone()),
             };
         }
         if let Some(configure) = &self.configure {
@@ -221,7 +189,7 @@ impl TestCluster {
     }
 
     fn pending_node(&self, name: &str) -> Option<Arc<Node>> {
-        lock_pending(&self.pending).get(name).cloned()
+        lock(&self.pending).get(name).cloned()
     }
 
     async fn launch(&self, name: &str) -> Result<Arc<Node>, ClusterError> {
@@ -230,17 +198,15 @@ impl TestCluster {
         }
         let config = self.config_for(name);
         let node = Arc::new(Node::start(config).await?);
-        self.started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name.to_string(), node.id().to_string()));
-        if self.link == LinkKind::Memory {
-            self.network
+        self.fabric.started(name, &node.id().to_string());
+        if self.fabric.link == LinkKind::Memory {
+            self.fabric
+                .network
                 .attach(node.addr(), name, node.node_server().clone());
         }
-        lock_pending(&self.pending).insert(name.to_string(), node.clone());
+        lock(&self.pending).insert(name.to_string(), node.clone());
         let joined = self.await_membership_with(name).await;
-        lock_pending(&self.pending).remove(name);
+        lock(&self.pending).remove(name);
         if let Err(e) = joined {
             node.kill().await;
             return Err(e);
@@ -330,7 +296,7 @@ impl TestCluster {
             .remove(name)
             .ok_or_else(|| ClusterError::UnknownNode(name.to_string()))?;
         running.node.shutdown().await;
-        self.network.detach(running.node.addr(), name);
+        self.fabric.network.detach(running.node.addr(), name);
         self.await_full_membership().await
     }
 
@@ -340,7 +306,7 @@ impl TestCluster {
             .lock()
             .remove(name)
             .ok_or_else(|| ClusterError::UnknownNode(name.to_string()))?;
-        self.network.detach(running.node.addr(), name);
+        self.fabric.network.detach(running.node.addr(), name);
         running.node.kill().await;
         Ok(())
     }
@@ -360,41 +326,29 @@ impl TestCluster {
         Ok(())
     }
 
-    fn memory(&self) -> Result<&MemoryNetwork, ClusterError> {
-        match self.link {
-            LinkKind::Memory => Ok(&self.network),
-            LinkKind::Tcp => Err(ClusterError::NeedsMemoryLink),
-        }
-    }
-
     /// Cuts the cluster into groups: bytes between groups are held (no EOF).
     pub fn partition(&self, a: &[&str], b: &[&str]) -> Result<(), ClusterError> {
-        self.memory()?.partition(&[a, b]);
-        Ok(())
+        Ok(self.fabric.partition(a, b)?)
     }
 
     /// Holds bytes from `from` to `to` only.
     pub fn cut_one_way(&self, from: &str, to: &str) -> Result<(), ClusterError> {
-        self.memory()?.cut_one_way(from, to);
-        Ok(())
+        Ok(self.fabric.cut_one_way(from, to)?)
     }
 
     /// Silently stalls the link between `a` and `b` both ways.
     pub fn stall(&self, a: &str, b: &str) -> Result<(), ClusterError> {
-        self.memory()?.stall(a, b);
-        Ok(())
+        Ok(self.fabric.stall(a, b)?)
     }
 
     /// Adds latency to bytes from `from` to `to`.
     pub fn set_latency(&self, from: &str, to: &str, latency: Duration) -> Result<(), ClusterError> {
-        self.memory()?.set_latency(from, to, latency);
-        Ok(())
+        Ok(self.fabric.set_latency(from, to, latency)?)
     }
 
     /// Removes every fault.
     pub fn heal(&self) -> Result<(), ClusterError> {
-        self.memory()?.heal();
-        Ok(())
+        Ok(self.fabric.heal()?)
     }
 
     /// Waits until `probe` succeeds, up to `timeout`; the error says what the
@@ -468,7 +422,7 @@ impl TestCluster {
 
     /// Stops every node (crash-style, fast) and waits for them.
     pub async fn shutdown(mut self) {
-        self.shut_down = true;
+        self.fabric.shut_down = true;
         let nodes: Vec<Running> = std::mem::take(&mut *self.lock()).into_values().collect();
         for running in nodes {
             running.node.kill().await;
@@ -479,15 +433,7 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         let nodes = std::mem::take(&mut *self.lock());
-        // A failing test either panics or returns its error before calling
-        // `shutdown`: both get every node's captured lines (the test harness
-        // shows them only for failing tests).
-        if std::thread::panicking() || !self.shut_down {
-            let ids = std::mem::take(&mut *self.started.lock().unwrap_or_else(|e| e.into_inner()));
-            let refs: Vec<(&str, &str)> =
-                ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            eprintln!("{}", logs::dump(&refs));
-        }
+        self.fabric.dump_if_failing();
         // Dropping a Node stops its actors and tasks without waiting.
         drop(nodes);
     }

@@ -25,13 +25,17 @@
 //! ```
 
 pub mod cluster;
+mod fabric;
 pub mod link;
 pub mod logs;
+pub mod mesh;
 pub mod network;
 pub mod sim;
 pub mod wait;
 
-pub use cluster::{ClusterError, LinkKind, TestCluster};
+pub use cluster::{ClusterError, TestCluster};
+pub use fabric::{LinkKind, NeedsMemoryLink};
 pub use link::{pair, Direction};
+pub use mesh::{MeshError, NodeCtx, RactorMesh};
 pub use network::MemoryNetwork;
 pub use wait::{eventually, wait_until, WaitError};

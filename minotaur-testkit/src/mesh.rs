@@ -1,0 +1,790 @@
+//! `RactorMesh`: plain ractor_cluster nodes inside one test process, for
+//! testing any ractor_cluster application (your own remotable actors, no
+//! Minotaur games) through partitions, stalls, latency, kills and restarts.
+//!
+//! Each node is one `NodeServer` with its own name, the mesh's cookie, its
+//! own tracing span (so its log lines are captured apart, and printed when
+//! the test fails) and the actors its start hook spawned. Nodes are linked
+//! over the in-memory network (faults can be injected) or loopback TCP, all
+//! to all or only where the test links them.
+//!
+//! ```
+//! use minotaur_testkit::mesh::{NodeCtx, RactorMesh};
+//! use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+//! use ractor_cluster::RactorClusterMessage;
+//! use std::time::Duration;
+//!
+//! // Your own remotable actor.
+//! struct Echo;
+//! #[derive(RactorClusterMessage)]
+//! enum EchoMsg {
+//!     #[rpc]
+//!     Say(String, RpcReplyPort<String>),
+//! }
+//! impl Actor for Echo {
+//!     type Msg = EchoMsg;
+//!     type State = ();
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+//!         Ok(())
+//!     }
+//!     async fn handle(&self, _: ActorRef<EchoMsg>, msg: EchoMsg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+//!         let EchoMsg::Say(text, reply) = msg;
+//!         let _ = reply.send(text);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mesh = RactorMesh::builder()
+//!     .nodes(3)
+//!     .in_memory()
+//!     .on_start(|node: NodeCtx| async move {
+//!         node.spawn("echo", Echo, ()).await?;
+//!         Ok(())
+//!     })
+//!     .start()
+//!     .await?;
+//! // n1 calls n3's echo through its own link to n3.
+//! let echo = mesh.remote::<EchoMsg>("n1", "n3", "echo").await?;
+//! let said = ractor::call_t!(echo, EchoMsg::Say, 1_000, "hi".to_string())?;
+//! assert_eq!(said, "hi");
+//!
+//! // Cut n3 off: the call times out, and works again once healed.
+//! mesh.partition(&["n1", "n2"], &["n3"])?;
+//! assert!(ractor::call_t!(echo, EchoMsg::Say, 200, "lost".to_string()).is_err());
+//! mesh.heal()?;
+//! let said = ractor::call_t!(echo, EchoMsg::Say, 1_000, "back".to_string())?;
+//! assert_eq!(said, "back");
+//!
+//! // Kill n3: n1's link to it closes; a restarted n3 is linked again.
+//! mesh.kill_node("n3").await?;
+//! mesh.eventually("n1 to lose n3", Duration::from_secs(5), || {
+//!     let peers = mesh.peers("n1");
+//!     async move { match peers.await { Ok(p) if !p.contains(&"n3".to_string()) => Ok(()), other => Err(format!("{other:?}")) } }
+//! }).await?;
+//! mesh.add_node("n3").await?; // started again, and linked to every node
+//! let echo = mesh.remote::<EchoMsg>("n1", "n3", "echo").await?;
+//! assert_eq!(ractor::call_t!(echo, EchoMsg::Say, 1_000, "again".to_string())?, "again");
+//! mesh.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What is isolated per node, and what is not
+//!
+//! Per node: its `NodeServer` and links, its name, its log lines, and the
+//! actors its hook spawned (killed with it). Shared by every node of the
+//! process: ractor's named registry and its process groups (`pg`), which are
+//! process-global. So two nodes cannot both register an actor named "kv"
+//! (the second start fails with [`MeshError::NameTaken`]); and since
+//! ractor_cluster advertises every remotable actor of the process to every
+//! peer, `ractor::registry::where_is` and `pg` members do not tell you which
+//! node an actor is on. What works: spawn with [`NodeCtx::spawn`], which
+//! names each actor uniquely per node and mesh, and look a peer's actor up
+//! through the link to that peer with [`RactorMesh::remote`] (the stubs
+//! ractor_cluster makes for a peer's actors are children of the session to
+//! that peer). A test that needs `pg` or the named registry to mean "this
+//! node" needs one process per node.
+
+use crate::fabric::{lock, rand_u128, Fabric, LinkKind, NeedsMemoryLink};
+use crate::logs;
+use crate::wait::{eventually, WaitError};
+use futures::future::BoxFuture;
+use minotaur_cluster::Connector;
+use ractor::{Actor, ActorCell, ActorRef, Message, SpawnErr};
+use ractor_cluster::{NodeServer, NodeServerMessage};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// How long a mesh waits for links and lookups by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// Errors of mesh operations.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// No running node has that name.
+    #[error("no running node is named {0:?}")]
+    UnknownNode(String),
+    /// A node of that name is already running.
+    #[error("a node named {0:?} is already running")]
+    DuplicateNode(String),
+    /// A node's `NodeServer` did not start.
+    #[error("the NodeServer of {node} did not start: {reason}")]
+    Server {
+        /// The node.
+        node: String,
+        /// What ractor or the OS said.
+        reason: String,
+    },
+    /// A node could not dial another.
+    #[error("{from} could not link to {to}: {reason}")]
+    Link {
+        /// The dialling node.
+        from: String,
+        /// The node dialled.
+        to: String,
+        /// Why.
+        reason: String,
+    },
+    /// An actor name is registered already: ractor's named registry is
+    /// shared by every node of the process. Spawn with [`NodeCtx::spawn`]
+    /// for a name of the node's own.
+    #[error("node {node} cannot register an actor named {name:?}: {} holds that name (ractor's registry is process-wide; use NodeCtx::spawn for per-node names)", .holder.as_deref().unwrap_or("an actor outside this mesh"))]
+    NameTaken {
+        /// The node whose start failed.
+        node: String,
+        /// The name.
+        name: String,
+        /// The mesh node whose actor holds the name, if it is one.
+        holder: Option<String>,
+    },
+    /// An actor failed to start.
+    #[error("an actor failed to start: {0}")]
+    Spawn(SpawnErr),
+    /// A node's start hook failed for a reason of its own.
+    #[error("the start hook of {node} failed: {reason}")]
+    Hook {
+        /// The node.
+        node: String,
+        /// What the hook said.
+        reason: String,
+    },
+    /// A bounded wait ran out.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    /// Fault injection needs the in-memory links.
+    #[error(transparent)]
+    NeedsMemoryLink(#[from] NeedsMemoryLink),
+}
+
+impl From<SpawnErr> for MeshError {
+    fn from(e: SpawnErr) -> Self {
+        match e {
+            SpawnErr::ActorAlreadyRegistered(name) => MeshError::NameTaken {
+                node: String::new(),
+                name: name.to_string(),
+                holder: None,
+            },
+            e => MeshError::Spawn(e),
+        }
+    }
+}
+
+/// Which nodes a mesh links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// Every node to every other, including nodes added or restarted later.
+    Full,
+    /// Only what the test links with [`RactorMesh::link`].
+    Manual,
+}
+
+type StartHook = Arc<dyn Fn(NodeCtx) -> BoxFuture<'static, Result<(), MeshError>> + Send + Sync>;
+
+/// The actors each running node's hook spawned, by node.
+type Spawned = Arc<Mutex<BTreeMap<String, Vec<ActorCell>>>>;
+
+/// What a node's start hook gets: the node's name and server, and a way to
+/// spawn actors that belong to the node.
+#[derive(Clone)]
+pub struct NodeCtx {
+    name: String,
+    mesh: u64,
+    server: ActorRef<NodeServerMessage>,
+    spawned: Spawned,
+}
+
+impl NodeCtx {
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The node's `NodeServer`.
+    pub fn server(&self) -> &ActorRef<NodeServerMessage> {
+        &self.server
+    }
+
+    /// The registered name [`NodeCtx::spawn`] gives an actor called `base`
+    /// on this node: unique per node and per mesh.
+    pub fn actor_name(&self, base: &str) -> String {
+        actor_name(self.mesh, &self.name, base)
+    }
+
+    /// Spawns an actor of this node, registered as
+    /// [`actor_name(base)`](NodeCtx::actor_name); it is stopped when the
+    /// node is killed.
+    pub async fn spawn<A: Actor>(
+        &self,
+        base: &str,
+        actor: A,
+        args: A::Arguments,
+    ) -> Result<ActorRef<A::Msg>, MeshError> {
+        self.spawn_as(&self.actor_name(base), actor, args).await
+    }
+
+    /// Spawns an actor of this node under exactly `name`. ractor's registry
+    /// is process-wide: a name another node holds fails with
+    /// [`MeshError::NameTaken`], naming that node.
+    pub async fn spawn_as<A: Actor>(
+        &self,
+        name: &str,
+        actor: A,
+        args: A::Arguments,
+    ) -> Result<ActorRef<A::Msg>, MeshError> {
+        let taken = |holder| MeshError::NameTaken {
+            node: self.name.clone(),
+            name: name.to_string(),
+            holder,
+        };
+        if let Some(cell) = ractor::registry::where_is(name) {
+            return Err(taken(self.holder_of(&cell)));
+        }
+        match Actor::spawn(Some(name.to_string()), actor, args).await {
+            Ok((actor, _)) => {
+                self.keep(actor.get_cell());
+                Ok(actor)
+            }
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => {
+                let holder = ractor::registry::where_is(name)
+                    .and_then(|cell| self.holder_of(&cell));
+                Err(taken(holder))
+            }
+            Err(e) => Err(MeshError::Spawn(e)),
+        }
+    }
+
+    /// Counts an actor spawned some other way as this node's, so that it is
+    /// stopped when the node is killed.
+    pub fn keep(&self, cell: ActorCell) {
+        lock(&self.spawned)
+            .entry(self.name.clone())
+            .or_default()
+            .push(cell);
+    }
+
+    fn holder_of(&self, cell: &ActorCell) -> Option<String> {
+        holder_of(&self.spawned, cell)
+    }
+}
+
+/// The mesh node whose hook spawned `cell`.
+fn holder_of(spawned: &Spawned, cell: &ActorCell) -> Option<String> {
+    lock(spawned)
+        .iter()
+        .find(|(_, cells)| cells.iter().any(|c| c.get_id() == cell.get_id()))
+        .map(|(node, _)| node.clone())
+}
+
+fn actor_name(mesh: u64, node: &str, base: &str) -> String {
+    format!("{base}@{node}.{mesh:016x}")
+}
+
+/// Builds a [`RactorMesh`].
+pub struct MeshBuilder {
+    names: Vec<String>,
+    link: LinkKind,
+    topology: Topology,
+    hook: Option<StartHook>,
+    wait: Duration,
+}
+
+impl MeshBuilder {
+    /// `n` nodes named `n1` ... `nN` (default: one).
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.names = (1..=n).map(|i| format!("n{i}")).collect();
+        self
+    }
+
+    /// Nodes with these names, started (and, in a full mesh, linked) in
+    /// this order.
+    pub fn names(mut self, names: &[&str]) -> Self {
+        self.names = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Links nodes in memory, so faults can be injected (default: TCP).
+    pub fn in_memory(mut self) -> Self {
+        self.link = LinkKind::Memory;
+        self
+    }
+
+    /// Which nodes to link (default: all to all).
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// Runs `hook` on every node as it starts (the initial nodes and every
+    /// node added or restarted later), before it is linked: spawn the
+    /// node's actors here, with [`NodeCtx::spawn`].
+    pub fn on_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(NodeCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), MeshError>> + Send + 'static,
+    {
+        self.hook = Some(Arc::new(move |ctx| Box::pin(hook(ctx))));
+        self
+    }
+
+    /// How long links and lookups are waited for (default 10 s).
+    pub fn wait(mut self, timeout: Duration) -> Self {
+        self.wait = timeout;
+        self
+    }
+
+    /// Starts every node, links them, and waits until every link is up.
+    pub async fn start(self) -> Result<RactorMesh, MeshError> {
+        let mesh = RactorMesh {
+            fabric: Fabric::new(self.link),
+            id: rand_u128() as u64,
+            topology: self.topology,
+            hook: self.hook,
+            wait: self.wait,
+            nodes: Mutex::new(BTreeMap::new()),
+            spawned: Arc::default(),
+        };
+        for name in &self.names {
+            if let Err(e) = mesh.add_node(name).await {
+                // Nothing of a mesh that did not start stays registered.
+                mesh.kill_all().await;
+                return Err(e);
+            }
+        }
+        Ok(mesh)
+    }
+}
+
+struct MeshNode {
+    server: ActorRef<NodeServerMessage>,
+    /// Where peers dial it.
+    addr: String,
+    /// Its tracing span, and the span's `node_id` its lines are kept under.
+    span: tracing::Span,
+    log_id: String,
+}
+
+/// A running mesh of plain ractor_cluster nodes. Dropping it kills every
+/// node; dropped during a panic, or without [`RactorMesh::shutdown`], it
+/// prints every node's captured log lines.
+pub struct RactorMesh {
+    fabric: Fabric,
+    /// Makes actor names unique per mesh.
+    id: u64,
+    topology: Topology,
+    hook: Option<StartHook>,
+    wait: Duration,
+    nodes: Mutex<BTreeMap<String, MeshNode>>,
+    spawned: Spawned,
+}
+
+impl RactorMesh {
+    /// A builder: `RactorMesh::builder().nodes(3).start().await?`.
+    pub fn builder() -> MeshBuilder {
+        MeshBuilder {
+            names: vec!["n1".into()],
+            link: LinkKind::Tcp,
+            topology: Topology::Full,
+            hook: None,
+            wait: DEFAULT_WAIT,
+        }
+    }
+
+    /// Names of the running nodes.
+    pub fn nodes(&self) -> Vec<String> {
+        lock(&self.nodes).keys().cloned().collect()
+    }
+
+    /// Node `name`'s `NodeServer`.
+    pub fn server(&self, name: &str) -> Result<ActorRef<NodeServerMessage>, MeshError> {
+        lock(&self.nodes)
+            .get(name)
+            .map(|n| n.server.clone())
+            .ok_or_else(|| MeshError::UnknownNode(name.to_string()))
+    }
+
+    /// Where node `name` is dialled: `127.0.0.1:port` over TCP, a
+    /// `mem://` address in memory.
+    pub fn addr(&self, name: &str) -> Result<String, MeshError> {
+        lock(&self.nodes)
+            .get(name)
+            .map(|n| n.addr.clone())
+            .ok_or_else(|| MeshError::UnknownNode(name.to_string()))
+    }
+
+    /// The actors node `name`'s hook spawned.
+    pub fn actors(&self, name: &str) -> Result<Vec<ActorCell>, MeshError> {
+        self.server(name)?;
+        Ok(lock(&self.spawned).get(name).cloned().unwrap_or_default())
+    }
+
+    /// The registered name of the actor `base` spawned on `node` with
+    /// [`NodeCtx::spawn`].
+    pub fn actor_name(&self, node: &str, base: &str) -> String {
+        actor_name(self.id, node, base)
+    }
+
+    /// Node `name`'s own actor `base` (spawned with [`NodeCtx::spawn`]).
+    pub fn local<M: Message>(&self, name: &str, base: &str) -> Result<ActorRef<M>, MeshError> {
+        let wanted = self.actor_name(name, base);
+        self.actors(name)?
+            .into_iter()
+            .find(|c| c.get_name().as_deref() == Some(wanted.as_str()))
+            .map(ActorRef::from)
+            .ok_or_else(|| MeshError::Hook {
+                node: name.to_string(),
+                reason: format!("spawned no actor {base:?}"),
+            })
+    }
+
+    /// Node `of`'s actor `base` (spawned with [`NodeCtx::spawn`]) as node
+    /// `on` reaches it: the stub of its link to `of`. Waits for the link
+    /// and for `of` to advertise the actor.
+    pub async fn remote<M: Message>(
+        &self,
+        on: &str,
+        of: &str,
+        base: &str,
+    ) -> Result<ActorRef<M>, MeshError> {
+        let name = self.actor_name(of, base);
+        self.remote_named(on, of, &name).await
+    }
+
+    /// [`RactorMesh::remote`] for an actor registered under exactly `name`.
+    pub async fn remote_named<M: Message>(
+        &self,
+        on: &str,
+        of: &str,
+        name: &str,
+    ) -> Result<ActorRef<M>, MeshError> {
+        let server = self.server(on)?;
+        let what = format!("{on} to see {of}'s actor {name:?}");
+        let cell = eventually(&what, self.wait, || {
+            let server = server.clone();
+            async move {
+                let sessions = sessions(&server).await?;
+                let session = sessions
+                    .get(of)
+                    .ok_or_else(|| format!("{on} has no link to {of}"))?;
+                session
+                    .get_cell()
+                    .get_children()
+                    .into_iter()
+                    .find(|c| !c.get_id().is_local() && c.get_name().as_deref() == Some(name))
+                    .ok_or_else(|| format!("{on} is linked to {of}, which has not advertised it"))
+            }
+        })
+        .await?;
+        Ok(ActorRef::from(cell))
+    }
+
+    /// The nodes node `name` has an authenticated link to.
+    pub async fn peers(&self, name: &str) -> Result<Vec<String>, MeshError> {
+        let server = self.server(name)?;
+        let sessions = sessions(&server).await.map_err(|reason| MeshError::Link {
+            from: name.to_string(),
+            to: String::new(),
+            reason,
+        })?;
+        Ok(sessions.into_keys().collect())
+    }
+
+    /// Starts node `name`, runs the start hook on it, and (in a full mesh)
+    /// links it to every running node, waiting until each link is up.
+    pub async fn add_node(&self, name: &str) -> Result<(), MeshError> {
+        if lock(&self.nodes).contains_key(name) {
+            return Err(MeshError::DuplicateNode(name.to_string()));
+        }
+        let log_id = format!("{name}.{:016x}", rand_u128() as u64);
+        let span = tracing::info_span!("node", node = %name, node_id = %log_id);
+        let server = start_server(name, &self.fabric.cookie)
+            .instrument(span.clone())
+            .await
+            .map_err(|reason| MeshError::Server {
+                node: name.to_string(),
+                reason,
+            })?;
+        self.fabric.started(name, &log_id);
+        let addr = match self.fabric.link {
+            LinkKind::Memory => {
+                let addr = format!("mem://{name}/{log_id}");
+                self.fabric
+                    .network
+                    .attach(&addr, name, server.actor.clone());
+                addr
+            }
+            LinkKind::Tcp => format!("127.0.0.1:{}", server.port),
+        };
+        let others = self.nodes();
+        lock(&self.nodes).insert(
+            name.to_string(),
+            MeshNode {
+                server: server.actor.clone(),
+                addr,
+                span: span.clone(),
+                log_id: log_id.clone(),
+            },
+        );
+        if let Some(hook) = &self.hook {
+            let ctx = NodeCtx {
+                name: name.to_string(),
+                mesh: self.id,
+                server: server.actor.clone(),
+                spawned: self.spawned.clone(),
+            };
+            if let Err(e) = hook(ctx).instrument(span).await {
+                self.kill_node(name).await?;
+                return Err(match e {
+                    // (Raised by a plain `Actor::spawn` in the hook.)
+                    MeshError::NameTaken { name: n, .. } => {
+                        let holder = ractor::registry::where_is(n.clone())
+                            .and_then(|cell| holder_of(&self.spawned, &cell));
+                        MeshError::NameTaken {
+                            node: name.to_string(),
+                            name: n,
+                            holder,
+                        }
+                    }
+                    e => e,
+                });
+            }
+        }
+        if self.topology == Topology::Full {
+            for other in others {
+                self.link(name, &other).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Links node `from` to node `to` (`from` dials), and waits until both
+    /// see the link authenticated.
+    pub async fn link(&self, from: &str, to: &str) -> Result<(), MeshError> {
+        let (server, span) = {
+            let nodes = lock(&self.nodes);
+            let node = nodes
+                .get(from)
+                .ok_or_else(|| MeshError::UnknownNode(from.to_string()))?;
+            (node.server.clone(), node.span.clone())
+        };
+        let target = lock(&self.nodes)
+            .get(to)
+            .map(|n| (n.addr.clone(), n.server.clone()))
+            .ok_or_else(|| MeshError::UnknownNode(to.to_string()))?;
+        let failed = |reason: String| MeshError::Link {
+            from: from.to_string(),
+            to: to.to_string(),
+            reason,
+        };
+        let dialled = async {
+            match self.fabric.link {
+                LinkKind::Memory => {
+                    let stream = self.fabric.network.connect(from, &target.0).await?;
+                    ractor_cluster::client_connect_external(&server, stream)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                LinkKind::Tcp => ractor_cluster::client_connect(&server, target.0.as_str())
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        };
+        dialled.instrument(span).await.map_err(failed)?;
+        let what = format!("the link {from} -> {to} to be up at both ends");
+        eventually(&what, self.wait, || {
+            let (a, b) = (server.clone(), target.1.clone());
+            async move {
+                let (ours, theirs) = (sessions(&a).await?, sessions(&b).await?);
+                if ours.contains_key(to) && theirs.contains_key(from) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{from} is linked to {:?}, {to} to {:?}",
+                        ours.keys().collect::<Vec<_>>(),
+                        theirs.keys().collect::<Vec<_>>()
+                    ))
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Crashes node `name`: its links cut, its hook's actors and its
+    /// `NodeServer` stopped (and waited for).
+    pub async fn kill_node(&self, name: &str) -> Result<(), MeshError> {
+        let node = lock(&self.nodes)
+            .remove(name)
+            .ok_or_else(|| MeshError::UnknownNode(name.to_string()))?;
+        if self.fabric.link == LinkKind::Memory {
+            self.fabric.network.detach(&node.addr, name);
+        }
+        let actors = lock(&self.spawned).remove(name).unwrap_or_default();
+        let mut stopped = Vec::new();
+        for cell in actors
+            .iter()
+            .chain(std::iter::once(&node.server.get_cell()))
+        {
+            stopped.extend(kill_tree(cell));
+        }
+        for cell in stopped {
+            let _ = cell.wait(Some(Duration::from_secs(2))).await;
+        }
+        Ok(())
+    }
+
+    /// Kills node `name` and starts a new one of the same name (the hook
+    /// runs again; in a full mesh it is linked to every running node). A
+    /// node killed earlier comes back with [`RactorMesh::add_node`].
+    pub async fn restart_node(&self, name: &str) -> Result<(), MeshError> {
+        self.kill_node(name).await?;
+        self.add_node(name).await
+    }
+
+    /// Cuts the mesh into two groups: bytes between them are held (no EOF).
+    pub fn partition(&self, a: &[&str], b: &[&str]) -> Result<(), MeshError> {
+        Ok(self.fabric.partition(a, b)?)
+    }
+
+    /// Holds bytes from `from` to `to` only.
+    pub fn cut_one_way(&self, from: &str, to: &str) -> Result<(), MeshError> {
+        Ok(self.fabric.cut_one_way(from, to)?)
+    }
+
+    /// Silently stalls the link between `a` and `b`, both ways.
+    pub fn stall(&self, a: &str, b: &str) -> Result<(), MeshError> {
+        Ok(self.fabric.stall(a, b)?)
+    }
+
+    /// Adds latency to bytes from `from` to `to`.
+    pub fn set_latency(&self, from: &str, to: &str, latency: Duration) -> Result<(), MeshError> {
+        Ok(self.fabric.set_latency(from, to, latency)?)
+    }
+
+    /// Removes every fault; held bytes flow again.
+    pub fn heal(&self) -> Result<(), MeshError> {
+        Ok(self.fabric.heal()?)
+    }
+
+    /// Waits until `probe` succeeds, up to `timeout`; the error says what the
+    /// probe last saw.
+    pub async fn eventually<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        probe: F,
+    ) -> Result<T, MeshError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        Ok(eventually(what, timeout, probe).await?)
+    }
+
+    /// The captured log lines of node `name` (of its latest start).
+    pub fn logs(&self, name: &str) -> Result<Vec<String>, MeshError> {
+        let id = lock(&self.nodes)
+            .get(name)
+            .map(|n| n.log_id.clone())
+            .ok_or_else(|| MeshError::UnknownNode(name.to_string()))?;
+        Ok(logs::lines(&id))
+    }
+
+    /// Kills every node and waits until their actors and servers are gone.
+    pub async fn shutdown(mut self) {
+        self.fabric.shut_down = true;
+        self.kill_all().await;
+    }
+
+    async fn kill_all(&self) {
+        for name in self.nodes() {
+            let _ = self.kill_node(&name).await;
+        }
+    }
+}
+
+impl Drop for RactorMesh {
+    fn drop(&mut self) {
+        self.fabric.dump_if_failing();
+        let nodes = std::mem::take(&mut *lock(&self.nodes));
+        for cells in std::mem::take(&mut *lock(&self.spawned)).into_values() {
+            for cell in cells {
+                kill_tree(&cell);
+            }
+        }
+        for node in nodes.into_values() {
+            kill_tree(&node.server.get_cell());
+        }
+    }
+}
+
+/// A started `NodeServer` and the port it listens on.
+struct Server {
+    actor: ActorRef<NodeServerMessage>,
+    port: u16,
+}
+
+/// Starts a `NodeServer` on a free loopback port. It links only where told
+/// (`Isolated`): transitive dialling would go over TCP around the
+/// in-memory network.
+async fn start_server(name: &str, cookie: &str) -> Result<Server, String> {
+    let mut last_error = String::new();
+    // The server does not report the port it bound: probe a free one first,
+    // and try again if another test took it meanwhile.
+    for _ in 0..5 {
+        let port = match std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr())
+        {
+            Ok(addr) => addr.port(),
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        };
+        let server = NodeServer::new(
+            port,
+            cookie.to_string(),
+            name.to_string(),
+            "127.0.0.1".into(),
+            None,
+            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into());
+        match Actor::spawn(None, server, ()).await {
+            Ok((actor, _)) => return Ok(Server { actor, port }),
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    Err(last_error)
+}
+
+/// A server's authenticated sessions, by peer node name.
+async fn sessions(
+    server: &ActorRef<NodeServerMessage>,
+) -> Result<BTreeMap<String, ActorRef<ractor_cluster::NodeSessionMessage>>, String> {
+    let all = ractor::call_t!(server, NodeServerMessage::GetSessions, 2_000)
+        .map_err(|e| format!("the NodeServer did not answer: {e}"))?;
+    Ok(all
+        .into_values()
+        .filter_map(|info| {
+            let peer = info.peer_name?.name;
+            let name = peer.split('@').next().unwrap_or_default().to_string();
+            Some((name, info.actor))
+        })
+        .collect())
+}
+
+/// Stops an actor and everything under it: a `NodeServer`'s sockets belong
+/// to its sessions' children, which stopping the server alone would leave
+/// running. Returns every cell stopped, to wait for.
+fn kill_tree(cell: &ActorCell) -> Vec<ActorCell> {
+    let mut killed = Vec::new();
+    for child in cell.get_children() {
+        killed.extend(kill_tree(&child));
+    }
+    cell.kill();
+    killed.push(cell.clone());
+    killed
+}
