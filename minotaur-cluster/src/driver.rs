@@ -147,14 +147,36 @@ pub(crate) struct Driver {
     pub events: broadcast::Sender<ClusterEvent>,
     pub view: Arc<ArcSwap<View>>,
     pub registry: Registry,
-    pub inbox: mpsc::UnboundedReceiver<ToDriver>,
+    pub inbox: mpsc::UnboundedReceiver<(Instant, ToDriver)>,
     pub host_events: mpsc::UnboundedReceiver<HostEvent>,
-    pub tx: mpsc::UnboundedSender<ToDriver>,
+    pub tx: DriverTx,
+}
+
+/// The driver's inbox. Each message is stamped when it is sent, and the
+/// control is given that time: it judges peers by when their messages
+/// reached this node, not by when a busy driver got to them, so a backlog
+/// here is not taken for silence there.
+#[derive(Clone)]
+pub(crate) struct DriverTx(mpsc::UnboundedSender<(Instant, ToDriver)>);
+
+impl DriverTx {
+    pub fn channel() -> (DriverTx, mpsc::UnboundedReceiver<(Instant, ToDriver)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (DriverTx(tx), rx)
+    }
+
+    /// Hands the driver `message`; gives it back if the driver is gone.
+    pub fn send(&self, message: ToDriver) -> Result<(), ToDriver> {
+        self.0.send((Instant::now(), message)).map_err(|e| e.0 .1)
+    }
 }
 
 /// State only the driver task touches.
 struct Running {
     epoch: Instant,
+    /// The control's latest time: never goes back, though stamps of
+    /// concurrent senders may arrive slightly out of order.
+    now: Duration,
     links: HashMap<LinkId, Link>,
     by_session: HashMap<ActorId, LinkId>,
     /// Which link each peer's messages are handed over on.
@@ -177,11 +199,20 @@ struct Running {
     hosting: Hosting,
 }
 
+impl Running {
+    /// The control's time for something that happened at `at`.
+    fn clock(&mut self, at: Instant) -> Duration {
+        self.now = self.now.max(at.saturating_duration_since(self.epoch));
+        self.now
+    }
+}
+
 impl Driver {
     /// Runs until the node stops (its tasks are cancelled).
     pub async fn run(mut self) {
         let mut st = Running {
             epoch: Instant::now(),
+            now: Duration::ZERO,
             links: HashMap::new(),
             by_session: HashMap::new(),
             inbound: Inbound::default(),
@@ -203,14 +234,18 @@ impl Driver {
         self.publish(&mut st);
         loop {
             let wake = st.epoch + self.control.next_wake();
+            // What waits in the inbox goes first: a tick or a host event
+            // at the present time would make the messages still waiting
+            // look late.
             tokio::select! {
+                biased;
                 message = self.inbox.recv() => {
-                    let Some(message) = message else { return };
-                    self.take(&mut st, message);
+                    let Some((at, message)) = message else { return };
+                    self.take(&mut st, at, message);
                     // Take what else is waiting before publishing once.
                     for _ in 0..256 {
                         match self.inbox.try_recv() {
-                            Ok(message) => self.take(&mut st, message),
+                            Ok((at, message)) => self.take(&mut st, at, message),
                             Err(_) => break,
                         }
                     }
@@ -218,13 +253,13 @@ impl Driver {
                 event = self.host_events.recv() => {
                     let Some(event) = event else { return };
                     if matches!(event.reason, EndReason::Concluded | EndReason::Failed(_)) {
-                        let now = st.epoch.elapsed();
+                        let now = st.clock(Instant::now());
                         self.control.handle(now, Input::SessionEnded { id: event.id });
                         self.carry_out(&mut st);
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    let now = st.epoch.elapsed();
+                    let now = st.clock(Instant::now());
                     self.control.handle(now, Input::Tick);
                     self.carry_out(&mut st);
                 }
@@ -233,8 +268,8 @@ impl Driver {
         }
     }
 
-    fn take(&mut self, st: &mut Running, message: ToDriver) {
-        let now = st.epoch.elapsed();
+    fn take(&mut self, st: &mut Running, at: Instant, message: ToDriver) {
+        let now = st.clock(at);
         match message {
             ToDriver::LinkReady {
                 session,

@@ -5,7 +5,7 @@
 use crate::config::{NodeConfig, Transport};
 use crate::control::{Control, ControlConfig};
 use crate::directory::ClusterDirectory;
-use crate::driver::{Driver, View};
+use crate::driver::{Driver, DriverTx, View};
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::plane::Plane;
 use crate::protocol::RouterMsg;
@@ -279,7 +279,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         Transport::Tcp => SocketAddr::new(config.listen_addr.ip(), port).to_string(),
         Transport::Custom { addr, .. } => addr.clone(),
     };
-    let (tx, inbox) = mpsc::unbounded_channel();
+    let (tx, inbox) = DriverTx::channel();
     let (host_tx, host_events) = mpsc::unbounded_channel();
     let view = Arc::new(ArcSwap::from_pointee(View {
         members: vec![(this.clone(), MemberStatus::Up)],

@@ -4,7 +4,7 @@
 //! stop.
 
 use crate::config::NodeConfig;
-use crate::driver::{ToDriver, View};
+use crate::driver::{DriverTx, ToDriver, View};
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::protocol::RouterMsg;
 use crate::registry::Registry;
@@ -16,7 +16,7 @@ use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 /// What every part of a node shares.
 pub(crate) struct Plane {
@@ -27,7 +27,7 @@ pub(crate) struct Plane {
     pub local: Arc<LocalDirectory>,
     pub registry: Registry,
     pub view: Arc<ArcSwap<View>>,
-    pub driver: mpsc::UnboundedSender<ToDriver>,
+    pub driver: DriverTx,
     pub events: broadcast::Sender<ClusterEvent>,
     pub tasks: Tasks,
     pub calls: Arc<Calls>,

@@ -2,17 +2,17 @@
 //! change only once its copy landed on the game's backup, and asks the
 //! backup for a copy when a session restarts.
 
-use crate::driver::{snapshot_of, ToDriver, View};
+use crate::driver::{snapshot_of, DriverTx, ToDriver, View};
 use crate::membership::{MemberId, MemberStatus};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use minotaur_core::{codec, EngineError, Game, GameId, StateSink};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// The sink of a node's sessions.
 pub(crate) struct ControlSink {
-    pub driver: mpsc::UnboundedSender<ToDriver>,
+    pub driver: DriverTx,
     pub factor: usize,
     pub this: MemberId,
     pub view: Arc<ArcSwap<View>>,

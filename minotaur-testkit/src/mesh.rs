@@ -249,8 +249,8 @@ impl NodeCtx {
                 Ok(actor)
             }
             Err(SpawnErr::ActorAlreadyRegistered(_)) => {
-                let holder = ractor::registry::where_is(name)
-                    .and_then(|cell| self.holder_of(&cell));
+                let holder =
+                    ractor::registry::where_is(name).and_then(|cell| self.holder_of(&cell));
                 Err(taken(holder))
             }
             Err(e) => Err(MeshError::Spawn(e)),

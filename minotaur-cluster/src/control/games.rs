@@ -149,6 +149,11 @@ impl Copies {
             .collect()
     }
 
+    /// Whether `owner`'s copy of game `id` is held.
+    pub fn holds(&self, owner: &MemberId, id: GameId) -> bool {
+        self.by_game.contains_key(&(id, owner.clone()))
+    }
+
     /// Forgets `owner`'s copies of every game not in `keep` (sorted).
     pub fn retain_of(&mut self, owner: &MemberId, keep: &[GameId]) -> usize {
         let before = self.by_game.len();

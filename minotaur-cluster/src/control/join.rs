@@ -170,11 +170,10 @@ impl Control {
     }
 
     /// A live member is reached over a new link: what went over the old one
-    /// may be lost, so it is told everything again.
+    /// may be lost, so it is told everything again. (Copies it no longer
+    /// holds are found by the next holdings it gets, and copied again.)
     fn relinked(&mut self, member: &MemberId) {
         self.send_sync(member);
-        // It may have dropped our copies meanwhile.
-        self.forget_backup(member);
         self.sweep();
     }
 
@@ -256,9 +255,9 @@ impl Control {
             m.synced = true;
         }
         // The sender counts us live now, so it takes copies it may have
-        // refused while its handshake ran; if it had counted us down it
-        // dropped the copies it held: copy them again.
-        self.forget_backup(from);
+        // refused while its handshake ran. (If it had counted us down, it
+        // dropped the copies it held: its answer to our next holdings says
+        // which, and only those are copied again.)
         self.sweep();
     }
 

@@ -854,10 +854,8 @@ impl Control {
             Msg::Copy { corr, copies } => self.on_copy(&from, corr, copies),
             Msg::Copied { corr, stored } => self.on_copied(&from, corr, stored),
             Msg::DropCopy(id) => self.copies.drop_copy(id, &from),
-            Msg::Holdings(mut keep) => {
-                keep.sort();
-                self.copies.retain_of(&from, &keep);
-            }
+            Msg::Holdings(keep) => self.on_holdings(&from, keep),
+            Msg::Missing(ids) => self.on_missing(&from, ids),
             Msg::Fetch { corr, id } => {
                 let snapshot = self.copies.best(id).map(|h| h.snapshot.clone());
                 self.send(&from, Msg::Fetched { corr, snapshot });

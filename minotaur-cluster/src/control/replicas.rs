@@ -363,6 +363,35 @@ impl Control {
         }
     }
 
+    /// The games `from` says this node is the backup of: any other copy of
+    /// its is left behind, and the games of which no copy is here are
+    /// asked for again.
+    pub(super) fn on_holdings(&mut self, from: &MemberId, mut keep: Vec<GameId>) {
+        keep.sort();
+        self.copies.retain_of(from, &keep);
+        let missing: Vec<GameId> = keep
+            .into_iter()
+            .filter(|id| !self.copies.holds(from, *id))
+            .collect();
+        if !missing.is_empty() {
+            self.send(from, Msg::Missing(missing));
+        }
+    }
+
+    /// `from` has no copy of these games of ours: they are copied again,
+    /// unless a copy is on its way.
+    pub(super) fn on_missing(&mut self, from: &MemberId, ids: Vec<GameId>) {
+        for id in ids {
+            if let Some(owned) = self.owned.get_mut(&id) {
+                let there = owned.backup.as_ref().is_some_and(|(b, _)| b == from);
+                if there && owned.copying.is_none() {
+                    owned.backup = None;
+                }
+            }
+        }
+        self.sweep();
+    }
+
     /// Copies sent by a peer, to keep as their backup: all of them, or none
     /// when the sender is not a live member here (a copy from a node whose
     /// handshake with us has not finished would be orphaned if it died now,

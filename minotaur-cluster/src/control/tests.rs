@@ -394,3 +394,42 @@ fn a_registration_its_owner_no_longer_has_is_dropped_after_two_digests_and_a_syn
     );
     assert!(a.registry().lookup(id).is_none());
 }
+
+#[test]
+fn a_backup_names_the_games_it_holds_no_copy_of() {
+    let mut a = control("a");
+    let now = Duration::from_millis(1);
+    link_to(&mut a, now, &[(1, "b")]);
+    // a keeps one of b's games; the other's copy it dropped (say, while it
+    // counted b down).
+    let (kept, lost) = (GameId::random(), GameId::random());
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: Msg::Copy {
+                corr: 1,
+                copies: vec![(1, snapshot(kept, 2))],
+            },
+        },
+    );
+    effects(&mut a);
+    a.handle(
+        now,
+        Input::Received {
+            link: 1,
+            msg: Msg::Holdings(vec![kept, lost]),
+        },
+    );
+    let missing: Vec<Vec<GameId>> = effects(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                link: 1,
+                msg: Msg::Missing(ids),
+            } => Some(ids),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missing, vec![vec![lost]]);
+}

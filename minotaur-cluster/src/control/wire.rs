@@ -192,4 +192,7 @@ pub enum Msg {
     },
     /// Send me a [`Msg::Sync`]: my view of your games differs from yours.
     SyncPlease,
+    /// The games of a [`Msg::Holdings`] of which the receiver has no copy
+    /// here (dropped while it was counted down, say): copy them again.
+    Missing(Vec<GameId>),
 }
