@@ -165,11 +165,17 @@ impl DriverTx {
         (DriverTx(tx), rx)
     }
 
-    /// Hands the driver `message`; gives it back if the driver is gone.
-    pub fn send(&self, message: ToDriver) -> Result<(), ToDriver> {
-        self.0.send((Instant::now(), message)).map_err(|e| e.0 .1)
+    /// Hands the driver `message`, unless the driver is gone.
+    pub fn send(&self, message: ToDriver) -> Result<(), DriverGone> {
+        self.0
+            .send((Instant::now(), message))
+            .map_err(|_| DriverGone)
     }
 }
+
+/// The driver has stopped (the node is stopping).
+#[derive(Debug)]
+pub(crate) struct DriverGone;
 
 /// State only the driver task touches.
 struct Running {
