@@ -23,7 +23,10 @@
 //!
 //! # What is covered
 //! One crash at a time (the schedule settles, including re-replication,
-//! after each fault): no acknowledged command may be lost. Partitions,
+//! after each fault): no acknowledged command may be lost. While a step
+//! settles, the bots keep writing but create no games: a settled cluster is
+//! one where every game is registered to its one host on every node, and a
+//! stream of new games would keep some game in flight at any instant. Partitions,
 //! silent stalls and one-way cuts split the cluster: both sides may run a
 //! game, and when the split heals the copy with the higher version wins, so
 //! acknowledgements made on the losing side during the split are lost by
@@ -577,6 +580,8 @@ struct Ctx {
     cluster: Arc<TestCluster>,
     start: Instant,
     stop: AtomicBool,
+    /// A step is settling: bots create no games meanwhile.
+    settling: AtomicBool,
     seed: u64,
     codes: AtomicU64,
     bound: Duration,
@@ -659,11 +664,15 @@ async fn bot(ctx: Arc<Ctx>, index: usize, mut games: Vec<Tracked>) -> (Vec<Track
     let vectors = vectors();
     let mut active: Vec<usize> = (0..games.len()).collect();
     while !ctx.stop.load(Ordering::SeqCst) {
-        if active.len() < 4 {
+        if active.len() < 4 && !ctx.settling.load(Ordering::SeqCst) {
             if let Some(t) = create(&ctx, &mut rng, &mut tally, index).await {
                 games.push(t);
                 active.push(games.len() - 1);
             }
+            continue;
+        }
+        if active.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
         let slot = *active.choose(&mut rng).expect("active games");
@@ -1117,6 +1126,7 @@ async fn chaos() {
         cluster: cluster.clone(),
         start,
         stop: AtomicBool::new(false),
+        settling: AtomicBool::new(false),
         seed: s.seed,
         codes: AtomicU64::new(0),
         bound: Duration::from_secs(12),
@@ -1176,9 +1186,11 @@ async fn chaos() {
         eprintln!("chaos: step {} at {start_ms} ms: {step}", i + 1);
         let mut outcome = apply(&cluster, &recorder, step).await;
         if outcome.is_ok() {
+            ctx.settling.store(true, Ordering::SeqCst);
             outcome = settle(&cluster, Duration::from_secs(30))
                 .await
                 .map(|d| settle_times.push(d));
+            ctx.settling.store(false, Ordering::SeqCst);
         }
         if outcome.is_ok() && !step.fault.splits() && !matches!(step.fault, Fault::Latency(_)) {
             // Run degraded (or with the new member) for a while before the next fault.

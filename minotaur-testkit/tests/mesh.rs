@@ -235,6 +235,31 @@ async fn a_manual_mesh_links_only_what_the_test_links_over_tcp() -> Result<(), M
 }
 
 #[tokio::test]
+async fn shutdown_leaves_no_task_behind() -> Result<(), MeshError> {
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    let mesh = RactorMesh::builder()
+        .nodes(3)
+        .in_memory()
+        .on_start(kv_node)
+        .start()
+        .await?;
+    mesh.remote::<KvMsg>("n1", "n3", "kv").await?;
+    mesh.partition(&["n1"], &["n2", "n3"])?;
+    assert!(tasks() > before);
+    mesh.shutdown().await;
+    minotaur_testkit::wait_until("every task of the mesh to end", WAIT, || async {
+        tasks() <= before
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn shutdown_leaves_no_actor_name_or_port_behind() -> Result<(), MeshError> {
     let mesh = RactorMesh::builder()
         .nodes(2)
