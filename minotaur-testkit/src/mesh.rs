@@ -286,6 +286,8 @@ fn actor_name(mesh: u64, node: &str, base: &str) -> String {
 /// Builds a [`RactorMesh`].
 pub struct MeshBuilder {
     names: Vec<String>,
+    cookie: Option<String>,
+    cookies: BTreeMap<String, String>,
     link: LinkKind,
     topology: Topology,
     hook: Option<StartHook>,
@@ -309,6 +311,20 @@ impl MeshBuilder {
     /// Links nodes in memory, so faults can be injected (default: TCP).
     pub fn in_memory(mut self) -> Self {
         self.link = LinkKind::Memory;
+        self
+    }
+
+    /// The cookie every node authenticates with (default: random per
+    /// mesh, so meshes running in parallel never link).
+    pub fn cookie(mut self, cookie: &str) -> Self {
+        self.cookie = Some(cookie.to_string());
+        self
+    }
+
+    /// A cookie of its own for node `name` (to test that a node with the
+    /// wrong cookie is refused, say), whenever it starts.
+    pub fn node_cookie(mut self, name: &str, cookie: &str) -> Self {
+        self.cookies.insert(name.to_string(), cookie.to_string());
         self
     }
 
@@ -338,8 +354,13 @@ impl MeshBuilder {
 
     /// Starts every node, links them, and waits until every link is up.
     pub async fn start(self) -> Result<RactorMesh, MeshError> {
+        let mut fabric = Fabric::new(self.link);
+        if let Some(cookie) = self.cookie {
+            fabric.cookie = cookie;
+        }
         let mesh = RactorMesh {
-            fabric: Fabric::new(self.link),
+            fabric,
+            cookies: self.cookies,
             id: rand_u128() as u64,
             topology: self.topology,
             hook: self.hook,
@@ -372,6 +393,8 @@ struct MeshNode {
 /// prints every node's captured log lines.
 pub struct RactorMesh {
     fabric: Fabric,
+    /// Nodes with a cookie of their own.
+    cookies: BTreeMap<String, String>,
     /// Makes actor names unique per mesh.
     id: u64,
     topology: Topology,
@@ -386,6 +409,8 @@ impl RactorMesh {
     pub fn builder() -> MeshBuilder {
         MeshBuilder {
             names: vec!["n1".into()],
+            cookie: None,
+            cookies: BTreeMap::new(),
             link: LinkKind::Tcp,
             topology: Topology::Full,
             hook: None,
@@ -493,14 +518,16 @@ impl RactorMesh {
     }
 
     /// Starts node `name`, runs the start hook on it, and (in a full mesh)
-    /// links it to every running node, waiting until each link is up.
+    /// links it to every running node, waiting until each link is up. A
+    /// node whose start fails is killed again.
     pub async fn add_node(&self, name: &str) -> Result<(), MeshError> {
         if lock(&self.nodes).contains_key(name) {
             return Err(MeshError::DuplicateNode(name.to_string()));
         }
         let log_id = format!("{name}.{:016x}", rand_u128() as u64);
         let span = tracing::info_span!("node", node = %name, node_id = %log_id);
-        let server = start_server(name, &self.fabric.cookie)
+        let cookie = self.cookies.get(name).unwrap_or(&self.fabric.cookie);
+        let server = start_server(name, cookie)
             .instrument(span.clone())
             .await
             .map_err(|reason| MeshError::Server {
@@ -554,7 +581,10 @@ impl RactorMesh {
         }
         if self.topology == Topology::Full {
             for other in others {
-                self.link(name, &other).await?;
+                if let Err(e) = self.link(name, &other).await {
+                    self.kill_node(name).await?;
+                    return Err(e);
+                }
             }
         }
         Ok(())

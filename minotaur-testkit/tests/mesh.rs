@@ -289,3 +289,23 @@ async fn shutdown_leaves_no_actor_name_or_port_behind() -> Result<(), MeshError>
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_node_with_the_wrong_cookie_is_never_linked() -> Result<(), MeshError> {
+    let mesh = RactorMesh::builder()
+        .nodes(2)
+        .in_memory()
+        .cookie("right")
+        .node_cookie("n3", "wrong")
+        .wait(Duration::from_millis(500))
+        .start()
+        .await?;
+    match mesh.add_node("n3").await {
+        Err(MeshError::Wait(_)) => {}
+        other => panic!("n3 linked with the wrong cookie: {other:?}"),
+    }
+    assert_eq!(mesh.nodes(), ["n1", "n2"]);
+    assert_eq!(mesh.peers("n1").await?, ["n2"]);
+    mesh.shutdown().await;
+    Ok(())
+}
