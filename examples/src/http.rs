@@ -13,6 +13,7 @@
 //! | `GET` | `/games/{id}/players/{user}` | | the [`PlayerStatus`] |
 //! | `GET` | `/users/{user}/games` | | the user's active [`Game`]s |
 //! | `GET` | `/cluster` | | the [`ClusterStatus`] |
+//! | `GET` | `/metrics` | | Prometheus text format (see [`crate::metrics`]) |
 //!
 //! The three writes (moves, attacks, end-round) take an optional
 //! `Idempotency-Key` header, a UUID the client makes up for one logical
@@ -115,6 +116,12 @@ pub struct ClusterStatus {
     pub games_per_node: BTreeMap<String, usize>,
     /// Sessions running on this node.
     pub hosted_here: usize,
+    /// Backup copies of other members' games kept here.
+    #[serde(default)]
+    pub copies_held: usize,
+    /// Games of this node whose state has no backup copy on a live member.
+    #[serde(default)]
+    pub games_without_copy: usize,
 }
 
 /// Where `GET /cluster` gets its answer.
@@ -152,6 +159,8 @@ impl ClusterStatusSource for Node {
             members,
             games_per_node,
             hosted_here: self.hosted().len(),
+            copies_held: self.replicas_held(),
+            games_without_copy: self.unreplicated(),
         }
     }
 
@@ -413,6 +422,26 @@ async fn cluster(State(app): State<AppState>) -> Json<ClusterStatus> {
     Json(app.status.cluster_status())
 }
 
+async fn metrics(State(app): State<AppState>) -> Response {
+    let Some(handle) = crate::metrics::handle() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "MetricsUnavailable",
+            "another metrics recorder was installed in this process",
+        )
+        .into_response();
+    };
+    crate::metrics::set_gauges(&app.status.cluster_status());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route")
 }
@@ -426,13 +455,28 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Runs every request inside the node's span, so its log lines carry the
-/// node's name like the node's own.
+/// node's name like the node's own, and counts it (by route pattern, so
+/// that game ids do not make a series each).
 async fn in_node_span(State(names): State<(String, String)>, req: Request, next: Next) -> Response {
     let span = tracing::info_span!("node", node = %names.0, node_id = %names.1);
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let started = std::time::Instant::now();
     async move {
         let response = next.run(req).await;
-        tracing::debug!(%method, %path, status = response.status().as_u16(), "http request");
+        let status = response.status().as_u16();
+        tracing::debug!(%method, %path, status, "http request");
+        crate::metrics::record_request(
+            &names.0,
+            method.as_str(),
+            &route,
+            status,
+            started.elapsed(),
+        );
         response
     }
     .instrument(span)
@@ -453,6 +497,7 @@ pub fn router(engine: GameEngine, status: Arc<dyn ClusterStatusSource>) -> Route
         .route("/games/{id}/players/{user}", get(player_status))
         .route("/users/{user}/games", get(user_games))
         .route("/cluster", get(cluster))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -481,6 +526,8 @@ pub struct HttpServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// Counts the node's cluster events for `/metrics`.
+    events: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -491,6 +538,9 @@ impl HttpServer {
 
     /// Stops taking connections and waits (up to 5 s) for open requests.
     pub async fn stop(mut self) {
+        if let Some(events) = self.events.take() {
+            events.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -506,6 +556,9 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(events) = self.events.take() {
+            events.abort();
+        }
     }
 }
 
@@ -524,7 +577,11 @@ impl Drop for HttpServer {
 /// ```
 pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> Result<HttpServer, HttpError> {
     let engine = node.engine().clone();
-    serve_router(node.name().to_string(), router(engine, node), addr).await
+    crate::metrics::handle();
+    let events = crate::metrics::follow_events(&node);
+    let mut server = serve_router(node.name().to_string(), router(engine, node), addr).await?;
+    server.events = Some(events);
+    Ok(server)
 }
 
 /// Serves `app` on `addr`; `node` names the node in errors.
@@ -555,6 +612,7 @@ pub async fn serve_router(
         addr: bound,
         stop: Some(stop_tx),
         task,
+        events: None,
     })
 }
 

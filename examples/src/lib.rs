@@ -5,6 +5,7 @@
 //! - [`http`]: the HTTP JSON endpoint of a node (axum): games, players,
 //!   cluster status; [`http::serve`] starts it next to a
 //!   [`Node`](minotaur_cluster::Node).
+//! - [`metrics`]: the node's Prometheus metrics, served at `/metrics`.
 //! - [`settings`]: the `minotaur-node` command line and TOML config file.
 //! - [`logging`]: tracing output with the node's name on every line.
 //! - [`demo`]: the in-process cluster demo (`minotaur-demo`): bots, a
@@ -17,4 +18,5 @@
 pub mod demo;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod settings;

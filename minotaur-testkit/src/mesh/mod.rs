@@ -86,13 +86,22 @@
 //! that peer). A test that needs `pg` or the named registry to mean "this
 //! node" needs one process per node.
 
-use crate::fabric::{lock, rand_u128, Fabric, LinkKind, NeedsMemoryLink};
+mod ctx;
+mod error;
+mod server;
+
+pub use ctx::NodeCtx;
+pub use error::MeshError;
+
+use crate::fabric::{lock, rand_u128, Fabric, LinkKind};
 use crate::logs;
-use crate::wait::{eventually, WaitError};
+use crate::wait::eventually;
+use ctx::{actor_name, holder_of, Spawned};
 use futures::future::BoxFuture;
 use minotaur_cluster::Connector;
-use ractor::{Actor, ActorCell, ActorRef, Message, SpawnErr};
-use ractor_cluster::{NodeServer, NodeServerMessage};
+use ractor::{ActorCell, ActorRef, Message};
+use ractor_cluster::NodeServerMessage;
+use server::{kill_tree, sessions, start_server};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -101,77 +110,6 @@ use tracing::Instrument;
 
 /// How long a mesh waits for links and lookups by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
-
-/// Errors of mesh operations.
-#[derive(Debug, thiserror::Error)]
-pub enum MeshError {
-    /// No running node has that name.
-    #[error("no running node is named {0:?}")]
-    UnknownNode(String),
-    /// A node of that name is already running.
-    #[error("a node named {0:?} is already running")]
-    DuplicateNode(String),
-    /// A node's `NodeServer` did not start.
-    #[error("the NodeServer of {node} did not start: {reason}")]
-    Server {
-        /// The node.
-        node: String,
-        /// What ractor or the OS said.
-        reason: String,
-    },
-    /// A node could not dial another.
-    #[error("{from} could not link to {to}: {reason}")]
-    Link {
-        /// The dialling node.
-        from: String,
-        /// The node dialled.
-        to: String,
-        /// Why.
-        reason: String,
-    },
-    /// An actor name is registered already: ractor's named registry is
-    /// shared by every node of the process. Spawn with [`NodeCtx::spawn`]
-    /// for a name of the node's own.
-    #[error("node {node} cannot register an actor named {name:?}: {} holds that name (ractor's registry is process-wide; use NodeCtx::spawn for per-node names)", .holder.as_deref().unwrap_or("an actor outside this mesh"))]
-    NameTaken {
-        /// The node whose start failed.
-        node: String,
-        /// The name.
-        name: String,
-        /// The mesh node whose actor holds the name, if it is one.
-        holder: Option<String>,
-    },
-    /// An actor failed to start.
-    #[error("an actor failed to start: {0}")]
-    Spawn(SpawnErr),
-    /// A node's start hook failed for a reason of its own.
-    #[error("the start hook of {node} failed: {reason}")]
-    Hook {
-        /// The node.
-        node: String,
-        /// What the hook said.
-        reason: String,
-    },
-    /// A bounded wait ran out.
-    #[error(transparent)]
-    Wait(#[from] WaitError),
-    /// Fault injection needs the in-memory links.
-    #[error(transparent)]
-    NeedsMemoryLink(#[from] NeedsMemoryLink),
-}
-
-impl From<SpawnErr> for MeshError {
-    fn from(e: SpawnErr) -> Self {
-        match e {
-            SpawnErr::ActorAlreadyRegistered(name) => MeshError::NameTaken {
-                node: String::new(),
-                name: name.to_string(),
-                holder: None,
-            },
-            e => MeshError::Spawn(e),
-        }
-    }
-}
 
 /// Which nodes a mesh links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,105 +121,6 @@ pub enum Topology {
 }
 
 type StartHook = Arc<dyn Fn(NodeCtx) -> BoxFuture<'static, Result<(), MeshError>> + Send + Sync>;
-
-/// The actors each running node's hook spawned, by node.
-type Spawned = Arc<Mutex<BTreeMap<String, Vec<ActorCell>>>>;
-
-/// What a node's start hook gets: the node's name and server, and a way to
-/// spawn actors that belong to the node.
-#[derive(Clone)]
-pub struct NodeCtx {
-    name: String,
-    mesh: u64,
-    server: ActorRef<NodeServerMessage>,
-    spawned: Spawned,
-}
-
-impl NodeCtx {
-    /// The node's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The node's `NodeServer`.
-    pub fn server(&self) -> &ActorRef<NodeServerMessage> {
-        &self.server
-    }
-
-    /// The registered name [`NodeCtx::spawn`] gives an actor called `base`
-    /// on this node: unique per node and per mesh.
-    pub fn actor_name(&self, base: &str) -> String {
-        actor_name(self.mesh, &self.name, base)
-    }
-
-    /// Spawns an actor of this node, registered as
-    /// [`actor_name(base)`](NodeCtx::actor_name); it is stopped when the
-    /// node is killed.
-    pub async fn spawn<A: Actor>(
-        &self,
-        base: &str,
-        actor: A,
-        args: A::Arguments,
-    ) -> Result<ActorRef<A::Msg>, MeshError> {
-        self.spawn_as(&self.actor_name(base), actor, args).await
-    }
-
-    /// Spawns an actor of this node under exactly `name`. ractor's registry
-    /// is process-wide: a name another node holds fails with
-    /// [`MeshError::NameTaken`], naming that node.
-    pub async fn spawn_as<A: Actor>(
-        &self,
-        name: &str,
-        actor: A,
-        args: A::Arguments,
-    ) -> Result<ActorRef<A::Msg>, MeshError> {
-        let taken = |holder| MeshError::NameTaken {
-            node: self.name.clone(),
-            name: name.to_string(),
-            holder,
-        };
-        if let Some(cell) = ractor::registry::where_is(name) {
-            return Err(taken(self.holder_of(&cell)));
-        }
-        match Actor::spawn(Some(name.to_string()), actor, args).await {
-            Ok((actor, _)) => {
-                self.keep(actor.get_cell());
-                Ok(actor)
-            }
-            Err(SpawnErr::ActorAlreadyRegistered(_)) => {
-                let holder =
-                    ractor::registry::where_is(name).and_then(|cell| self.holder_of(&cell));
-                Err(taken(holder))
-            }
-            Err(e) => Err(MeshError::Spawn(e)),
-        }
-    }
-
-    /// Counts an actor spawned some other way as this node's, so that it is
-    /// stopped when the node is killed.
-    pub fn keep(&self, cell: ActorCell) {
-        lock(&self.spawned)
-            .entry(self.name.clone())
-            .or_default()
-            .push(cell);
-    }
-
-    fn holder_of(&self, cell: &ActorCell) -> Option<String> {
-        holder_of(&self.spawned, cell)
-    }
-}
-
-/// The mesh node whose hook spawned `cell`.
-fn holder_of(spawned: &Spawned, cell: &ActorCell) -> Option<String> {
-    lock(spawned)
-        .iter()
-        .find(|(_, cells)| cells.iter().any(|c| c.get_id() == cell.get_id()))
-        .map(|(node, _)| node.clone())
-}
-
-fn actor_name(mesh: u64, node: &str, base: &str) -> String {
-    format!("{base}@{node}.{mesh:016x}")
-}
 
 /// Builds a [`RactorMesh`].
 pub struct MeshBuilder {
@@ -749,72 +588,4 @@ impl Drop for RactorMesh {
             kill_tree(&node.server.get_cell());
         }
     }
-}
-
-/// A started `NodeServer` and the port it listens on.
-struct Server {
-    actor: ActorRef<NodeServerMessage>,
-    port: u16,
-}
-
-/// Starts a `NodeServer` on a free loopback port. It links only where told
-/// (`Isolated`): transitive dialling would go over TCP around the
-/// in-memory network.
-async fn start_server(name: &str, cookie: &str) -> Result<Server, String> {
-    let mut last_error = String::new();
-    // The server does not report the port it bound: probe a free one first,
-    // and try again if another test took it meanwhile.
-    for _ in 0..5 {
-        let port = match std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr())
-        {
-            Ok(addr) => addr.port(),
-            Err(e) => {
-                last_error = e.to_string();
-                continue;
-            }
-        };
-        let server = NodeServer::new(
-            port,
-            cookie.to_string(),
-            name.to_string(),
-            "127.0.0.1".into(),
-            None,
-            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
-        )
-        .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into());
-        match Actor::spawn(None, server, ()).await {
-            Ok((actor, _)) => return Ok(Server { actor, port }),
-            Err(e) => last_error = e.to_string(),
-        }
-    }
-    Err(last_error)
-}
-
-/// A server's authenticated sessions, by peer node name.
-async fn sessions(
-    server: &ActorRef<NodeServerMessage>,
-) -> Result<BTreeMap<String, ActorRef<ractor_cluster::NodeSessionMessage>>, String> {
-    let all = ractor::call_t!(server, NodeServerMessage::GetSessions, 2_000)
-        .map_err(|e| format!("the NodeServer did not answer: {e}"))?;
-    Ok(all
-        .into_values()
-        .filter_map(|info| {
-            let peer = info.peer_name?.name;
-            let name = peer.split('@').next().unwrap_or_default().to_string();
-            Some((name, info.actor))
-        })
-        .collect())
-}
-
-/// Stops an actor and everything under it: a `NodeServer`'s sockets belong
-/// to its sessions' children, which stopping the server alone would leave
-/// running. Returns every cell stopped, to wait for.
-fn kill_tree(cell: &ActorCell) -> Vec<ActorCell> {
-    let mut killed = Vec::new();
-    for child in cell.get_children() {
-        killed.extend(kill_tree(&child));
-    }
-    cell.kill();
-    killed.push(cell.clone());
-    killed
 }
