@@ -183,6 +183,8 @@ struct Running {
     /// The control's latest time: never goes back, though stamps of
     /// concurrent senders may arrive slightly out of order.
     now: Duration,
+    /// When the driver next pings every linked peer itself.
+    next_ping: Instant,
     links: HashMap<LinkId, Link>,
     by_session: HashMap<ActorId, LinkId>,
     /// Which link each peer's messages are handed over on.
@@ -219,6 +221,7 @@ impl Driver {
         let mut st = Running {
             epoch: Instant::now(),
             now: Duration::ZERO,
+            next_ping: Instant::now(),
             links: HashMap::new(),
             by_session: HashMap::new(),
             inbound: Inbound::default(),
@@ -248,12 +251,14 @@ impl Driver {
                 message = self.inbox.recv() => {
                     let Some((at, message)) = message else { return };
                     self.take(&mut st, at, message);
+                    self.ping_if_due(&mut st);
                     // Take what else is waiting before publishing once.
                     for _ in 0..256 {
                         match self.inbox.try_recv() {
                             Ok((at, message)) => self.take(&mut st, at, message),
                             Err(_) => break,
                         }
+                        self.ping_if_due(&mut st);
                     }
                 }
                 event = self.host_events.recv() => {
@@ -268,9 +273,34 @@ impl Driver {
                     let now = st.clock(Instant::now());
                     self.control.handle(now, Input::Tick);
                     self.carry_out(&mut st);
+                    self.ping_if_due(&mut st);
                 }
             }
             self.publish(&mut st);
+        }
+    }
+
+    /// Pings every linked peer once a heartbeat interval has passed, by
+    /// the real clock. The control sends its own heartbeats by its clock,
+    /// the arrival time of what it handles, which lags while it works
+    /// through a backlog (a heal of thousands of games): its peers must
+    /// not take a busy node for a dead one, count it down, and fail its
+    /// games over, which makes the next heal heavier still. A driver stuck
+    /// in one input pings nobody.
+    fn ping_if_due(&self, st: &mut Running) {
+        let now = Instant::now();
+        if now < st.next_ping {
+            return;
+        }
+        st.next_ping = now + self.config.heartbeat_interval;
+        let notice = Notice::Control {
+            from: self.this.clone(),
+            msg: Msg::Ping,
+        };
+        if let Ok(bytes) = protocol::seal(&notice) {
+            for link in st.links.values() {
+                let _ = link.router.cast(RouterMsg::Notice(bytes.clone()));
+            }
         }
     }
 
