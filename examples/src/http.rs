@@ -240,6 +240,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            EngineError::NoQuorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "NoQuorum"),
             EngineError::Codec(_) => (StatusCode::BAD_GATEWAY, "Codec"),
             EngineError::Protocol(_) => (StatusCode::BAD_GATEWAY, "Protocol"),
         };

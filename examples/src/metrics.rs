@@ -154,6 +154,12 @@ pub fn follow_events(node: &Node) -> JoinHandle<()> {
                 ClusterEvent::ConflictResolved { .. } => {
                     counter!("minotaur_conflicts_resolved_total", "node" => node).increment(1);
                 }
+                ClusterEvent::QuorumLost => {
+                    counter!("minotaur_quorum_lost_total", "node" => node).increment(1);
+                }
+                ClusterEvent::QuorumRegained => {
+                    counter!("minotaur_quorum_regained_total", "node" => node).increment(1);
+                }
             }
         }
     })

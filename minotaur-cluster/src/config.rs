@@ -1,6 +1,7 @@
 //! `NodeConfig`: everything one node is started with. Nothing is read from
 //! process-global state, so nodes in one process never share a setting.
 
+use crate::control::SplitPolicy;
 use crate::placement::{Placement, Rendezvous};
 use crate::tls::TlsConfig;
 use futures::future::BoxFuture;
@@ -101,6 +102,18 @@ pub struct NodeConfig {
     pub placement: Arc<dyn Placement>,
     /// Copies of each session's state kept on other members (0 or 1).
     pub replication_factor: usize,
+    /// What a node does when it cannot reach a majority of the members
+    /// (majority fencing from three members up, by default).
+    pub split: SplitPolicy,
+    /// How long a lease from a majority lets a node acknowledge writes
+    /// without renewing it (renewed with every heartbeat). A member cut off
+    /// has its games taken over after about `failure_timeout + lease`.
+    pub lease: Duration,
+    /// The most any member's clock may run fast or slow, as a fraction
+    /// (default 0.01): the margin a lease is given before a silent member's
+    /// games are taken over. Only monotonic clocks are used; none need to
+    /// agree.
+    pub max_clock_drift: f64,
     /// Whether a join moves running sessions.
     pub redistribution: Redistribution,
     /// Rules of games created on this node.
@@ -123,7 +136,8 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// A configuration with defaults: listen on 127.0.0.1 with a free port,
     /// no seeds, 200 ms heartbeats, 1 s failure timeout, rendezvous placement,
-    /// replication factor 1, passive redistribution, default game rules,
+    /// replication factor 1, majority fencing from three members with a 1 s
+    /// lease and 1% clock drift, passive redistribution, default game rules,
     /// 5 s call timeout, TCP.
     pub fn new(name: impl Into<String>, cookie: impl Into<String>) -> Self {
         NodeConfig {
@@ -135,6 +149,9 @@ impl NodeConfig {
             failure_timeout: Duration::from_secs(1),
             placement: Arc::new(Rendezvous),
             replication_factor: 1,
+            split: SplitPolicy::default(),
+            lease: Duration::from_secs(1),
+            max_clock_drift: 0.01,
             redistribution: Redistribution::Passive,
             game: GameConfig::default(),
             call_timeout: Duration::from_secs(5),
@@ -180,6 +197,18 @@ impl NodeConfig {
             return Err(format!(
                 "heartbeat_interval ({:?}) must be non-zero and shorter than failure_timeout ({:?})",
                 self.heartbeat_interval, self.failure_timeout
+            ));
+        }
+        if self.lease <= self.heartbeat_interval {
+            return Err(format!(
+                "lease ({:?}) must be longer than heartbeat_interval ({:?}), which renews it",
+                self.lease, self.heartbeat_interval
+            ));
+        }
+        if !(0.0..0.5).contains(&self.max_clock_drift) {
+            return Err(format!(
+                "max_clock_drift ({}) must be at least 0 and below 0.5",
+                self.max_clock_drift
             ));
         }
         if self.call_timeout.is_zero() {

@@ -88,6 +88,10 @@ impl ClusterDirectory {
         let mut backoff = Duration::from_millis(2);
         // Subscribed at the first wait only: most commands never wait.
         let mut changes = None;
+        // The owner's last refusal for want of a majority: retried until
+        // the deadline (the majority takes the game over, or the owner gets
+        // its lease back), then returned.
+        let mut no_quorum = None;
         loop {
             let owner = match hint.take() {
                 Some(owner) => owner,
@@ -111,11 +115,21 @@ impl ClusterDirectory {
                 .await
             };
             match route {
+                // A write applies at most once under its op id, so it can be
+                // sent again.
+                Ok(Route::Done(Err(EngineError::NoQuorum(why))))
+                    if op.is_some() || !command.is_write() =>
+                {
+                    no_quorum = Some(why)
+                }
                 Ok(Route::Done(result)) => return result,
                 Err(to) => hint = Some(to),
                 Ok(Route::Elsewhere | Route::Retry) => {}
             }
             if Instant::now() >= deadline {
+                if let Some(why) = no_quorum {
+                    return Err(EngineError::NoQuorum(why));
+                }
                 return Err(EngineError::Unavailable(format!(
                     "game {id} is between owners; gave up after {timeout:?}"
                 )));

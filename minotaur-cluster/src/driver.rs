@@ -600,6 +600,8 @@ impl Driver {
                     Event::FailedOver { from, sessions } => {
                         ClusterEvent::FailedOver { from, sessions }
                     }
+                    Event::QuorumLost => ClusterEvent::QuorumLost,
+                    Event::QuorumRegained => ClusterEvent::QuorumRegained,
                     Event::ConflictWon { id, winner, loser } => ClusterEvent::ConflictResolved {
                         id,
                         winner,

@@ -85,6 +85,12 @@ pub enum ClusterEvent {
         /// Sessions restarted here.
         sessions: usize,
     },
+    /// This node lost its lease from a majority (a split, a stall): it
+    /// acknowledges no write until it holds one again.
+    QuorumLost,
+    /// This node holds its lease again and confirmed the games it kept:
+    /// it acknowledges writes again.
+    QuorumRegained,
     /// Two sessions of one game met (e.g. after a split healed); the one
     /// with the higher version was kept everywhere.
     ConflictResolved {

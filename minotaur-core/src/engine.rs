@@ -42,6 +42,15 @@ pub enum EngineError {
     /// The cluster could not take the request right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The node that owns the game cannot prove it still belongs to a
+    /// majority of the cluster (a split, a stalled link, a starved
+    /// process), so it did not acknowledge the write. Retryable: with the
+    /// same [`OpId`](crate::OpId) the write applies at most once, through
+    /// any node, once the majority has taken the game over or the cluster is
+    /// whole again. (A write refused just as the lease lapsed may already
+    /// be on the game's backup and take effect; the retry then finds it.)
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
     /// A message could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),

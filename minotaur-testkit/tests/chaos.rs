@@ -495,6 +495,7 @@ fn error_kind(e: &EngineError) -> &'static str {
         EngineError::Rule(_) => "Rule",
         EngineError::Timeout(_) => "Timeout",
         EngineError::Unavailable(_) => "Unavailable",
+        EngineError::NoQuorum(_) => "NoQuorum",
         EngineError::Codec(_) => "Codec",
         EngineError::Protocol(_) => "Protocol",
     }
@@ -1644,8 +1645,10 @@ async fn crash_of_a_node_and_its_backup_together_loses_only_their_games_and_says
     let _serial = SERIAL.lock().await;
     install_panic_counter();
     let panics_before = PANICS.load(Ordering::SeqCst);
+    // Five, so that the three left are a majority and fail the others'
+    // games over.
     let cluster = TestCluster::builder()
-        .nodes(4)
+        .nodes(5)
         .in_memory()
         .configure(|_, cfg| configure(cfg))
         .start()
@@ -1726,7 +1729,7 @@ async fn crash_of_a_node_and_its_backup_together_loses_only_their_games_and_says
     let (a, b) = tokio::join!(cluster.kill_node(&x), cluster.kill_node(&y));
     a.and(b).expect("kill");
     let survivors = cluster.nodes();
-    assert_eq!(survivors.len(), 2);
+    assert_eq!(survivors.len(), 3);
 
     let mut lost = BTreeSet::new();
     let mut hidden = Vec::new();

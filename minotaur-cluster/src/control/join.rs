@@ -123,6 +123,20 @@ impl Control {
         for old in self.members.other_incarnations(&id) {
             self.member_down(&old, DownReason::Replaced);
         }
+        // One counted down already is gone for good too: it stops counting
+        // towards a majority, and its games need no fence.
+        let replaced: Vec<MemberId> = self
+            .quorum
+            .standing()
+            .keys()
+            .filter(|m| m.name == id.name && **m != id)
+            .cloned()
+            .collect();
+        for old in replaced {
+            self.quorum.retire(&old);
+            self.fail_over(&old);
+            self.fail_requests_to(&old);
+        }
         let status = if hello.leaving {
             MemberStatus::Leaving
         } else {
@@ -143,6 +157,7 @@ impl Control {
                     && was != Some(MemberStatus::Down),
             },
         );
+        self.quorum.live(&id);
         if was != Some(status) {
             self.event(match status {
                 MemberStatus::Leaving => Event::MemberLeaving(id.clone()),
@@ -161,7 +176,12 @@ impl Control {
     /// now, not at the next gossip), and re-place copies (it may be a better
     /// backup than the current ones).
     fn member_up(&mut self, member: &MemberId) {
+        self.quorum.relinked(member);
         self.send_sync(member);
+        self.send_fences(member);
+        // It counts towards the majority from now on: its grant must not
+        // wait for the next heartbeat.
+        self.request_lease();
         self.gossip();
         self.sweep();
         if self.config.redistribution == crate::Redistribution::Active {
@@ -173,6 +193,7 @@ impl Control {
     /// may be lost, so it is told everything again. (Copies it no longer
     /// holds are found by the next holdings it gets, and copied again.)
     fn relinked(&mut self, member: &MemberId) {
+        self.quorum.relinked(member);
         self.send_sync(member);
         self.sweep();
     }
@@ -279,7 +300,17 @@ impl Control {
             .collect()
     }
 
-    pub(super) fn on_members(&mut self, list: Vec<(MemberId, String, MemberStatus)>) {
+    pub(super) fn on_members(
+        &mut self,
+        from: &MemberId,
+        list: Vec<(MemberId, String, MemberStatus)>,
+    ) {
+        let listed = list
+            .iter()
+            .filter(|(_, _, status)| *status != MemberStatus::Down)
+            .map(|(id, _, _)| id.clone());
+        self.quorum.listed(from, listed);
+        self.confirm();
         if self.leaving {
             return;
         }
@@ -326,12 +357,12 @@ impl Control {
         });
     }
 
-    /// Pings every peer and counts down those silent for too long. After
+    /// Counts down the peers silent for too long (the lease requests sent
+    /// with every heartbeat tell them this node is alive). After
     /// a gap in this node's own ticks (its process was stalled), silence
     /// proves nothing: what peers sent meanwhile is still queued here, so
     /// every peer gets a new window instead.
     pub(super) fn heartbeat(&mut self, stalled: bool) {
-        self.broadcast(Msg::Ping);
         if stalled {
             let now = self.now;
             let this = self.this().clone();
@@ -414,8 +445,20 @@ impl Control {
         }
         self.event(Event::MemberDown(member.clone(), reason));
         self.forget_backup(member);
+        match reason {
+            // It is gone for good: nothing of its can be acknowledged any
+            // more, and it stops counting towards a majority.
+            DownReason::Left | DownReason::Replaced => {
+                self.quorum.retire(member);
+                self.fail_over(member);
+                self.admit();
+            }
+            // Its games are taken over once a majority witnessed its lease
+            // run out (see `fencing`), unless fencing is off.
+            _ if !self.quorum.fencing() => self.fail_over(member),
+            _ => {}
+        }
         self.fail_requests_to(member);
-        self.fail_over(member);
         self.sweep();
         let at = self.now + self.config.failure_timeout * 3;
         self.purges.push((at, member.clone()));

@@ -20,12 +20,14 @@
 //! assert!(matches!(n1.poll_effect(), Some(Effect::Send { link: 7, .. })));
 //! ```
 
+mod fencing;
 mod games;
 pub mod hosting;
 pub mod inbound;
 mod join;
 mod members;
 mod moves;
+pub mod quorum;
 mod replicas;
 mod starts;
 #[cfg(test)]
@@ -34,6 +36,7 @@ pub mod wire;
 
 pub use games::{CopyReason, Held, Owned, Phase, Waiter};
 pub use members::{Member, Members};
+pub use quorum::{Quorum, SplitPolicy, Standing};
 
 use crate::config::Redistribution;
 use crate::membership::{DownReason, MemberId, MemberStatus};
@@ -67,6 +70,15 @@ pub struct ControlConfig {
     pub relink_grace: Duration,
     /// Copies of each game kept on other members (0 or 1).
     pub replication_factor: usize,
+    /// What a node does when it cannot reach a majority.
+    pub split: SplitPolicy,
+    /// How long a lease granted by a majority lets a node acknowledge
+    /// writes without hearing from it again.
+    pub lease: Duration,
+    /// The most any node's clock may run fast or slow, as a fraction (0.01:
+    /// 1%): a silent member's games are taken over only after
+    /// `lease * (1 + drift) / (1 - drift)` without granting it anything.
+    pub clock_drift: f64,
     /// Where new sessions go.
     pub placement: Arc<dyn Placement>,
     /// Whether a member joining takes running sessions.
@@ -92,6 +104,9 @@ impl Default for ControlConfig {
             call_timeout: Duration::from_secs(5),
             relink_grace: Duration::from_millis(100),
             replication_factor: 1,
+            split: SplitPolicy::default(),
+            lease: Duration::from_secs(1),
+            clock_drift: 0.01,
             placement: Arc::new(Rendezvous),
             redistribution: Redistribution::Passive,
             seeds: Vec::new(),
@@ -225,6 +240,12 @@ pub enum Event {
         /// How many games.
         games: usize,
     },
+    /// This node lost its lease: it cannot prove it belongs to a majority,
+    /// and acknowledges no write until it can again.
+    QuorumLost,
+    /// This node holds its lease again and confirmed the games it kept:
+    /// writes are acknowledged again.
+    QuorumRegained,
     /// Two sessions of one game met; the one with the higher version won,
     /// and this node hosted neither or the winner.
     ConflictWon {
@@ -342,6 +363,7 @@ pub struct Control {
     config: ControlConfig,
     addr: String,
     members: Members,
+    quorum: Quorum,
     registry: Table,
     owned: BTreeMap<GameId, Owned>,
     copies: Copies,
@@ -397,8 +419,10 @@ const GOSSIP_EVERY: u64 = 5;
 impl Control {
     /// The control of a node that knows only itself.
     pub fn new(this: MemberId, addr: String, config: ControlConfig, now: Time) -> Self {
+        let quorum = Quorum::new(this.clone(), config.split, config.lease, config.clock_drift);
         let mut control = Control {
             members: Members::new(this, addr.clone(), now),
+            quorum,
             config,
             addr,
             registry: Table::default(),
@@ -490,6 +514,16 @@ impl Control {
     /// The members as this node sees them.
     pub fn members(&self) -> &Members {
         &self.members
+    }
+
+    /// The vote, this node's lease and the fences.
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    /// Whether this node may acknowledge writes now (it holds its lease).
+    pub fn holds_lease(&self) -> bool {
+        self.quorum.holds(self.now)
     }
 
     /// This node's copy of the registry.
@@ -666,8 +700,10 @@ impl Control {
             self.next_tick = now + self.config.heartbeat_interval;
             self.ticks += 1;
             self.heartbeat(stalled);
+            self.lease_tick();
             if self.ticks % GOSSIP_EVERY == 0 {
                 self.gossip();
+                self.repeat_fencing();
                 self.reconnect();
             }
             if self.ticks % SWEEP_EVERY == 0 {
@@ -727,9 +763,10 @@ impl Control {
                 to,
                 mut refused,
             } => {
-                // Never started there if it is down; if it is up the start
-                // may still come through, and a second one would collide.
-                if self.members.is_live(&to) {
+                // Never started there if it is down for good; if it is up
+                // (or cut off but not fenced) the start may still come
+                // through, and a second one would collide.
+                if self.members.is_live(&to) || self.unfenced(&to) {
                     self.reply(
                         call,
                         Err(EngineError::Timeout(format!(
@@ -749,7 +786,7 @@ impl Control {
                 epoch,
                 to,
             } => {
-                if self.members.is_live(&to) {
+                if self.members.is_live(&to) || self.unfenced(&to) {
                     self.send_place(to, snapshot, epoch);
                 } else {
                     self.place_elsewhere(snapshot, epoch);
@@ -759,15 +796,17 @@ impl Control {
         }
     }
 
-    /// Requests to `member` fail at once: it is down.
+    /// Requests to `member` fail at once: it is down. (A start it may
+    /// still carry out, cut off but not fenced, waits for its deadline or
+    /// the fence.)
     fn fail_requests_to(&mut self, member: &MemberId) {
+        let in_doubt = self.unfenced(member);
         let affected: Vec<Corr> = self
             .requests
             .iter()
             .filter(|(_, (r, _))| match r {
-                Request::Create { to, .. }
-                | Request::Place { to, .. }
-                | Request::Claim { to, .. } => to == member,
+                Request::Create { to, .. } | Request::Place { to, .. } => to == member && !in_doubt,
+                Request::Claim { to, .. } => to == member,
                 Request::Move { id } => matches!(
                     self.owned.get(id).map(|o| &o.phase),
                     Some(Phase::Moving { to, .. }) if to == member
@@ -818,6 +857,12 @@ impl Control {
             return;
         };
         if !self.members.is_live(&from) {
+            // A goodbye is final, even from a member already counted down
+            // (its link closed first): it stops counting and is waited for
+            // no more.
+            if matches!(msg, Msg::Bye) && self.gone.insert(from.clone()) {
+                self.departed_while_down(&from);
+            }
             return;
         }
         if let Some(m) = self.members.get_mut(&from) {
@@ -825,7 +870,7 @@ impl Control {
         }
         match msg {
             Msg::Hello(_) | Msg::Ping => {}
-            Msg::Members(list) => self.on_members(list),
+            Msg::Members(list) => self.on_members(&from, list),
             Msg::Sync { sync, regs, last } => self.on_sync(&from, sync, regs, last),
             Msg::Registered { corr, regs } => {
                 for reg in regs {
@@ -872,6 +917,13 @@ impl Control {
                 self.gone.insert(from.clone());
                 self.member_down(&from, DownReason::Left);
             }
+            Msg::Lease { seq, gen } => self.on_lease(&from, seq, gen),
+            Msg::Granted(seq) => self.on_granted(&from, seq),
+            Msg::Expired { member, gen } => self.on_expired(&from, member, gen),
+            Msg::Fenced { member, gen } => self.on_fenced(member, gen),
+            Msg::SyncFor(gen) => self.on_sync_for(&from, gen),
+            Msg::SyncedFor(gen) => self.on_synced_for(&from, gen),
+            Msg::HeldFor { gen, copies } => self.on_held_for(gen, copies),
         }
     }
 
@@ -935,6 +987,7 @@ impl Control {
     fn lose(&mut self, id: GameId, winner: Registration) {
         // A peer that still has our registration cannot know it lost.
         self.notify_all(&winner);
+        self.quorum.forget_game(id);
         let Some(owned) = self.owned.remove(&id) else {
             return;
         };

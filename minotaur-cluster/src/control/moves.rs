@@ -154,7 +154,9 @@ impl Control {
                 epoch,
             },
         );
-        if !sent {
+        // Unsent to a member cut off but not fenced, the request waits for
+        // its deadline (it may have started the game: see `move_failed`).
+        if !sent && !self.unfenced(&to) {
             self.requests.remove(&corr);
             self.move_failed(id, corr);
         }
@@ -224,9 +226,17 @@ impl Control {
         let Some((to, snapshot, epoch)) = self.moving(id, corr) else {
             return;
         };
-        if self.members.is_live(&to) {
+        if self.members.is_live(&to) || self.unfenced(&to) {
+            // It may have started the game: not until it is fenced.
             self.send_move(id, to, snapshot, epoch);
         } else {
+            // It may have started the game and acknowledged writes before it
+            // was fenced, and its backup then fails the game over: this node
+            // takes no write until every member told what it holds.
+            if self.quorum.confirms_takeovers() {
+                let source = (epoch.saturating_sub(1), snapshot.version);
+                self.quorum.suspect_game(id, source);
+            }
             self.retake(id, snapshot, epoch);
         }
     }

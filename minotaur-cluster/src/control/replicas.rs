@@ -60,13 +60,29 @@ impl Control {
     pub(super) fn save(&mut self, snapshot: Snapshot) {
         let id = snapshot.id;
         let this = self.this().clone();
-        let Some(owned) = self.owned.get_mut(&id) else {
+        if !self.owned.contains_key(&id) {
             return self.effect(Effect::Saved {
                 id,
                 result: Err(EngineError::Unavailable(format!(
                     "game {id} is no longer owned by {this}"
                 ))),
             });
+        }
+        // A new write needs the lease; the state already acknowledged may
+        // be copied again without it (to a new backup), so that a game whose
+        // owner is cut off from the majority keeps a copy.
+        let acknowledged = self
+            .owned
+            .get(&id)
+            .is_some_and(|o| snapshot.version <= o.reg.version);
+        if let Some(refusal) = self.write_refusal(id).filter(|_| !acknowledged) {
+            return self.effect(Effect::Saved {
+                id,
+                result: Err(refusal),
+            });
+        }
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
         };
         owned.save_waiting = true;
         if owned.copying.is_some() {
@@ -225,6 +241,15 @@ impl Control {
         at: Option<MemberId>,
         ok: bool,
     ) {
+        let landed = at.is_some() || ok;
+        let new_write = self.owned.get(&id).is_some_and(|o| version > o.reg.version);
+        // The lease may have lapsed while the copy was on its way: the
+        // write is then refused, and its version is not the game's.
+        let refusal = if reason == CopyReason::Save && landed && new_write {
+            self.write_refusal(id)
+        } else {
+            None
+        };
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
@@ -245,8 +270,7 @@ impl Control {
             None if ok => owned.backup = None,
             None => {}
         }
-        let landed = at.is_some() || ok;
-        if landed && version > owned.reg.version {
+        if landed && new_write && refusal.is_none() {
             let mut reg = (*owned.reg).clone();
             reg.version = version;
             owned.reg = Arc::new(reg);
@@ -265,7 +289,9 @@ impl Control {
         }
         match reason {
             CopyReason::Save if answer_save => {
-                let result = if landed {
+                let result = if let Some(refusal) = refusal {
+                    Err(refusal)
+                } else if landed {
                     Ok(())
                 } else {
                     Err(EngineError::Unavailable(format!(

@@ -22,6 +22,9 @@ impl Control {
                 return self.reply(call, Err(EngineError::AlreadyRunning(id)));
             }
         }
+        if !self.quorum.holds(self.now) {
+            return self.answer_start(id, Waiter::Call(call), Err(Refusal::NoQuorum));
+        }
         let code = snapshot.join_code.clone();
         if self.registry.by_join_code(&code).is_some_and(|g| g != id) {
             return self.reply(call, Err(EngineError::JoinCodeTaken(code)));
@@ -116,6 +119,9 @@ impl Control {
         if self.leaving {
             return self.answer_start(id, waiter, Err(Refusal::Leaving));
         }
+        if !self.quorum.holds(self.now) {
+            return self.answer_start(id, waiter, Err(Refusal::NoQuorum));
+        }
         if let Some(owned) = self.owned.get_mut(&id) {
             // A repeat of a start that is running or ran gets its answer.
             let repeat = owned.reg.epoch == epoch;
@@ -130,6 +136,7 @@ impl Control {
             return;
         }
         let reg = Arc::new(self.registration(&snapshot, epoch));
+        self.quorum.forget_game(id);
         self.owned.insert(
             id,
             Owned {
@@ -288,6 +295,10 @@ impl Control {
                         "game {id} could not be copied to a backup"
                     )),
                     Refusal::SessionFailed(why) => EngineError::Unavailable(why),
+                    Refusal::NoQuorum => EngineError::NoQuorum(format!(
+                        "{} cannot reach a majority of the cluster",
+                        self.this()
+                    )),
                 });
                 self.reply(call, result);
             }
@@ -368,6 +379,15 @@ impl Control {
                 continue;
             }
             let reg = Arc::new(self.registration(&held.snapshot, epoch));
+            self.quorum.forget_game(id);
+            if self.quorum.confirms_takeovers() {
+                // Another member may hold a newer copy (one a lost
+                // `DropCopy` left behind here is older) and take the game
+                // over too: no write until every member told what it owns
+                // and holds, and the registry kept the newer.
+                self.quorum
+                    .suspect_game(id, (held.epoch, held.snapshot.version));
+            }
             self.owned.insert(
                 id,
                 Owned {
@@ -393,6 +413,7 @@ impl Control {
         }
         let sessions = regs.len();
         self.broadcast_registered(regs);
+        self.ask_confirmation();
         self.copy_many(restarts, CopyReason::Restart, Vec::new());
         self.event(Event::FailedOver {
             from: down.clone(),

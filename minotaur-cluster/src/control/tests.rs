@@ -230,9 +230,18 @@ fn a_replaced_owner_hears_of_its_replacement_from_a_third_member() {
 /// session was starting ran on two members for good.)
 #[test]
 fn a_session_that_comes_up_after_its_game_was_lost_is_stopped() {
-    use super::StopReason;
+    use super::{SplitPolicy, StopReason};
     use crate::registry::Registration;
-    let mut a = control("a");
+    // Without fencing, so that the failover follows the crash at once.
+    let mut a = Control::new(
+        MemberId::new("a", 1),
+        "addr-a".into(),
+        ControlConfig {
+            split: SplitPolicy::Available,
+            ..ControlConfig::default()
+        },
+        Duration::ZERO,
+    );
     let mut now = Duration::from_millis(1);
     link_to(&mut a, now, &[(1, "b"), (2, "c")]);
     // a keeps b's copy of a game; b crashes and a fails the game over.

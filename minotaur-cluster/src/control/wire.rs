@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the protocol between nodes. Peers accept each other when
 /// their ranges `[MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]` overlap (see
-/// [`Hello`]). Version 2 is the control state machine's protocol; version
-/// 1 nodes cannot join it.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// [`Hello`]). Version 3 adds majority fencing (leases and fences); a
+/// version 2 node would grant no lease, so it cannot join.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 2;
+pub const MIN_PROTOCOL_VERSION: u32 = 3;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
@@ -64,6 +64,8 @@ pub enum Refusal {
     NotReplicated,
     /// The session did not start.
     SessionFailed(String),
+    /// The receiver cannot prove it belongs to a majority of the cluster.
+    NoQuorum,
 }
 
 /// A message between two nodes' controls. The sender is the member at the
@@ -195,4 +197,49 @@ pub enum Msg {
     /// The games of a [`Msg::Holdings`] of which the receiver has no copy
     /// here (dropped while it was counted down, say): copy them again.
     Missing(Vec<GameId>),
+    /// Renew the sender's lease: answered with [`Msg::Granted`] unless the
+    /// receiver counts the sender down or witnessed the end of generation
+    /// `gen` of its leases.
+    Lease {
+        /// Repeated in the answer.
+        seq: u64,
+        /// The sender's lease generation.
+        gen: u64,
+    },
+    /// Answer to [`Msg::Lease`]: granted.
+    Granted(u64),
+    /// The sender counts `member` down and has granted it nothing for
+    /// longer than any lease of generation `gen` lasts, and never will.
+    Expired {
+        /// The silent member.
+        member: MemberId,
+        /// The generation of its leases that ended.
+        gen: u64,
+    },
+    /// A majority witnessed the end of `member`'s leases of generation
+    /// `gen`: its games may be taken over.
+    Fenced {
+        /// The fenced member.
+        member: MemberId,
+        /// Its generation that ended.
+        gen: u64,
+    },
+    /// Send me a [`Msg::Sync`], then [`Msg::SyncedFor`]: my lease lapsed in
+    /// generation `gen - 1`, and my games wait to learn whether another
+    /// member took them over meanwhile.
+    SyncFor(u64),
+    /// Every game the sender owns was sent just before this, in answer to
+    /// [`Msg::SyncFor`] of the given generation.
+    SyncedFor(u64),
+    /// Part of the answer to [`Msg::SyncFor`]: the copies the sender holds
+    /// of other members' games, with their epochs and versions. A copy of a
+    /// game newer than the asker's state of it (a takeover by a member since
+    /// fenced, or a copy a failed-over game was not restarted from) means
+    /// the asker's game stays unconfirmed.
+    HeldFor {
+        /// The generation asked for.
+        gen: u64,
+        /// Each game, its copy's epoch and its version.
+        copies: Vec<(GameId, u64, u64)>,
+    },
 }

@@ -37,6 +37,7 @@ pub fn control_config() -> ControlConfig {
         failure_timeout: Duration::from_millis(500),
         call_timeout: Duration::from_millis(1000),
         relink_grace: Duration::from_millis(50),
+        lease: Duration::from_millis(500),
         // Small, so that syncs, failovers and copies go in several
         // messages even with the few games a run creates.
         batch: 3,

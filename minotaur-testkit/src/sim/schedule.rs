@@ -35,14 +35,16 @@ pub enum Step {
 }
 
 impl Step {
-    /// Whether the guarantees cover this fault: a single crash, a graceful
-    /// leave, link faults shorter than the failure timeout. A split (a
-    /// partition, a one-way cut, a long stall) may lose the writes the
-    /// losing side acknowledged during it.
-    pub fn covered(&self, failure_timeout: Duration) -> bool {
+    /// Whether the guarantees cover this fault, with `staying` nodes
+    /// running and not leaving: every crash, leave and link fault, but a
+    /// split (a partition, a one-way cut, a stalled link, a frozen node)
+    /// only with three members or more. With two, majority fencing is off
+    /// by default and both sides serve on.
+    pub fn covered(&self, staying: usize) -> bool {
         match self {
-            Step::Partition(..) | Step::CutOneWay(..) => false,
-            Step::Stall(_, _, d) | Step::Freeze(_, d) => *d < failure_timeout / 2,
+            Step::Partition(..) | Step::CutOneWay(..) | Step::Stall(..) | Step::Freeze(..) => {
+                staying >= 3
+            }
             _ => true,
         }
     }

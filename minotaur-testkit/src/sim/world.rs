@@ -958,7 +958,8 @@ impl World {
     fn step(&mut self, step: Step) {
         self.trace
             .line(self.now, "sim", || format!("step {step:?}"));
-        if !step.covered(self.config.failure_timeout) {
+        let staying = self.nodes.values().filter(|n| !n.leaving).count();
+        if !step.covered(staying) {
             self.uncovered.push((self.now, Duration::MAX));
         }
         match step {
@@ -1070,18 +1071,24 @@ fn decode_ops(state: &[u8]) -> Vec<u64> {
         .collect()
 }
 
-/// A message's name, for traces.
 /// The kind of a message a settled cluster has no reason to send; none for
 /// heartbeats and the periodic summaries.
 fn busy_kind(msg: &Msg) -> Option<&'static str> {
     match msg {
-        Msg::Ping | Msg::Members(_) | Msg::Holdings(_) | Msg::Digest { .. } => None,
+        Msg::Ping
+        | Msg::Lease { .. }
+        | Msg::Granted(_)
+        | Msg::Members(_)
+        | Msg::Holdings(_)
+        | Msg::Digest { .. } => None,
         Msg::Hello(_) => Some("Hello"),
         Msg::Copy { .. } => Some("Copy"),
         Msg::Copied { .. } => Some("Copied"),
         Msg::Sync { .. } | Msg::SyncPlease => Some("Sync"),
         Msg::Start { .. } | Msg::Started { .. } => Some("Start"),
         Msg::DropCopy(_) => Some("DropCopy"),
+        Msg::Expired { .. } | Msg::Fenced { .. } => Some("Fencing"),
+        Msg::SyncFor(_) | Msg::SyncedFor(_) | Msg::HeldFor { .. } => Some("Confirm"),
         _ => Some("other"),
     }
 }
@@ -1106,6 +1113,7 @@ pub(super) fn msg_name(msg: &Msg) -> String {
         }
         Msg::Members(list) => format!("Members x{}", list.len()),
         Msg::Holdings(list) => format!("Holdings x{}", list.len()),
+        Msg::Missing(list) => format!("Missing x{}", list.len()),
         other => format!("{other:?}"),
     }
 }

@@ -1,0 +1,519 @@
+//! Majority fencing, as plain data: which members vote, the lease this node
+//! holds from a majority of them, the leases it grants, and the witnesses
+//! that let the majority fence a member whose lease has surely run out.
+//!
+//! The rule, in short (ARCHITECTURE.md has the argument):
+//! - A node acknowledges a write only while a majority of the voters granted
+//!   it a lease within the last `lease`, counted from when it *sent* the
+//!   request each grant answers.
+//! - A member that grants stops granting a peer it counts down, and after
+//!   `margin = lease * (1 + drift) / (1 - drift)` of its own clock since its
+//!   last grant it becomes a *witness*: it never again grants that peer's
+//!   current lease generation.
+//! - A peer's games are taken over only once a majority of the voters are
+//!   witnesses. Any majority the peer could hold a lease from contains one of
+//!   them, so by then the peer acknowledges nothing more.
+//! - A node whose lease lapsed starts a new generation and treats every game
+//!   it owned as *suspect* (no writes) until every member has told it what
+//!   it owns since: a game taken over meanwhile is lost to the newer owner,
+//!   never written on both sides.
+//!
+//! Members join the vote only once every voter knows them (as Akka admits a
+//! member only on convergence), so a minority cannot vote itself a majority
+//! by admitting newcomers; a member leaves it when it says goodbye, is
+//! replaced by a newer incarnation, or is fenced.
+
+use crate::membership::MemberId;
+use crate::registry::Time;
+use minotaur_core::GameId;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// What a node does when it cannot reach a majority of the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SplitPolicy {
+    /// With three voting members or more, writes need a lease from a
+    /// majority, and a member's games are taken over only once its lease has
+    /// surely run out; with one or two, as [`SplitPolicy::Available`] (a
+    /// majority of two is both, so one crash would stop every write).
+    #[default]
+    MajorityFromThree,
+    /// Writes always need a lease from a majority; with two members both
+    /// must be reachable, so either one failing stops every write until it
+    /// is back or replaced.
+    Majority,
+    /// No fencing: every side of a split serves on, and when it heals the
+    /// copy with the higher version wins, so writes acknowledged on the
+    /// other side are lost.
+    Available,
+}
+
+/// Whether a member votes, as seen from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Counts towards every majority.
+    Voter,
+    /// Known but not yet known to every voter: counted in the size of the
+    /// larger majority only (see [`Quorum::is_majority`]).
+    Pending,
+}
+
+/// What this node granted one peer.
+#[derive(Debug, Clone, Default)]
+struct Grant {
+    /// When it last granted the peer's lease.
+    last: Option<Time>,
+    /// The newest lease generation the peer asked for.
+    gen: u64,
+    /// Generations up to this one are never granted again (this node
+    /// witnessed their end).
+    refused_upto: Option<u64>,
+}
+
+/// One node's view of the vote, its own lease, and the fences.
+#[derive(Debug, Clone)]
+pub struct Quorum {
+    policy: SplitPolicy,
+    lease: Duration,
+    margin: Duration,
+    this: MemberId,
+    standing: BTreeMap<MemberId, Standing>,
+    /// This node's lease generation: a new one each time its lease lapses.
+    gen: u64,
+    /// Whether the lease held at some point in this generation: the next
+    /// time it does not is a lapse.
+    held: bool,
+    /// Whether writes stopped since the lease last lapsed (until it holds
+    /// again and the suspect games are confirmed).
+    stopped: bool,
+    next_seq: u64,
+    /// Lease requests of the current generation, with when they were sent.
+    sent: VecDeque<(u64, Time)>,
+    /// For each peer, when the newest request it granted was sent.
+    leased_from: BTreeMap<MemberId, Time>,
+    grants: BTreeMap<MemberId, Grant>,
+    /// Peers' latest member lists, for admitting newcomers.
+    lists: BTreeMap<MemberId, BTreeSet<MemberId>>,
+    /// For each member counted down here, the members (this one included)
+    /// that witnessed its lease run out, with the generation each vouched
+    /// for.
+    witnesses: BTreeMap<MemberId, BTreeMap<MemberId, u64>>,
+    /// Members fenced lately, with the generation fenced: told to peers with
+    /// every gossip round, so one that missed the vote learns of it.
+    fenced: VecDeque<(MemberId, u64)>,
+    /// Games not yet confirmed (owned when the lease last lapsed, taken
+    /// over, or retaken after a move whose target was fenced), each with the
+    /// epoch and version this node's state of it stems from: a copy
+    /// elsewhere of a newer one supersedes it.
+    suspect: BTreeMap<GameId, (u64, u64)>,
+    /// Suspect games of which a member holds a copy under a newer epoch:
+    /// they are not confirmed.
+    superseded: BTreeSet<GameId>,
+    /// Members that answered the confirmation round of the current
+    /// generation, and when each was last asked.
+    confirmed_by: BTreeSet<MemberId>,
+    asked: BTreeMap<MemberId, Time>,
+}
+
+/// Fences remembered to tell peers of.
+const FENCES_KEPT: usize = 64;
+/// Lease requests remembered.
+const SENT_KEPT: usize = 64;
+
+impl Quorum {
+    /// The quorum of a node that knows only itself.
+    pub fn new(this: MemberId, policy: SplitPolicy, lease: Duration, drift: f64) -> Self {
+        let drift = drift.clamp(0.0, 0.5);
+        let margin = lease.mul_f64((1.0 + drift) / (1.0 - drift));
+        let mut standing = BTreeMap::new();
+        standing.insert(this.clone(), Standing::Voter);
+        Quorum {
+            policy,
+            lease,
+            margin,
+            this,
+            standing,
+            gen: 1,
+            held: true,
+            stopped: false,
+            next_seq: 1,
+            sent: VecDeque::new(),
+            leased_from: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            lists: BTreeMap::new(),
+            witnesses: BTreeMap::new(),
+            fenced: VecDeque::new(),
+            suspect: BTreeMap::new(),
+            superseded: BTreeSet::new(),
+            confirmed_by: BTreeSet::new(),
+            asked: BTreeMap::new(),
+        }
+    }
+
+    /// Whether fencing is on with the members counted now.
+    pub fn fencing(&self) -> bool {
+        match self.policy {
+            SplitPolicy::Available => false,
+            SplitPolicy::Majority => true,
+            SplitPolicy::MajorityFromThree => self.standing.len() >= 3,
+        }
+    }
+
+    /// Whether games taken over or retaken are confirmed before they take
+    /// writes (unless the policy is [`SplitPolicy::Available`]): another
+    /// member may hold a newer copy and take the game over too.
+    pub fn confirms_takeovers(&self) -> bool {
+        self.policy != SplitPolicy::Available
+    }
+
+    /// The members that vote or wait to, with their standing.
+    pub fn standing(&self) -> &BTreeMap<MemberId, Standing> {
+        &self.standing
+    }
+
+    /// This node's lease generation.
+    pub fn generation(&self) -> u64 {
+        self.gen
+    }
+
+    /// Whether `members` (this node counts only if listed) are a majority of
+    /// the voters *and* of voters and pending members together: while a
+    /// newcomer is admitted, nodes disagree on the voters by one member, and
+    /// any two such majorities still share a member.
+    pub fn is_majority(&self, members: &BTreeSet<MemberId>) -> bool {
+        let voters = self
+            .standing
+            .iter()
+            .filter(|(_, s)| **s == Standing::Voter)
+            .count();
+        let voting = self
+            .standing
+            .iter()
+            .filter(|(m, s)| **s == Standing::Voter && members.contains(*m))
+            .count();
+        let all = self.standing.len();
+        let counted = self
+            .standing
+            .keys()
+            .filter(|m| members.contains(*m))
+            .count();
+        voting * 2 > voters && counted * 2 > all
+    }
+
+    /// Whether this node holds its lease at `now`.
+    pub fn holds(&self, now: Time) -> bool {
+        if !self.fencing() {
+            return true;
+        }
+        let mut with: BTreeSet<MemberId> = self
+            .leased_from
+            .iter()
+            .filter(|(_, sent)| **sent + self.lease > now)
+            .map(|(m, _)| m.clone())
+            .collect();
+        with.insert(self.this.clone());
+        self.is_majority(&with)
+    }
+
+    /// Checks the lease at `now`. When it has just lapsed, a new generation
+    /// starts and every game in `owned` becomes suspect: returns
+    /// `Some(false)`. When writes may resume (the lease holds and no game is
+    /// suspect any more): `Some(true)`.
+    pub fn check(
+        &mut self,
+        now: Time,
+        owned: impl Iterator<Item = (GameId, (u64, u64))>,
+    ) -> Option<bool> {
+        let holds = self.holds(now);
+        let lapsed = self.held && !holds;
+        self.held |= holds;
+        if lapsed {
+            self.held = false;
+            self.gen += 1;
+            self.sent.clear();
+            self.leased_from.clear();
+            self.suspect.extend(owned);
+            self.superseded.clear();
+            self.confirmed_by.clear();
+            self.asked.clear();
+            self.stopped = true;
+            return Some(false);
+        }
+        if self.stopped && holds && self.suspect.is_empty() {
+            self.stopped = false;
+            return Some(true);
+        }
+        None
+    }
+
+    /// Whether game `id` may take a write at `now`.
+    pub fn may_write(&self, id: GameId, now: Time) -> bool {
+        !self.suspect.contains_key(&id) && self.holds(now)
+    }
+
+    /// A new lease request, sent at `now`: its number.
+    pub fn request(&mut self, now: Time) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.sent.push_back((seq, now));
+        while self.sent.len() > SENT_KEPT {
+            self.sent.pop_front();
+        }
+        seq
+    }
+
+    /// `from` granted request `seq`.
+    pub fn granted(&mut self, from: &MemberId, seq: u64, now: Time) {
+        let Some((_, sent)) = self.sent.iter().find(|(s, _)| *s == seq) else {
+            return;
+        };
+        let sent = *sent;
+        let entry = self.leased_from.entry(from.clone()).or_insert(sent);
+        *entry = (*entry).max(sent);
+        self.held |= self.holds(now);
+    }
+
+    /// Whether to grant `from`'s request of generation `gen` at `now` (the
+    /// caller checked that `from` is live); records the grant.
+    pub fn grant(&mut self, from: &MemberId, gen: u64, now: Time) -> bool {
+        let grant = self.grants.entry(from.clone()).or_default();
+        grant.gen = grant.gen.max(gen);
+        if grant.refused_upto.is_some_and(|upto| gen <= upto) {
+            return false;
+        }
+        grant.last = Some(now);
+        true
+    }
+
+    /// If this node's last grant to `member` (counted down here) is more
+    /// than the margin old, it becomes a witness: returns the generation it
+    /// vouches for, the first time and whenever that rises.
+    ///
+    /// It vouches for the newest generation it knows `member` reached, seen
+    /// asked for here or `told` by another witness: no grant of its to the
+    /// member is running, so it may promise never to grant any generation
+    /// up to that one. (Vouching only for the generations it saw asked for,
+    /// a witness that missed the member's last lapse could never count.)
+    ///
+    /// A member fenced or retired here still vouches: the others may count
+    /// it back in, and need its word.
+    pub fn witness(&mut self, member: &MemberId, now: Time, told: u64) -> Option<u64> {
+        let grant = self.grants.entry(member.clone()).or_default();
+        if grant.last.is_some_and(|last| last + self.margin > now) {
+            return None;
+        }
+        grant.gen = grant.gen.max(told);
+        let gen = grant.gen;
+        if grant.refused_upto.is_some_and(|upto| upto >= gen) {
+            return None;
+        }
+        grant.refused_upto = Some(gen);
+        if self.standing.contains_key(member) {
+            self.witnesses
+                .entry(member.clone())
+                .or_default()
+                .insert(self.this.clone(), gen);
+        }
+        Some(gen)
+    }
+
+    /// The generation this node vouches for, for `member`, if it did.
+    pub fn vouched(&self, member: &MemberId) -> Option<u64> {
+        self.grants.get(member).and_then(|g| g.refused_upto)
+    }
+
+    /// `by` witnessed the end of `member`'s generation `gen`.
+    pub fn witnessed(&mut self, member: &MemberId, by: &MemberId, gen: u64) {
+        if self.standing.contains_key(member) {
+            let set = self.witnesses.entry(member.clone()).or_default();
+            let vouched = set.entry(by.clone()).or_insert(gen);
+            *vouched = (*vouched).max(gen);
+        }
+    }
+
+    /// The generation of `member` a majority witnessed the end of, if one
+    /// did. Witnesses of a generation older than the newest this node knows
+    /// the member reached count not: it may hold a lease of that one.
+    pub fn fenced_generation(&self, member: &MemberId) -> Option<u64> {
+        let seen = self.grants.get(member).map_or(0, |g| g.gen);
+        let set: BTreeSet<MemberId> = self
+            .witnesses
+            .get(member)?
+            .iter()
+            .filter(|(_, gen)| **gen >= seen)
+            .map(|(by, _)| by.clone())
+            .collect();
+        self.is_majority(&set).then_some(seen)
+    }
+
+    /// `member` is out of the vote: fenced (its generation `gen` ended), so
+    /// peers are told; its own grants are never renewed.
+    pub fn fence(&mut self, member: &MemberId, gen: u64) {
+        self.standing.remove(member);
+        self.witnesses.remove(member);
+        self.leased_from.remove(member);
+        let grant = self.grants.entry(member.clone()).or_default();
+        grant.refused_upto = Some(grant.refused_upto.unwrap_or(0).max(gen));
+        self.fenced.retain(|(m, _)| m != member);
+        self.fenced.push_back((member.clone(), gen));
+        while self.fenced.len() > FENCES_KEPT {
+            self.fenced.pop_front();
+        }
+    }
+
+    /// Whether a fence of `member`'s generation `gen`, told by a peer,
+    /// applies here (it is not an older generation than one seen asked).
+    pub fn fence_applies(&self, member: &MemberId, gen: u64) -> bool {
+        self.standing.contains_key(member) && gen >= self.grants.get(member).map_or(0, |g| g.gen)
+    }
+
+    /// Fences to tell peers of.
+    pub fn fences(&self) -> impl Iterator<Item = &(MemberId, u64)> {
+        self.fenced.iter()
+    }
+
+    /// `member` left the vote for good (said goodbye, or was replaced).
+    pub fn retire(&mut self, member: &MemberId) {
+        self.standing.remove(member);
+        self.witnesses.remove(member);
+        self.leased_from.remove(member);
+        self.lists.remove(member);
+        self.confirmed_by.remove(member);
+        self.asked.remove(member);
+    }
+
+    /// `member` is live here: it waits to vote if it does not yet, and its
+    /// witnesses (of an earlier silence) no longer count.
+    pub fn live(&mut self, member: &MemberId) {
+        self.standing
+            .entry(member.clone())
+            .or_insert(Standing::Pending);
+        self.witnesses.remove(member);
+    }
+
+    /// `from`'s member list; returns the members admitted to the vote.
+    pub fn listed(
+        &mut self,
+        from: &MemberId,
+        list: impl Iterator<Item = MemberId>,
+    ) -> Vec<MemberId> {
+        self.lists.insert(from.clone(), list.collect());
+        self.admit()
+    }
+
+    /// Admits every pending member that every voter lists.
+    pub fn admit(&mut self) -> Vec<MemberId> {
+        let voters: Vec<MemberId> = self
+            .standing
+            .iter()
+            .filter(|(_, s)| **s == Standing::Voter)
+            .map(|(m, _)| m.clone())
+            .collect();
+        let pending: Vec<MemberId> = self
+            .standing
+            .iter()
+            .filter(|(_, s)| **s == Standing::Pending)
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut admitted = Vec::new();
+        for member in pending {
+            let known_to_all = voters.iter().all(|v| {
+                *v == self.this
+                    || *v == member
+                    || self.lists.get(v).is_some_and(|l| l.contains(&member))
+            });
+            if known_to_all {
+                self.standing.insert(member.clone(), Standing::Voter);
+                admitted.push(member);
+            }
+        }
+        admitted
+    }
+
+    // ---- suspect games ----
+
+    /// Whether some owned games wait for confirmation.
+    pub fn confirming(&self) -> bool {
+        !self.suspect.is_empty()
+    }
+
+    /// Whether game `id` waits for confirmation.
+    pub fn is_suspect(&self, id: GameId) -> bool {
+        self.suspect.contains_key(&id)
+    }
+
+    /// Game `id`, whose state here stems from `source` (epoch, version),
+    /// may have a newer state elsewhere: it waits for every member to tell
+    /// what it owns and holds, like a game kept through a lapse.
+    pub fn suspect_game(&mut self, id: GameId, source: (u64, u64)) {
+        self.suspect.insert(id, source);
+        self.confirmed_by.clear();
+        self.asked.clear();
+    }
+
+    /// Game `id` is no longer owned here.
+    pub fn forget_game(&mut self, id: GameId) {
+        self.suspect.remove(&id);
+    }
+
+    /// Members to ask (again) what they own, at `now`: those not asked
+    /// within `every`, among `live`.
+    pub fn to_ask(&self, live: &[MemberId], now: Time, every: Duration) -> Vec<MemberId> {
+        live.iter()
+            .filter(|m| **m != self.this && !self.confirmed_by.contains(*m))
+            .filter(|m| {
+                self.asked
+                    .get(*m)
+                    .is_none_or(|at| now.saturating_sub(*at) >= every)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// `member` was asked at `now`.
+    pub fn asked(&mut self, member: &MemberId, now: Time) {
+        self.asked.insert(member.clone(), now);
+    }
+
+    /// A member's link changed: ask it again.
+    pub fn relinked(&mut self, member: &MemberId) {
+        self.asked.remove(member);
+    }
+
+    /// A member answering generation `gen`'s round holds a copy of game
+    /// `id` at `copy` (epoch, version): the game is superseded if that is
+    /// newer than the state here.
+    pub fn held_elsewhere(&mut self, id: GameId, copy: (u64, u64), gen: u64) {
+        if gen == self.gen && self.suspect.get(&id).is_some_and(|source| copy > *source) {
+            self.superseded.insert(id);
+        }
+    }
+
+    /// `member` told what it owns in answer to generation `gen`'s round.
+    pub fn answered(&mut self, member: &MemberId, gen: u64) {
+        if gen == self.gen {
+            self.confirmed_by.insert(member.clone());
+        }
+    }
+
+    /// Once every member in the vote told what it owns and holds (the
+    /// games one took over were lost here as it told), confirms the suspect
+    /// games none holds a newer copy of; returns whether it confirmed any.
+    /// The others wait for another round.
+    pub fn try_confirm(&mut self) -> bool {
+        let all = self
+            .standing
+            .keys()
+            .all(|m| *m == self.this || self.confirmed_by.contains(m));
+        if !all || self.suspect.is_empty() {
+            return false;
+        }
+        let before = self.suspect.len();
+        let superseded = std::mem::take(&mut self.superseded);
+        self.suspect.retain(|id, _| superseded.contains(id));
+        if !self.suspect.is_empty() {
+            self.confirmed_by.clear();
+        }
+        self.suspect.len() < before
+    }
+}
