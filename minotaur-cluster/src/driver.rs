@@ -97,6 +97,9 @@ pub(crate) struct View {
     pub synced: bool,
     pub unreplicated: usize,
     pub copies: usize,
+    /// Whether majority fencing is on (writes wait for the control even
+    /// with no other member up: it refuses them without a majority).
+    pub fencing: bool,
 }
 
 /// A link as the driver knows it.
@@ -704,6 +707,7 @@ impl Driver {
                 (id, m.status as u8, m.link).hash(&mut h);
             }
             (members.synced(), st.next_link, st.links.len()).hash(&mut h);
+            self.control.quorum().fencing().hash(&mut h);
             h.finish()
         };
         let now = st.epoch.elapsed();
@@ -730,6 +734,7 @@ impl Driver {
                     synced: old.synced,
                     unreplicated,
                     copies,
+                    fencing: old.fencing,
                 }));
             }
             return;
@@ -755,6 +760,7 @@ impl Driver {
             synced: members.synced(),
             unreplicated,
             copies,
+            fencing: self.control.quorum().fencing(),
         }));
     }
 }

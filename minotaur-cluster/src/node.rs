@@ -290,6 +290,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         synced: true,
         unreplicated: 0,
         copies: 0,
+        fencing: config.split == crate::SplitPolicy::Majority,
     }));
     let sink = Arc::new(ControlSink {
         driver: tx.clone(),

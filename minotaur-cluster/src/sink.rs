@@ -19,14 +19,15 @@ pub(crate) struct ControlSink {
 }
 
 impl ControlSink {
-    /// Whether no other member is up to copy a change to.
+    /// Whether no other member is up to copy a change to, and no majority
+    /// is needed to keep it.
     fn alone(&self) -> bool {
-        !self
-            .view
-            .load()
-            .members
-            .iter()
-            .any(|(m, status)| *status == MemberStatus::Up && m != &self.this)
+        let view = self.view.load();
+        !view.fencing
+            && !view
+                .members
+                .iter()
+                .any(|(m, status)| *status == MemberStatus::Up && m != &self.this)
     }
 }
 

@@ -22,16 +22,15 @@
 //! a final log longer than acknowledged + unknown commands is a duplicate.
 //!
 //! # What is covered
-//! One crash at a time (the schedule settles, including re-replication,
+//! One fault at a time (the schedule settles, including re-replication,
 //! after each fault): no acknowledged command may be lost. While a step
 //! settles, the bots keep writing but create no games: a settled cluster is
 //! one where every game is registered to its one host on every node, and a
-//! stream of new games would keep some game in flight at any instant. Partitions,
-//! silent stalls and one-way cuts split the cluster: both sides may run a
-//! game, and when the split heals the copy with the higher version wins, so
-//! acknowledgements made on the losing side during the split are lost by
-//! design. Those are counted and reported separately ("split losses"), and
-//! each must belong to a game the nodes reported a conflict for. The crash
+//! stream of new games would keep some game in flight at any instant.
+//! Partitions, silent stalls and one-way cuts split the cluster; majority
+//! fencing lets only the majority side acknowledge writes, so a write
+//! acknowledged during a split and lost after it ("split losses", counted
+//! apart) fails the run too. Reads on the minority side may be stale. The crash
 //! of a node together with the backup of its games is not covered: the
 //! second test does exactly that and checks the loss is reported, not hidden.
 
@@ -1613,6 +1612,14 @@ async fn check(
 
     let covered_losses = lost_covered.len();
     failures.extend(lost_covered.into_iter().take(30));
+    // Majority fencing (the default from three members) covers splits.
+    if lost_split > 0 {
+        failures.push(format!(
+            "{lost_split} writes acknowledged during splits lost, in {} games: {:?}",
+            lost_split_games.len(),
+            lost_split_games.iter().take(10).collect::<Vec<_>>()
+        ));
+    }
     if !unexplained.is_empty() {
         failures.push(format!(
             "split losses in games without a reported conflict: {unexplained:?}"

@@ -1,7 +1,7 @@
 //! Fault injection: split brain and its healing, silent stalls, wrong
 //! cookies, and what each fault primitive makes the nodes see.
 
-use minotaur_cluster::{Node, NodeConfig};
+use minotaur_cluster::{Node, NodeConfig, SplitPolicy};
 use minotaur_core::{EngineError, GameId, UserId};
 use minotaur_testkit::TestCluster;
 use std::time::Duration;
@@ -47,13 +47,20 @@ async fn partition_then_heal_restores_membership() -> Result<(), Box<dyn std::er
     Ok(())
 }
 
+/// Without fencing (`SplitPolicy::Available`) both sides of a split serve
+/// a game; when it heals, the copy with the higher version is kept
+/// everywhere. (With fencing, the default, the minority refuses: see
+/// `fencing.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_brain_conflict_keeps_the_higher_version_everywhere(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder()
         .nodes(3)
         .in_memory()
-        .configure(|_, cfg| fast(cfg))
+        .configure(|_, cfg| {
+            fast(cfg);
+            cfg.split = SplitPolicy::Available;
+        })
         .start()
         .await?;
     let game = cluster.engine("n1")?.create_game("SPLT", users()).await?;
