@@ -4,7 +4,9 @@
 //! with code 2, as clap does for its own usage errors.
 
 use clap::{Parser, ValueEnum};
-use minotaur_cluster::{LeastLoaded, Local, NodeConfig, Placement, Rendezvous, TlsConfig};
+use minotaur_cluster::{
+    LeastLoaded, Local, NodeConfig, Placement, Rendezvous, SplitPolicy, TlsConfig,
+};
 use serde::Deserialize;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -25,6 +27,31 @@ pub enum PlacementKind {
     LeastLoaded,
     /// The node the game was created through.
     Local,
+}
+
+/// What a node does when it cannot reach a majority of the members (see
+/// `SplitPolicy` in minotaur-cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitKind {
+    /// Majority fencing from three members; none with one or two.
+    #[default]
+    MajorityFromThree,
+    /// Majority fencing always: with two members, both must be up.
+    Majority,
+    /// No fencing: every side of a split serves, and loses writes on heal.
+    Available,
+}
+
+impl SplitKind {
+    /// The policy itself.
+    pub fn policy(self) -> SplitPolicy {
+        match self {
+            SplitKind::MajorityFromThree => SplitPolicy::MajorityFromThree,
+            SplitKind::Majority => SplitPolicy::Majority,
+            SplitKind::Available => SplitPolicy::Available,
+        }
+    }
 }
 
 impl PlacementKind {
@@ -83,6 +110,11 @@ pub struct Cli {
     /// crash, 0 turns replication off [default: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
     pub replication: Option<u8>,
+    /// What a node cut off from the majority does: with fencing, it
+    /// acknowledges no write (503 NoQuorum) and the majority takes its
+    /// games over once its lease has run out [default: majority-from-three].
+    #[arg(long, value_enum)]
+    pub split: Option<SplitKind>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing
     /// directives such as "info,minotaur_cluster=debug" [default: info].
     #[arg(long, value_name = "FILTER")]
@@ -124,6 +156,8 @@ pub struct FileSettings {
     pub placement: Option<PlacementKind>,
     /// See `--replication`.
     pub replication: Option<u8>,
+    /// See `--split`.
+    pub split: Option<SplitKind>,
     /// See `--log-level`.
     pub log_level: Option<String>,
     /// See `--dev`.
@@ -168,6 +202,8 @@ pub struct Settings {
     pub placement: PlacementKind,
     /// Replication factor (0 or 1).
     pub replication: usize,
+    /// What a node cut off from the majority does.
+    pub split: SplitKind,
     /// Log filter.
     pub log_level: String,
     /// Development mode.
@@ -317,6 +353,7 @@ impl Settings {
             http: cli.http.or(file.http),
             placement: cli.placement.or(file.placement).unwrap_or_default(),
             replication: replication as usize,
+            split: cli.split.or(file.split).unwrap_or_default(),
             log_level,
             dev,
             tls,
@@ -344,6 +381,7 @@ impl Settings {
         config.seeds = self.seeds.clone();
         config.placement = self.placement.strategy();
         config.replication_factor = self.replication;
+        config.split = self.split.policy();
         config.allow_weak_cookie = self.dev;
         if let Some(tls) = &self.tls {
             let read = |path: &Path| {
@@ -431,10 +469,13 @@ mod tests {
             "least-loaded",
             "--replication",
             "0",
+            "--split",
+            "majority",
             "--log-level",
             "debug",
         ])
         .unwrap();
+        assert_eq!(s.split, SplitKind::Majority);
         assert_eq!(s.name, "n1");
         assert_eq!(s.cookie, COOKIE);
         assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
@@ -574,6 +615,8 @@ mod tests {
             "rendezvous",
             "least-loaded",
             "--replication",
+            "--split",
+            "majority-from-three",
             "--log-level",
             "--dev",
             "--tls-ca",

@@ -367,10 +367,14 @@ impl Control {
             let id = held.snapshot.id;
             let current = self.registry.lookup(id);
             // The game moved on (or is here already): the copy is stale.
-            if current.is_some_and(|r| &r.owner != down)
-                || self.owned.contains_key(&id)
-                || !held.snapshot.active
-            {
+            // Not if another member announced it from an older state (it
+            // took the game over from a copy a lost `DropCopy` left behind
+            // there): this newer copy wins the conflict by its version, and
+            // the other, suspect until it hears of this one, acknowledged
+            // nothing meanwhile.
+            let moved_on =
+                current.is_some_and(|r| &r.owner != down && r.version >= held.snapshot.version);
+            if moved_on || self.owned.contains_key(&id) || !held.snapshot.active {
                 continue;
             }
             let epoch = held.epoch.max(current.map_or(0, |r| r.epoch)) + 1;
