@@ -131,12 +131,25 @@ async fn counters_move_as_commands_run_and_gauges_match_the_cluster() -> TestRes
         "latency is a histogram with buckets: {buckets:?}"
     );
 
-    // Gauges, read at the scrape, agree with the cluster.
+    // Gauges, read at the scrape, agree with the cluster (once the node's
+    // published view has caught up with the create).
     let owner = cluster.where_is(game.id).expect("hosted");
-    assert_eq!(
-        value(&after, "minotaur_games", &[n, ("owner", owner.as_str())]),
-        1.0
-    );
+    cluster
+        .eventually(
+            "n1 to count the game under its owner",
+            std::time::Duration::from_secs(5),
+            || {
+                let (n1, owner) = (n1.clone(), owner.clone());
+                async move {
+                    let now = scrape(&n1).await.map_err(|e| e.to_string())?;
+                    match value(&now, "minotaur_games", &[n, ("owner", owner.as_str())]) {
+                        1.0 => Ok(()),
+                        other => Err(format!("minotaur_games for {owner}: {other}")),
+                    }
+                }
+            },
+        )
+        .await?;
     assert_eq!(
         value(&after, "minotaur_members", &[n, ("status", "up")]),
         2.0
