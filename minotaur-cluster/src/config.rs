@@ -1,7 +1,6 @@
 //! `NodeConfig`: everything one node is started with. Nothing is read from
 //! process-global state, so nodes in one process never share a setting.
 
-use crate::control::SplitPolicy;
 use crate::placement::{Placement, Rendezvous};
 use crate::tls::TlsConfig;
 use futures::future::BoxFuture;
@@ -47,6 +46,25 @@ pub enum Redistribution {
     /// Sessions whose placement now points at another member are handed
     /// over to it, with their state.
     Active,
+}
+
+/// What a node does when it cannot reach a majority of the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SplitPolicy {
+    /// With three voting members or more, writes need a lease from a
+    /// majority, and a member's games are taken over only once its lease has
+    /// surely run out; with one or two, as [`SplitPolicy::Available`] (a
+    /// majority of two is both, so one crash would stop every write).
+    #[default]
+    MajorityFromThree,
+    /// Writes always need a lease from a majority; with two members both
+    /// must be reachable, so either one failing stops every write until it
+    /// is back or replaced.
+    Majority,
+    /// No fencing: every side of a split serves on, and when it heals the
+    /// copy with the higher version wins, so writes acknowledged on the
+    /// other side are lost.
+    Available,
 }
 
 /// Shortest cookie a node accepts without [`NodeConfig::allow_weak_cookie`].

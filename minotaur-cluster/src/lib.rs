@@ -42,8 +42,9 @@ mod tasks;
 pub mod tls;
 mod transport;
 
-pub use config::{Connector, NodeConfig, Redistribution, Transport, DEV_COOKIE, MIN_COOKIE_LEN};
-pub use control::SplitPolicy;
+pub use config::{
+    Connector, NodeConfig, Redistribution, SplitPolicy, Transport, DEV_COOKIE, MIN_COOKIE_LEN,
+};
 pub use directory::ClusterDirectory;
 pub use membership::{ClusterEvent, DownReason, MemberId, MemberStatus};
 pub use node::{Node, NodeError};

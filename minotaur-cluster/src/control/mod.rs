@@ -34,9 +34,10 @@ mod starts;
 mod tests;
 pub mod wire;
 
+pub use crate::config::SplitPolicy;
 pub use games::{CopyReason, Held, Owned, Phase, Waiter};
 pub use members::{Member, Members};
-pub use quorum::{Quorum, SplitPolicy, Standing};
+pub use quorum::{Quorum, Standing};
 
 use crate::config::Redistribution;
 use crate::membership::{DownReason, MemberId, MemberStatus};

@@ -23,30 +23,12 @@
 //! by admitting newcomers; a member leaves it when it says goodbye, is
 //! replaced by a newer incarnation, or is fenced.
 
+use crate::config::SplitPolicy;
 use crate::membership::MemberId;
 use crate::registry::Time;
 use minotaur_core::GameId;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-
-/// What a node does when it cannot reach a majority of the members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SplitPolicy {
-    /// With three voting members or more, writes need a lease from a
-    /// majority, and a member's games are taken over only once its lease has
-    /// surely run out; with one or two, as [`SplitPolicy::Available`] (a
-    /// majority of two is both, so one crash would stop every write).
-    #[default]
-    MajorityFromThree,
-    /// Writes always need a lease from a majority; with two members both
-    /// must be reachable, so either one failing stops every write until it
-    /// is back or replaced.
-    Majority,
-    /// No fencing: every side of a split serves on, and when it heals the
-    /// copy with the higher version wins, so writes acknowledged on the
-    /// other side are lost.
-    Available,
-}
 
 /// Whether a member votes, as seen from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,11 +226,6 @@ impl Quorum {
             return Some(true);
         }
         None
-    }
-
-    /// Whether game `id` may take a write at `now`.
-    pub fn may_write(&self, id: GameId, now: Time) -> bool {
-        !self.suspect.contains_key(&id) && self.holds(now)
     }
 
     /// A new lease request, sent at `now`: its number.
