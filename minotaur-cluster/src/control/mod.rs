@@ -1027,11 +1027,20 @@ impl Control {
             .collect();
         self.purges.retain(|(at, _)| *at > now);
         for member in due {
-            if self.members.status(&member) == Some(MemberStatus::Down) {
-                let games = self.registry.purge_owner(&member).len();
-                if games > 0 {
-                    self.event(Event::Forgot { member, games });
-                }
+            if self.members.status(&member) != Some(MemberStatus::Down) {
+                continue;
+            }
+            // Its games wait for its fence to be taken over; until then
+            // their entries are what says they exist (forgotten, they
+            // would look settled while their copies wait).
+            if self.unfenced(&member) {
+                let at = now + self.config.failure_timeout * 3;
+                self.purges.push((at, member));
+                continue;
+            }
+            let games = self.registry.purge_owner(&member).len();
+            if games > 0 {
+                self.event(Event::Forgot { member, games });
             }
         }
     }
