@@ -563,6 +563,7 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
         &me,
         Msg::Copy {
             corr: 1,
+            gen: 1,
             copies: vec![(1, snapshot(&copy))],
         },
     );
@@ -663,6 +664,7 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
             from: member.clone(),
             msg: Msg::Copy {
                 corr: 7,
+                gen: 1,
                 copies: vec![(
                     1,
                     Snapshot {

@@ -97,8 +97,14 @@ impl Control {
         if self.departed {
             return;
         }
+        let new_generation = gen > self.quorum.seen_generation(from);
         if self.quorum.grant(from, gen, self.now) {
             self.send(from, Msg::Granted(seq));
+        }
+        // Its copies of our games count only once confirmed in its new
+        // generation.
+        if new_generation {
+            self.send_holdings_to(from);
         }
     }
 
@@ -133,7 +139,11 @@ impl Control {
         if !self.quorum.fencing() || !self.quorum.holds(self.now) {
             return;
         }
-        self.quorum.fence(member, gen);
+        // (Copies sent since an earlier fence of the same generation stay
+        // in doubt.)
+        if self.quorum.fence(member, gen) {
+            self.stale_copies_cleared(member);
+        }
         self.broadcast(Msg::Fenced {
             member: member.clone(),
             gen,
@@ -147,6 +157,7 @@ impl Control {
     pub(super) fn departed_while_down(&mut self, member: &MemberId) {
         if self.quorum.standing().contains_key(member) {
             self.quorum.retire(member);
+            self.stale_copies_cleared(member);
             self.fail_over(member);
             self.fail_requests_to(member);
             self.admit();
@@ -232,6 +243,17 @@ impl Control {
             return Some(EngineError::NoQuorum(format!(
                 "{} is confirming that no other member runs game {id}",
                 self.this()
+            )));
+        }
+        // (One fenced or gone for good takes nothing over.)
+        let stale = self.owned.get(&id).and_then(|o| {
+            o.stale_copies
+                .iter()
+                .find(|m| self.members.is_live(m) || self.unfenced(m))
+        });
+        if let Some(member) = stale.filter(|_| self.quorum.fencing()) {
+            return Some(EngineError::NoQuorum(format!(
+                "game {id} waits for {member} to drop an older copy or be fenced"
             )));
         }
         None

@@ -76,6 +76,12 @@ pub struct Owned {
     /// while a copy of it is in flight or queued, or while a restarted
     /// game has no backup yet.
     pub latest: Option<Box<Snapshot>>,
+    /// Earlier backups that may still hold an older copy (the game's copy
+    /// moved away from them, they were not told, or not heard dropping
+    /// it). While one of them could take the game over from that copy, no
+    /// new write is acknowledged: each leaves this list when it says it
+    /// dropped the copy, receives the latest one, or is fenced.
+    pub stale_copies: Vec<MemberId>,
 }
 
 /// Why a copy was sent: what to do once it lands or fails.
@@ -109,6 +115,24 @@ pub struct Held {
     pub epoch: u64,
     /// The game's state.
     pub snapshot: Snapshot,
+    /// This node's lease generation when the copy was kept (or last
+    /// confirmed current by its owner). A copy from an earlier generation
+    /// may be stale: while this node's lease lapsed, a majority may have
+    /// fenced it and its owner moved the backup elsewhere.
+    pub gen: u64,
+    /// The copy was current when its owner was counted down here, and the
+    /// owner has not been heard since: a later lapse of this node's lease
+    /// does not make it stale (the owner acknowledged nothing it could
+    /// have told us of).
+    pub pinned: bool,
+}
+
+impl Held {
+    /// Whether the game may be restarted from this copy in generation
+    /// `gen`.
+    pub fn current(&self, gen: u64) -> bool {
+        self.pinned || self.gen >= gen
+    }
 }
 
 /// Copies this node holds, one per game *and owner*: after a split two
@@ -149,17 +173,50 @@ impl Copies {
             .collect()
     }
 
-    /// Whether `owner`'s copy of game `id` is held.
-    pub fn holds(&self, owner: &MemberId, id: GameId) -> bool {
-        self.by_game.contains_key(&(id, owner.clone()))
+    /// `owner` was counted down: its copies current in generation `gen`
+    /// stay current until it is heard again.
+    pub fn pin_owned_by(&mut self, owner: &MemberId, gen: u64) {
+        for ((_, o), held) in self.by_game.iter_mut() {
+            if o == owner && held.gen >= gen {
+                held.pinned = true;
+            }
+        }
     }
 
-    /// Forgets `owner`'s copies of every game not in `keep` (sorted).
-    pub fn retain_of(&mut self, owner: &MemberId, keep: &[GameId]) -> usize {
-        let before = self.by_game.len();
+    /// `owner` is live again: its copies count by generation again.
+    pub fn unpin_owned_by(&mut self, owner: &MemberId) {
+        for ((_, o), held) in self.by_game.iter_mut() {
+            if o == owner {
+                held.pinned = false;
+            }
+        }
+    }
+
+    /// `owner` says this node is the backup of the games in `keep` (sorted),
+    /// each with the version it copied here: its copies of other games are
+    /// forgotten, those at that version or newer are stamped current in
+    /// generation `gen` if given. Returns the games of `keep` with no such
+    /// copy here.
+    pub fn confirm_of(
+        &mut self,
+        owner: &MemberId,
+        keep: &[(GameId, u64)],
+        gen: Option<u64>,
+    ) -> Vec<GameId> {
         self.by_game
-            .retain(|(id, o), _| o != owner || keep.binary_search(id).is_ok());
-        before - self.by_game.len()
+            .retain(|(id, o), _| o != owner || keep.binary_search_by_key(id, |(k, _)| *k).is_ok());
+        let mut missing = Vec::new();
+        for (id, version) in keep {
+            match self.by_game.get_mut(&(*id, owner.clone())) {
+                Some(held) if held.snapshot.version >= *version => {
+                    if let Some(gen) = gen {
+                        held.gen = held.gen.max(gen);
+                    }
+                }
+                _ => missing.push(*id),
+            }
+        }
+        missing
     }
 
     /// The copy of game `id` that would win a registry conflict.

@@ -134,6 +134,7 @@ impl Control {
             .collect();
         for old in replaced {
             self.quorum.retire(&old);
+            self.stale_copies_cleared(&old);
             self.fail_over(&old);
             self.fail_requests_to(&old);
         }
@@ -177,8 +178,10 @@ impl Control {
     /// backup than the current ones).
     fn member_up(&mut self, member: &MemberId) {
         self.quorum.relinked(member);
+        self.copies.unpin_owned_by(member);
         self.send_sync(member);
         self.send_fences(member);
+        self.redrop(member);
         // It counts towards the majority from now on: its grant must not
         // wait for the next heartbeat.
         self.request_lease();
@@ -195,6 +198,7 @@ impl Control {
     fn relinked(&mut self, member: &MemberId) {
         self.quorum.relinked(member);
         self.send_sync(member);
+        self.redrop(member);
         self.sweep();
     }
 
@@ -444,12 +448,14 @@ impl Control {
             self.effect(Effect::CloseLink { link });
         }
         self.event(Event::MemberDown(member.clone(), reason));
+        self.copies.pin_owned_by(member, self.quorum.generation());
         self.forget_backup(member);
         match reason {
             // It is gone for good: nothing of its can be acknowledged any
             // more, and it stops counting towards a majority.
             DownReason::Left | DownReason::Replaced => {
                 self.quorum.retire(member);
+                self.stale_copies_cleared(member);
                 self.fail_over(member);
                 self.admit();
             }

@@ -234,7 +234,8 @@ pub enum Event {
         speaks: (u32, u32),
     },
     /// Games of a down member that nobody restarted were forgotten: their
-    /// owner and their backup went down together.
+    /// owner and their backup went down together (or the backup's copy was
+    /// kept before its own lease lapsed, and may be stale).
     Forgot {
         /// The member.
         member: MemberId,
@@ -710,6 +711,7 @@ impl Control {
             if self.ticks % SWEEP_EVERY == 0 {
                 self.sweep();
                 self.send_holdings();
+                self.redrop_all();
                 self.send_digests();
                 let keep = self.config.failure_timeout * 60;
                 self.moved
@@ -897,10 +899,14 @@ impl Control {
                 epoch,
             } => self.start(Waiter::Peer(from, corr), snapshot, epoch),
             Msg::Started { corr, result } => self.on_started(&from, corr, result),
-            Msg::Copy { corr, copies } => self.on_copy(&from, corr, copies),
+            Msg::Copy { corr, gen, copies } => self.on_copy(&from, corr, gen, copies),
             Msg::Copied { corr, stored } => self.on_copied(&from, corr, stored),
-            Msg::DropCopy(id) => self.copies.drop_copy(id, &from),
-            Msg::Holdings(keep) => self.on_holdings(&from, keep),
+            Msg::DropCopy(id) => {
+                self.copies.drop_copy(id, &from);
+                self.send(&from, Msg::Dropped(id));
+            }
+            Msg::Dropped(id) => self.on_dropped(&from, id),
+            Msg::Holdings { gen, games } => self.on_holdings(&from, gen, games),
             Msg::Missing(ids) => self.on_missing(&from, ids),
             Msg::Fetch { corr, id } => {
                 let snapshot = self.copies.best(id).map(|h| h.snapshot.clone());

@@ -50,6 +50,8 @@ struct Grant {
     /// Generations up to this one are never granted again (this node
     /// witnessed their end).
     refused_upto: Option<u64>,
+    /// The newest generation of the peer fenced here.
+    fenced: Option<u64>,
 }
 
 /// One node's view of the vote, its own lease, and the fences.
@@ -250,6 +252,21 @@ impl Quorum {
         self.held |= self.holds(now);
     }
 
+    /// The newest lease generation `member` was seen asking for.
+    pub fn seen_generation(&self, member: &MemberId) -> u64 {
+        self.grants.get(member).map_or(0, |g| g.gen)
+    }
+
+    /// The oldest generation of `member` a fence here may still end: the
+    /// newest it was seen asking for, and none it was fenced in already.
+    /// A copy sent to it now is current as long as its lease does not
+    /// lapse in that generation or a later one.
+    pub fn fence_floor(&self, member: &MemberId) -> u64 {
+        self.grants
+            .get(member)
+            .map_or(0, |g| g.gen.max(g.fenced.map_or(0, |f| f + 1)))
+    }
+
     /// Whether to grant `from`'s request of generation `gen` at `now` (the
     /// caller checked that `from` is live); records the grant.
     pub fn grant(&mut self, from: &MemberId, gen: u64, now: Time) -> bool {
@@ -325,17 +342,23 @@ impl Quorum {
 
     /// `member` is out of the vote: fenced (its generation `gen` ended), so
     /// peers are told; its own grants are never renewed.
-    pub fn fence(&mut self, member: &MemberId, gen: u64) {
+    ///
+    /// Returns whether this fences a newer generation than any fenced here
+    /// before.
+    pub fn fence(&mut self, member: &MemberId, gen: u64) -> bool {
         self.standing.remove(member);
         self.witnesses.remove(member);
         self.leased_from.remove(member);
         let grant = self.grants.entry(member.clone()).or_default();
         grant.refused_upto = Some(grant.refused_upto.unwrap_or(0).max(gen));
+        let newer = grant.fenced.is_none_or(|f| gen > f);
+        grant.fenced = Some(grant.fenced.unwrap_or(0).max(gen));
         self.fenced.retain(|(m, _)| m != member);
         self.fenced.push_back((member.clone(), gen));
         while self.fenced.len() > FENCES_KEPT {
             self.fenced.pop_front();
         }
+        newer
     }
 
     /// Whether a fence of `member`'s generation `gen`, told by a peer,

@@ -167,7 +167,8 @@ impl Control {
                 tried,
             },
         );
-        if !self.send(to, Msg::Copy { corr, copies }) {
+        let gen = self.quorum.fence_floor(to);
+        if !self.send(to, Msg::Copy { corr, gen, copies }) {
             self.copy_failed(corr);
         }
     }
@@ -242,17 +243,10 @@ impl Control {
         ok: bool,
     ) {
         let landed = at.is_some() || ok;
-        let new_write = self.owned.get(&id).is_some_and(|o| version > o.reg.version);
-        // The lease may have lapsed while the copy was on its way: the
-        // write is then refused, and its version is not the game's.
-        let refusal = if reason == CopyReason::Save && landed && new_write {
-            self.write_refusal(id)
-        } else {
-            None
-        };
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
+        let new_write = version > owned.reg.version;
         owned.copying = None;
         if at.is_some() || reason != CopyReason::Restart {
             owned.latest = None;
@@ -266,10 +260,25 @@ impl Control {
                     }
                 }
                 owned.backup = Some((at.clone(), version));
+                owned.stale_copies.retain(|m| m != at);
             }
-            None if ok => owned.backup = None,
+            None if ok => drop_from = owned.backup.take().map(|(previous, _)| previous),
             None => {}
         }
+        if let Some(previous) = &drop_from {
+            self.left_stale(id, previous.clone());
+        }
+        // The lease may have lapsed while the copy was on its way, or the
+        // copy moved away from a backup that still holds an older one: the
+        // write is then refused, and its version is not the game's.
+        let refusal = if reason == CopyReason::Save && landed && new_write {
+            self.write_refusal(id)
+        } else {
+            None
+        };
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
         if landed && new_write && refusal.is_none() {
             let mut reg = (*owned.reg).clone();
             reg.version = version;
@@ -311,9 +320,13 @@ impl Control {
     /// Forgets that `member` holds our copies (it went down, or may have
     /// dropped them): the sweep places them again.
     pub(super) fn forget_backup(&mut self, member: &MemberId) {
+        let fencing = self.quorum.fencing();
         for owned in self.owned.values_mut() {
             if owned.backup.as_ref().is_some_and(|(b, _)| b == member) {
                 owned.backup = None;
+                if fencing && !owned.stale_copies.contains(member) {
+                    owned.stale_copies.push(member.clone());
+                }
             }
         }
     }
@@ -332,8 +345,13 @@ impl Control {
             .collect();
         if up.is_empty() {
             // Nowhere to copy to: no copy is wrong, none is right.
-            for owned in self.owned.values_mut() {
-                owned.backup = None;
+            let left: Vec<(GameId, MemberId)> = self
+                .owned
+                .iter_mut()
+                .filter_map(|(id, o)| o.backup.take().map(|(b, _)| (*id, b)))
+                .collect();
+            for (id, backup) in left {
+                self.left_stale(id, backup);
             }
             return;
         }
@@ -362,45 +380,116 @@ impl Control {
     }
 
     /// Tells each peer which of our games it is the backup of, so it drops
-    /// any other copy of ours it still holds.
+    /// any other copy of ours it still holds and counts those current.
     pub(super) fn send_holdings(&mut self) {
-        let mut by_backup: BTreeMap<MemberId, Vec<GameId>> = self
-            .members
-            .peers()
-            .map(|m| (m.clone(), Vec::new()))
-            .collect();
+        let peers: Vec<MemberId> = self.members.peers().cloned().collect();
+        for peer in peers {
+            self.send_holdings_to(&peer);
+        }
+    }
+
+    /// [`Control::send_holdings`] for one peer: also when it starts a new
+    /// lease generation, so that its copies count again at once.
+    pub(super) fn send_holdings_to(&mut self, peer: &MemberId) {
+        let mut games: BTreeMap<GameId, u64> = BTreeMap::new();
         for (id, owned) in &self.owned {
-            if let Some((backup, _)) = &owned.backup {
-                if let Some(list) = by_backup.get_mut(backup) {
-                    list.push(*id);
+            if let Some((backup, version)) = &owned.backup {
+                if backup == peer {
+                    games.insert(*id, *version);
                 }
             }
             // A copy in flight is to be kept too.
             if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
-                if let Some(list) = by_backup.get_mut(&batch.to) {
-                    list.push(*id);
+                if &batch.to == peer {
+                    let version = batch
+                        .games
+                        .iter()
+                        .find(|(g, _, _)| g == id)
+                        .map_or(0, |(_, v, _)| *v);
+                    let listed = games.entry(*id).or_insert(version);
+                    *listed = (*listed).min(version);
                 }
             }
         }
-        for (peer, mut games) in by_backup {
-            games.sort();
-            games.dedup();
-            self.send(&peer, Msg::Holdings(games));
-        }
+        let gen = self.quorum.fence_floor(peer);
+        let games = games.into_iter().collect();
+        self.send(peer, Msg::Holdings { gen, games });
     }
 
     /// The games `from` says this node is the backup of: any other copy of
-    /// its is left behind, and the games of which no copy is here are
-    /// asked for again.
-    pub(super) fn on_holdings(&mut self, from: &MemberId, mut keep: Vec<GameId>) {
-        keep.sort();
-        self.copies.retain_of(from, &keep);
-        let missing: Vec<GameId> = keep
-            .into_iter()
-            .filter(|id| !self.copies.holds(from, *id))
-            .collect();
+    /// its is left behind, and the games of which no current copy is here
+    /// are asked for again. Told for this node's current lease generation,
+    /// the copies count as current in it.
+    pub(super) fn on_holdings(&mut self, from: &MemberId, gen: u64, keep: Vec<(GameId, u64)>) {
+        let current = (gen == self.quorum.generation()).then_some(gen);
+        let missing = self.copies.confirm_of(from, &keep, current);
         if !missing.is_empty() {
             self.send(from, Msg::Missing(missing));
+        }
+    }
+
+    /// `from` dropped its copy of game `id` of ours.
+    pub(super) fn on_dropped(&mut self, from: &MemberId, id: GameId) {
+        if let Some(owned) = self.owned.get_mut(&id) {
+            owned.stale_copies.retain(|m| m != from);
+        }
+    }
+
+    /// `member` can no longer take a game over from an old copy (it was
+    /// fenced, or is gone for good).
+    pub(super) fn stale_copies_cleared(&mut self, member: &MemberId) {
+        for owned in self.owned.values_mut() {
+            owned.stale_copies.retain(|m| m != member);
+        }
+    }
+
+    /// Asks `member` again to drop the old copies it may still hold (it
+    /// came back, or the first request was lost).
+    pub(super) fn redrop(&mut self, member: &MemberId) {
+        // Not while a copy is on its way there: the drop would overtake
+        // it (the copy landing takes it off the list).
+        let ids: Vec<GameId> = self
+            .owned
+            .iter()
+            .filter(|(_, o)| o.stale_copies.contains(member))
+            .filter(|(_, o)| {
+                !o.copying
+                    .and_then(|c| self.copy_batches.get(&c))
+                    .is_some_and(|b| &b.to == member)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.send(member, Msg::DropCopy(id));
+        }
+    }
+
+    /// Every live member that may hold an old copy is asked again.
+    pub(super) fn redrop_all(&mut self) {
+        let mut members: Vec<MemberId> = self
+            .owned
+            .values()
+            .flat_map(|o| o.stale_copies.iter().cloned())
+            .filter(|m| self.members.is_live(m))
+            .collect();
+        members.sort();
+        members.dedup();
+        for member in members {
+            self.redrop(&member);
+        }
+    }
+
+    /// Records that `member`, no longer the backup of game `id`, may still
+    /// hold an older copy of it (while fencing is on: without it, a
+    /// majority does not decide takeovers anyway).
+    fn left_stale(&mut self, id: GameId, member: MemberId) {
+        if !self.quorum.fencing() {
+            return;
+        }
+        if let Some(owned) = self.owned.get_mut(&id) {
+            if !owned.stale_copies.contains(&member) {
+                owned.stale_copies.push(member);
+            }
         }
     }
 
@@ -422,11 +511,26 @@ impl Control {
     /// when the sender is not a live member here (a copy from a node whose
     /// handshake with us has not finished would be orphaned if it died now,
     /// since its link closing would not count as a member going down).
-    pub(super) fn on_copy(&mut self, from: &MemberId, corr: Corr, copies: Vec<(u64, Snapshot)>) {
+    pub(super) fn on_copy(
+        &mut self,
+        from: &MemberId,
+        corr: Corr,
+        gen: u64,
+        copies: Vec<(u64, Snapshot)>,
+    ) {
         let stored = self.members.is_live(from);
         if stored {
+            let gen = gen.min(self.quorum.generation());
             for (epoch, snapshot) in copies {
-                self.copies.store(from.clone(), Held { epoch, snapshot });
+                self.copies.store(
+                    from.clone(),
+                    Held {
+                        epoch,
+                        snapshot,
+                        gen,
+                        pinned: false,
+                    },
+                );
             }
         }
         self.send(from, Msg::Copied { corr, stored });

@@ -152,6 +152,7 @@ impl Control {
                 save_waiting: false,
                 up: false,
                 latest: None,
+                stale_copies: Vec::new(),
             },
         );
         self.effect(Effect::StartSession(snapshot.clone()));
@@ -377,6 +378,12 @@ impl Control {
             if moved_on || self.owned.contains_key(&id) || !held.snapshot.active {
                 continue;
             }
+            // Kept before this node's lease last lapsed: a majority may have
+            // fenced it meanwhile and the owner acknowledged newer states
+            // elsewhere, unless the owner confirmed the copy since.
+            if !held.current(self.quorum.generation()) {
+                continue;
+            }
             let epoch = held.epoch.max(current.map_or(0, |r| r.epoch)) + 1;
             if self.leaving {
                 self.place_elsewhere(held.snapshot, epoch);
@@ -403,6 +410,7 @@ impl Control {
                     save_waiting: false,
                     up: false,
                     latest: None,
+                    stale_copies: Vec::new(),
                 },
             );
             self.effect(Effect::StartSession(held.snapshot.clone()));

@@ -142,6 +142,7 @@ fn copies_from_a_linked_peer_that_never_said_hello_are_not_kept() {
             link: 1,
             msg: Msg::Copy {
                 corr: 1,
+                gen: 1,
                 copies: vec![(1, snapshot(GameId::random(), 3))],
             },
         },
@@ -252,6 +253,7 @@ fn a_session_that_comes_up_after_its_game_was_lost_is_stopped() {
             link: 1,
             msg: Msg::Copy {
                 corr: 1,
+                gen: 1,
                 copies: vec![(1, snapshot(id, 3))],
             },
         },
@@ -418,6 +420,7 @@ fn a_backup_names_the_games_it_holds_no_copy_of() {
             link: 1,
             msg: Msg::Copy {
                 corr: 1,
+                gen: 1,
                 copies: vec![(1, snapshot(kept, 2))],
             },
         },
@@ -427,7 +430,14 @@ fn a_backup_names_the_games_it_holds_no_copy_of() {
         now,
         Input::Received {
             link: 1,
-            msg: Msg::Holdings(vec![kept, lost]),
+            msg: Msg::Holdings {
+                gen: 0,
+                games: {
+                    let mut games = vec![(kept, 2), (lost, 1)];
+                    games.sort();
+                    games
+                },
+            },
         },
     );
     let missing: Vec<Vec<GameId>> = effects(&mut a)

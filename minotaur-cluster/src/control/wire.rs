@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 /// their ranges `[MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]` overlap (see
 /// [`Hello`]). Version 3 adds majority fencing (leases and fences); a
 /// version 2 node would grant no lease, so it cannot join.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 3;
+pub const MIN_PROTOCOL_VERSION: u32 = 4;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
@@ -147,6 +147,10 @@ pub enum Msg {
     Copy {
         /// Repeated in the answer.
         corr: Corr,
+        /// The receiver's lease generation as the sender last saw it: a
+        /// copy sent before a lapse the receiver went through counts as
+        /// current only once confirmed by a [`Msg::Holdings`].
+        gen: u64,
         /// Each game's registration epoch and state.
         copies: Vec<(u64, Snapshot)>,
     },
@@ -159,11 +163,20 @@ pub enum Msg {
         stored: bool,
     },
     /// Forget the copy of this game of the sender's: its backup moved.
+    /// Answered with [`Msg::Dropped`].
     DropCopy(GameId),
+    /// The receiver forgot its copy of this game of the sender's.
+    Dropped(GameId),
     /// The games of the sender's that the receiver is the backup of; the
     /// receiver forgets any other copy from the sender (one left behind by a
     /// lost [`Msg::DropCopy`]).
-    Holdings(Vec<GameId>),
+    Holdings {
+        /// The receiver's lease generation as the sender last saw it: the
+        /// listed copies are current in that generation.
+        gen: u64,
+        /// Each game, sorted, with the version the receiver holds of it.
+        games: Vec<(GameId, u64)>,
+    },
     /// Send back the copy held of this game (a session failed and restarts).
     Fetch {
         /// Repeated in the answer.

@@ -1079,14 +1079,14 @@ fn busy_kind(msg: &Msg) -> Option<&'static str> {
         | Msg::Lease { .. }
         | Msg::Granted(_)
         | Msg::Members(_)
-        | Msg::Holdings(_)
+        | Msg::Holdings { .. }
         | Msg::Digest { .. } => None,
         Msg::Hello(_) => Some("Hello"),
         Msg::Copy { .. } => Some("Copy"),
         Msg::Copied { .. } => Some("Copied"),
         Msg::Sync { .. } | Msg::SyncPlease => Some("Sync"),
         Msg::Start { .. } | Msg::Started { .. } => Some("Start"),
-        Msg::DropCopy(_) => Some("DropCopy"),
+        Msg::DropCopy(_) | Msg::Dropped(_) => Some("DropCopy"),
         Msg::Expired { .. } | Msg::Fenced { .. } => Some("Fencing"),
         Msg::SyncFor(_) | Msg::SyncedFor(_) | Msg::HeldFor { .. } => Some("Confirm"),
         _ => Some("other"),
@@ -1097,7 +1097,7 @@ pub(super) fn msg_name(msg: &Msg) -> String {
     match msg {
         Msg::Hello(h) => format!("Hello from {}", h.from),
         Msg::Registered { regs, corr } => format!("Registered {corr:?} x{}", regs.len()),
-        Msg::Copy { corr, copies } => format!("Copy {corr} x{}", copies.len()),
+        Msg::Copy { corr, copies, .. } => format!("Copy {corr} x{}", copies.len()),
         Msg::Start {
             corr,
             snapshot,
@@ -1112,7 +1112,7 @@ pub(super) fn msg_name(msg: &Msg) -> String {
             format!("Sync {sync} x{} last={last}", regs.len())
         }
         Msg::Members(list) => format!("Members x{}", list.len()),
-        Msg::Holdings(list) => format!("Holdings x{}", list.len()),
+        Msg::Holdings { gen, games } => format!("Holdings g{gen} x{}", games.len()),
         Msg::Missing(list) => format!("Missing x{}", list.len()),
         other => format!("{other:?}"),
     }
