@@ -453,9 +453,9 @@ impl Control {
             .iter()
             .filter(|(_, o)| o.stale_copies.contains(member))
             .filter(|(_, o)| {
-                !o.copying
+                o.copying
                     .and_then(|c| self.copy_batches.get(&c))
-                    .is_some_and(|b| &b.to == member)
+                    .is_none_or(|b| &b.to != member)
             })
             .map(|(id, _)| *id)
             .collect();
