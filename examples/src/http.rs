@@ -6,6 +6,7 @@
 //! | `GET` | `/health` | | `{"status":"ok","node":...}` |
 //! | `POST` | `/games` | [`CreateGame`] | `201` and the [`Game`] |
 //! | `GET` | `/games/{id}` | | the [`Game`] |
+//! | `GET` | `/games/{id}/confirmed` | | the [`Game`], confirmed as its latest acknowledged state (`503 NoQuorum` when its owner cannot prove it) |
 //! | `GET` | `/games/by-code/{code}` | | the [`Game`] |
 //! | `POST` | `/games/{id}/moves` | [`MoveRequest`] | the [`Game`] after it |
 //! | `POST` | `/games/{id}/attacks` | [`AttackRequest`] | the [`Game`] after it |
@@ -359,6 +360,13 @@ async fn get_game(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> 
     Ok(Json(app.engine.get_game(game_id(&id)?).await?))
 }
 
+async fn get_game_confirmed(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Game> {
+    Ok(Json(app.engine.get_game_confirmed(game_id(&id)?).await?))
+}
+
 async fn get_by_code(
     State(app): State<AppState>,
     ApiPath(code): ApiPath<String>,
@@ -491,6 +499,7 @@ pub fn router(engine: GameEngine, status: Arc<dyn ClusterStatusSource>) -> Route
         .route("/health", get(health))
         .route("/games", post(create_game))
         .route("/games/{id}", get(get_game))
+        .route("/games/{id}/confirmed", get(get_game_confirmed))
         .route("/games/by-code/{code}", get(get_by_code))
         .route("/games/{id}/moves", post(register_move))
         .route("/games/{id}/attacks", post(register_attack))

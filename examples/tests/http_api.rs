@@ -56,6 +56,14 @@ async fn every_route_answers_for_games_anywhere_in_the_cluster() -> TestResult {
         .json()
         .await?;
     assert_eq!(by_id, game);
+    let confirmed: Game = http
+        .get(format!("{elsewhere}/games/{}/confirmed", game.id))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(confirmed, game);
     let by_code: Game = http
         .get(format!("{elsewhere}/games/by-code/AbCd"))
         .send()

@@ -64,6 +64,12 @@ pub(crate) enum ToDriver {
         snapshot: Snapshot,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// A session asks whether its state may be read as the latest
+    /// acknowledged one.
+    Confirm {
+        id: GameId,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// A failed session asks for its backup copy.
     Fetch {
         id: GameId,
@@ -198,6 +204,7 @@ struct Running {
     next_call: u64,
     calls: HashMap<u64, oneshot::Sender<Result<Registration, EngineError>>>,
     saves: HashMap<GameId, oneshot::Sender<Result<(), EngineError>>>,
+    confirms: HashMap<GameId, Vec<oneshot::Sender<Result<(), EngineError>>>>,
     fetches: HashMap<GameId, Vec<oneshot::Sender<Option<Snapshot>>>>,
     leaving: Vec<oneshot::Sender<()>>,
     drained: bool,
@@ -233,6 +240,7 @@ impl Driver {
             next_call: 1,
             calls: HashMap::new(),
             saves: HashMap::new(),
+            confirms: HashMap::new(),
             fetches: HashMap::new(),
             leaving: Vec::new(),
             drained: false,
@@ -362,6 +370,10 @@ impl Driver {
             ToDriver::Save { snapshot, reply } => {
                 st.saves.insert(snapshot.id, reply);
                 self.control.handle(now, Input::Save(snapshot));
+            }
+            ToDriver::Confirm { id, reply } => {
+                st.confirms.entry(id).or_default().push(reply);
+                self.control.handle(now, Input::Confirm(id));
             }
             ToDriver::Fetch { id, reply } => {
                 st.fetches.entry(id).or_default().push(reply);
@@ -564,6 +576,17 @@ impl Driver {
             Effect::Saved { id, result } => {
                 if let Some(reply) = st.saves.remove(&id) {
                     let _ = reply.send(result);
+                }
+            }
+            Effect::Confirmed { id, result } => {
+                // Each request got its own answer, in order.
+                if let Some(replies) = st.confirms.get_mut(&id) {
+                    if !replies.is_empty() {
+                        let _ = replies.remove(0).send(result);
+                    }
+                    if replies.is_empty() {
+                        st.confirms.remove(&id);
+                    }
                 }
             }
             Effect::Fetched { id, snapshot } => {

@@ -59,6 +59,15 @@ impl StateSink for ControlSink {
             .unwrap_or_else(|_| Err(EngineError::Unavailable("the node is stopping".into())))
     }
 
+    async fn confirm(&self, game: &Game) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        let stopping = || EngineError::Unavailable("the node is stopping".into());
+        self.driver
+            .send(ToDriver::Confirm { id: game.id, reply })
+            .map_err(|_| stopping())?;
+        answer.await.unwrap_or_else(|_| Err(stopping()))
+    }
+
     async fn load(&self, id: GameId) -> Option<Game> {
         if self.factor == 0 {
             return None;

@@ -40,6 +40,11 @@ pub enum Command {
         /// The player.
         user: UserId,
     },
+    /// Read the whole game, confirmed as its latest acknowledged state: the
+    /// session's [`StateSink::confirm`](crate::StateSink::confirm) must
+    /// agree first (in a cluster: its node still holds its lease and no
+    /// other member may have taken the game over).
+    GetGameConfirmed,
 }
 
 impl Command {
@@ -57,7 +62,7 @@ impl Command {
     /// On error `game` is unchanged.
     pub fn apply(&self, game: &mut Game, now_ms: u64) -> Result<Reply, GameError> {
         match self {
-            Command::GetGame => {}
+            Command::GetGame | Command::GetGameConfirmed => {}
             Command::EndRound => game.end_round(now_ms)?,
             Command::RegisterMove { user, vector } => game.register_move(user, *vector)?,
             Command::RegisterAttack { user, target } => game.register_attack(user, target)?,

@@ -162,6 +162,26 @@ impl GameEngine {
         self.game_reply(id, Command::GetGame).await
     }
 
+    /// The game's current state, confirmed as its latest acknowledged
+    /// state. [`get_game`](Self::get_game) answers from whichever session
+    /// runs the game, which on the minority side of a split may be one the
+    /// majority has since taken over (a stale read). This read is refused
+    /// with [`EngineError::NoQuorum`] instead when the owner cannot prove it
+    /// still belongs to a majority; the engine retries it within the call
+    /// timeout. A standalone engine has nothing to confirm.
+    ///
+    /// ```
+    /// use minotaur_core::{GameConfig, GameEngine};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = GameEngine::standalone(GameConfig::default()).await?;
+    /// let game = engine.create_game("READ", vec!["ann".into(), "bob".into()]).await?;
+    /// assert_eq!(engine.get_game_confirmed(game.id).await?, engine.get_game(game.id).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_game_confirmed(&self, id: GameId) -> Result<Game, EngineError> {
+        self.game_reply(id, Command::GetGameConfirmed).await
+    }
+
     /// The live game with this join code (case-insensitive).
     pub async fn get_game_by_join_code(&self, join_code: &str) -> Result<Game, EngineError> {
         let code: JoinCode = join_code.parse()?;

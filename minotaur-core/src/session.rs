@@ -35,6 +35,13 @@ pub trait StateSink: Send + Sync + 'static {
     async fn save(&self, game: &Game) -> Result<(), EngineError>;
     /// The latest stored state of game `id`, used to restart a failed session.
     async fn load(&self, id: GameId) -> Option<Game>;
+    /// Confirms that `game`, as this session holds it, is the game's latest
+    /// acknowledged state, before a [`Command::GetGameConfirmed`] is
+    /// answered. Nothing to confirm by default.
+    async fn confirm(&self, game: &Game) -> Result<(), EngineError> {
+        let _ = game;
+        Ok(())
+    }
 }
 
 /// The session actor. Spawn it with [`SessionArgs`].
@@ -99,6 +106,9 @@ impl SessionState {
     // that cannot be saved never becomes visible.
     async fn execute(&mut self, command: &Command, op: Option<OpId>) -> Result<Reply, EngineError> {
         if !command.is_write() {
+            if let (Command::GetGameConfirmed, Some(sink)) = (command, &self.sink) {
+                sink.confirm(&self.game).await?;
+            }
             return Ok(command.apply(&mut self.game, clock::now_ms())?);
         }
         if op.is_some_and(|op| self.game.applied_ops.contains(&op)) {

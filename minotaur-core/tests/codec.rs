@@ -55,6 +55,7 @@ fn commands_replies_and_errors_round_trip() {
             target: "ünïcode".into(),
         },
         Command::PlayerStatus { user: "bob".into() },
+        Command::GetGameConfirmed,
     ];
     for command in commands {
         let bytes = codec::encode(&command).unwrap();

@@ -33,6 +33,7 @@ fn user() -> impl Strategy<Value = UserId> {
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         Just(Command::GetGame),
+        Just(Command::GetGameConfirmed),
         Just(Command::EndRound),
         (user(), hex()).prop_map(|(user, vector)| Command::RegisterMove { user, vector }),
         (user(), user()).prop_map(|(user, target)| Command::RegisterAttack { user, target }),

@@ -235,7 +235,9 @@ fn check_step(
                 prop_assert_eq!(after.round, before.round);
             }
         }
-        Command::GetGame | Command::PlayerStatus { .. } => unreachable!("not a write"),
+        Command::GetGame | Command::GetGameConfirmed | Command::PlayerStatus { .. } => {
+            unreachable!("not a write")
+        }
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Majority fencing through the testkit: a minority partition, a silent
 //! stall, a one-way cut and a 2 | 3 split of five nodes. In each, the side
 //! without a majority acknowledges no write (`EngineError::NoQuorum`), the
-//! majority takes the cut-off owner's games over and serves them, and once
-//! healed every acknowledged write is in the one copy left.
+//! majority takes the cut-off owner's games over and serves them (confirmed
+//! reads too, which the cut-off side refuses), and once healed every
+//! acknowledged write is in the one copy left.
 
 use minotaur_cluster::placement::ranked;
 use minotaur_cluster::{MemberStatus, NodeConfig};
@@ -145,6 +146,28 @@ async fn split(nodes: usize, cut_count: usize, how: Cut) -> Result<(), Box<dyn s
         refused > 0,
         "{how:?}: the cut-off side never refused a write"
     );
+    // A confirmed read on the cut-off side is refused too: its owner there
+    // cannot prove the majority did not take the game over. (A plain read
+    // may answer from the cut-off session: a stale read.)
+    let confirmed = minority.get_game_confirmed(games[0]).await;
+    match how {
+        Cut::Partition | Cut::Stall => assert!(
+            matches!(confirmed, Err(EngineError::NoQuorum(_))),
+            "{how:?}: a confirmed read on the cut-off owner answered {confirmed:?}"
+        ),
+        // It may be routed to the majority's new owner, unreachable from here.
+        Cut::Mute => assert!(
+            confirmed.is_err(),
+            "{how:?}: a confirmed read on the cut-off side answered {confirmed:?}"
+        ),
+    }
+    let on_majority = majority.get_game_confirmed(games[0]).await;
+    if takeable.contains(&games[0]) {
+        assert!(
+            on_majority.is_ok(),
+            "{how:?}: a confirmed read through the majority failed: {on_majority:?}"
+        );
+    }
     cluster.heal()?;
     cluster.await_full_membership().await?;
 

@@ -5,7 +5,7 @@
 //! [`super::quorum`].
 
 use super::wire::Msg;
-use super::{Control, Event};
+use super::{Control, Effect, Event};
 use crate::membership::{MemberId, MemberStatus};
 use minotaur_core::{EngineError, GameId};
 
@@ -231,19 +231,24 @@ impl Control {
         self.quorum.fencing() && self.quorum.standing().contains_key(member)
     }
 
+    /// A confirmed read of game `id`: answered if the game is owned here,
+    /// the lease holds and no other member may hold a newer state.
+    pub(super) fn confirm_read(&mut self, id: GameId) {
+        let result = if !self.owned.contains_key(&id) {
+            Err(EngineError::Unavailable(format!(
+                "game {id} is no longer owned by {}",
+                self.this()
+            )))
+        } else {
+            self.lease_refusal(id).map_or(Ok(()), Err)
+        };
+        self.effect(Effect::Confirmed { id, result });
+    }
+
     /// Whether game `id` may take a write now; the error to answer if not.
     pub(super) fn write_refusal(&self, id: GameId) -> Option<EngineError> {
-        if !self.quorum.holds(self.now) {
-            return Some(EngineError::NoQuorum(format!(
-                "{} cannot reach a majority of the cluster",
-                self.this()
-            )));
-        }
-        if self.quorum.is_suspect(id) {
-            return Some(EngineError::NoQuorum(format!(
-                "{} is confirming that no other member runs game {id}",
-                self.this()
-            )));
+        if let Some(refusal) = self.lease_refusal(id) {
+            return Some(refusal);
         }
         // (One fenced or gone for good takes nothing over.)
         let stale = self.owned.get(&id).and_then(|o| {
@@ -254,6 +259,25 @@ impl Control {
         if let Some(member) = stale.filter(|_| self.quorum.fencing()) {
             return Some(EngineError::NoQuorum(format!(
                 "game {id} waits for {member} to drop an older copy or be fenced"
+            )));
+        }
+        None
+    }
+
+    /// Whether this node may vouch for game `id`'s state now: it holds its
+    /// lease, and the game is not waiting to learn whether another member
+    /// took it over.
+    fn lease_refusal(&self, id: GameId) -> Option<EngineError> {
+        if !self.quorum.holds(self.now) {
+            return Some(EngineError::NoQuorum(format!(
+                "{} cannot reach a majority of the cluster",
+                self.this()
+            )));
+        }
+        if self.quorum.is_suspect(id) {
+            return Some(EngineError::NoQuorum(format!(
+                "{} is confirming that no other member runs game {id}",
+                self.this()
             )));
         }
         None

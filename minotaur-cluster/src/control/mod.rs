@@ -186,6 +186,10 @@ pub enum Input {
     /// A failed session asks for its game's backup copy to restart from;
     /// answered with [`Effect::Fetched`].
     Fetch(GameId),
+    /// A session asks whether the state it holds of a game is the latest
+    /// acknowledged one, before a confirmed read; answered with
+    /// [`Effect::Confirmed`].
+    Confirm(GameId),
     /// Leave the cluster: hand every session over, then [`Effect::Drained`].
     Leave,
     /// Say goodbye to every peer (after [`Effect::Drained`], before the
@@ -300,6 +304,13 @@ pub enum Effect {
         /// The game.
         id: GameId,
         /// Whether the write may be acknowledged.
+        result: Result<(), EngineError>,
+    },
+    /// The answer to [`Input::Confirm`].
+    Confirmed {
+        /// The game.
+        id: GameId,
+        /// Whether the read may be answered.
         result: Result<(), EngineError>,
     },
     /// The answer to [`Input::Fetch`].
@@ -475,6 +486,7 @@ impl Control {
             Input::SessionReleased { id, snapshot } => self.on_released(id, snapshot),
             Input::SessionEnded { id } => self.on_session_ended(id),
             Input::Fetch(id) => self.fetch(id),
+            Input::Confirm(id) => self.confirm_read(id),
             Input::Leave => self.leave(),
             Input::Depart => {
                 self.departed = true;

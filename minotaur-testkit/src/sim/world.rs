@@ -532,7 +532,7 @@ impl World {
                     .line(self.now, node, || format!("saved {id} ok={ok}"));
                 self.saved(node, id, ok)
             }
-            Effect::Fetched { .. } => {}
+            Effect::Fetched { .. } | Effect::Confirmed { .. } => {}
             Effect::Reply { call, result } => {
                 if let Ok(reg) = result {
                     self.trace.line(self.now, node, || {
