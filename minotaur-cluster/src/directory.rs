@@ -144,18 +144,7 @@ impl ClusterDirectory {
         }
     }
 
-    async fn await_sync(&self) {
-        let deadline = Instant::now() + self.plane.config.call_timeout;
-        while !self.plane.view.load().synced && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-#[async_trait]
-impl Directory for ClusterDirectory {
-    async fn start(&self, game: Game) -> Result<(), EngineError> {
-        let _call = self.begin()?;
+    async fn create_once(&self, game: Game) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
         self.plane
             .driver
@@ -168,6 +157,35 @@ impl Directory for ClusterDirectory {
             Err(_) => Err(EngineError::Timeout(format!(
                 "create not answered within {wait:?}"
             ))),
+        }
+    }
+
+    async fn await_sync(&self) {
+        let deadline = Instant::now() + self.plane.config.call_timeout;
+        while !self.plane.view.load().synced && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Directory for ClusterDirectory {
+    async fn start(&self, game: Game) -> Result<(), EngineError> {
+        let _call = self.begin()?;
+        // A create refused for want of a majority started nothing and
+        // claimed its code for this game id only, so it is tried again
+        // until the call timeout: a node that just started or just lost
+        // its lease usually gets it back well within that.
+        let deadline = Instant::now() + self.plane.config.call_timeout;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match self.create_once(game.clone()).await {
+                Err(EngineError::NoQuorum(_)) if Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+                result => return result,
+            }
         }
     }
 

@@ -161,6 +161,19 @@ async fn split(nodes: usize, cut_count: usize, how: Cut) -> Result<(), Box<dyn s
             "{how:?}: a confirmed read on the cut-off side answered {confirmed:?}"
         ),
     }
+    // So is a create through it, after the engine tried it again until
+    // its call timeout.
+    let created = minority.create_game("XCUT", users()).await;
+    match how {
+        Cut::Partition | Cut::Stall => assert!(
+            matches!(created, Err(EngineError::NoQuorum(_))),
+            "{how:?}: a create on the cut-off side answered {created:?}"
+        ),
+        Cut::Mute => assert!(
+            created.is_err(),
+            "{how:?}: a create on the cut-off side answered {created:?}"
+        ),
+    }
     let on_majority = majority.get_game_confirmed(games[0]).await;
     if takeable.contains(&games[0]) {
         assert!(
@@ -170,6 +183,9 @@ async fn split(nodes: usize, cut_count: usize, how: Cut) -> Result<(), Box<dyn s
     }
     cluster.heal()?;
     cluster.await_full_membership().await?;
+    // Whole again, the formerly cut-off node creates games: a lease still
+    // being renewed delays the create, it does not refuse it.
+    minority.create_game("XHEL", users()).await?;
 
     let mut acked = minority_acked;
     for (id, versions) in majority_acked {
