@@ -8,6 +8,7 @@ use super::wire::Msg;
 use super::{Control, Effect, Event};
 use crate::membership::{MemberId, MemberStatus};
 use minotaur_core::{EngineError, GameId};
+use std::collections::BTreeSet;
 
 impl Control {
     /// With every heartbeat: checks the lease, asks every live peer to
@@ -26,6 +27,8 @@ impl Control {
         for member in down {
             self.witness(&member, 0);
         }
+        // A voter counted down since may no longer hold an admission up.
+        self.admit();
         self.ask_confirmation();
     }
 
@@ -166,7 +169,14 @@ impl Control {
 
     /// Admits pending members that every voter knows.
     pub(super) fn admit(&mut self) {
-        self.quorum.admit();
+        let down: BTreeSet<MemberId> = self
+            .quorum
+            .standing()
+            .keys()
+            .filter(|m| self.members.status(m) == Some(MemberStatus::Down))
+            .cloned()
+            .collect();
+        self.quorum.admit(&down);
         self.confirm();
     }
 

@@ -314,7 +314,7 @@ impl Control {
             .filter(|(_, _, status)| *status != MemberStatus::Down)
             .map(|(id, _, _)| id.clone());
         self.quorum.listed(from, listed);
-        self.confirm();
+        self.admit();
         if self.leaving {
             return;
         }

@@ -298,17 +298,20 @@ impl Quorum {
         }
         grant.gen = grant.gen.max(told);
         let gen = grant.gen;
-        if grant.refused_upto.is_some_and(|upto| upto >= gen) {
-            return None;
+        let rises = grant.refused_upto.is_none_or(|upto| upto < gen);
+        if rises {
+            grant.refused_upto = Some(gen);
         }
-        grant.refused_upto = Some(gen);
+        let vouched = grant.refused_upto.unwrap_or(gen);
+        // Counted again even when it does not rise: the member may have
+        // been live meanwhile, which cleared the witnesses.
         if self.standing.contains_key(member) {
             self.witnesses
                 .entry(member.clone())
                 .or_default()
-                .insert(self.this.clone(), gen);
+                .insert(self.this.clone(), vouched);
         }
-        Some(gen)
+        rises.then_some(gen)
     }
 
     /// The generation this node vouches for, for `member`, if it did.
@@ -391,18 +394,20 @@ impl Quorum {
         self.witnesses.remove(member);
     }
 
-    /// `from`'s member list; returns the members admitted to the vote.
-    pub fn listed(
-        &mut self,
-        from: &MemberId,
-        list: impl Iterator<Item = MemberId>,
-    ) -> Vec<MemberId> {
+    /// `from`'s member list, for admitting newcomers.
+    pub fn listed(&mut self, from: &MemberId, list: impl Iterator<Item = MemberId>) {
         self.lists.insert(from.clone(), list.collect());
-        self.admit()
     }
 
-    /// Admits every pending member that every voter lists.
-    pub fn admit(&mut self) -> Vec<MemberId> {
+    /// Admits every pending member that every voter lists; returns them.
+    ///
+    /// While fewer than three vote under [`SplitPolicy::MajorityFromThree`],
+    /// a voter counted `down` here need not list it. Two voters have no
+    /// majority to spare: the one left after the other crashed could never
+    /// let a returning member back in, and so never hold its lease again.
+    /// The policy promises nothing for a split of two, so nothing is given
+    /// up: two voters who cannot hear each other serve on alone already.
+    pub fn admit(&mut self, down: &BTreeSet<MemberId>) -> Vec<MemberId> {
         let voters: Vec<MemberId> = self
             .standing
             .iter()
@@ -415,11 +420,13 @@ impl Quorum {
             .filter(|(_, s)| **s == Standing::Pending)
             .map(|(m, _)| m.clone())
             .collect();
+        let spare_down = self.policy == SplitPolicy::MajorityFromThree && voters.len() < 3;
         let mut admitted = Vec::new();
         for member in pending {
             let known_to_all = voters.iter().all(|v| {
                 *v == self.this
                     || *v == member
+                    || (spare_down && down.contains(v))
                     || self.lists.get(v).is_some_and(|l| l.contains(&member))
             });
             if known_to_all {
