@@ -778,10 +778,12 @@ impl Control {
                 to,
                 mut refused,
             } => {
-                // Never started there if it is down for good; if it is up
-                // (or cut off but not fenced) the start may still come
-                // through, and a second one would collide.
-                if self.members.is_live(&to) || self.unfenced(&to) {
+                // Never started there if it left or was replaced; if it is
+                // up, or cut off (fenced or not), the start may have run
+                // there and taken writes, and a second one would collide.
+                let in_doubt =
+                    self.members.is_live(&to) || self.unfenced(&to) || self.quorum.was_fenced(&to);
+                if in_doubt {
                     self.reply(
                         call,
                         Err(EngineError::Timeout(format!(

@@ -364,6 +364,12 @@ impl Quorum {
         newer
     }
 
+    /// Whether `member` was fenced here: cut off, and then out of the vote
+    /// while it may still have been running what it was asked to.
+    pub fn was_fenced(&self, member: &MemberId) -> bool {
+        self.grants.get(member).is_some_and(|g| g.fenced.is_some())
+    }
+
     /// Whether a fence of `member`'s generation `gen`, told by a peer,
     /// applies here (it is not an older generation than one seen asked).
     pub fn fence_applies(&self, member: &MemberId, gen: u64) -> bool {
