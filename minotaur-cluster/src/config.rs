@@ -51,10 +51,13 @@ pub enum Redistribution {
 /// What a node does when it cannot reach a majority of the members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SplitPolicy {
-    /// With three voting members or more, writes need a lease from a
-    /// majority, and a member's games are taken over only once its lease has
-    /// surely run out; with one or two, as [`SplitPolicy::Available`] (a
-    /// majority of two is both, so one crash would stop every write).
+    /// With three members or more, writes need a lease from a majority,
+    /// and a member's games are taken over only once its lease has surely
+    /// run out; with one or two, as [`SplitPolicy::Available`] (a majority
+    /// of two is both, so one crash would stop every write). Members lost
+    /// to a crash or a split still count towards the three until they come
+    /// back, are replaced by a new incarnation or leave gracefully: a
+    /// cluster shrinks to the unfenced rules only by graceful leaves.
     #[default]
     MajorityFromThree,
     /// Writes always need a lease from a majority; with two members both

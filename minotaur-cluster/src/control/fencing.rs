@@ -8,7 +8,6 @@ use super::wire::Msg;
 use super::{Control, Effect, Event};
 use crate::membership::{MemberId, MemberStatus};
 use minotaur_core::{EngineError, GameId};
-use std::collections::BTreeSet;
 
 impl Control {
     /// With every heartbeat: checks the lease, asks every live peer to
@@ -22,13 +21,12 @@ impl Control {
             .standing()
             .keys()
             .filter(|m| self.members.status(m) == Some(MemberStatus::Down))
+            .filter(|m| !self.quorum.is_out(m))
             .cloned()
             .collect();
         for member in down {
             self.witness(&member, 0);
         }
-        // A voter counted down since may no longer hold an admission up.
-        self.admit();
         self.ask_confirmation();
     }
 
@@ -78,6 +76,7 @@ impl Control {
             .standing()
             .keys()
             .filter(|m| self.members.status(m) == Some(MemberStatus::Down))
+            .filter(|m| !self.quorum.is_out(m))
             .filter_map(|m| self.quorum.vouched(m).map(|gen| (m.clone(), gen)))
             .collect();
         for (member, gen) in down {
@@ -169,14 +168,7 @@ impl Control {
 
     /// Admits pending members that every voter knows.
     pub(super) fn admit(&mut self) {
-        let down: BTreeSet<MemberId> = self
-            .quorum
-            .standing()
-            .keys()
-            .filter(|m| self.members.status(m) == Some(MemberStatus::Down))
-            .cloned()
-            .collect();
-        self.quorum.admit(&down);
+        self.quorum.admit();
         self.confirm();
     }
 
@@ -238,7 +230,9 @@ impl Control {
     /// ran: fencing is on and no majority has fenced it yet. A request it
     /// did not answer may then still take effect there.
     pub(super) fn unfenced(&self, member: &MemberId) -> bool {
-        self.quorum.fencing() && self.quorum.standing().contains_key(member)
+        self.quorum.fencing()
+            && self.quorum.standing().contains_key(member)
+            && !self.quorum.is_out(member)
     }
 
     /// A confirmed read of game `id`: answered if the game is owned here,

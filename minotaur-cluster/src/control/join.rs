@@ -314,7 +314,8 @@ impl Control {
             .filter(|(_, _, status)| *status != MemberStatus::Down)
             .map(|(id, _, _)| id.clone());
         self.quorum.listed(from, listed);
-        self.admit();
+        self.quorum.admit();
+        self.confirm();
         if self.leaving {
             return;
         }

@@ -1058,6 +1058,12 @@ impl Control {
                 self.purges.push((at, member));
                 continue;
             }
+            // Fenced and away this long, it gives its seat up: the
+            // members left may need a majority without it.
+            if self.quorum.retire_absent(&member) {
+                self.copies.take_owned_by(&member);
+                self.admit();
+            }
             let games = self.registry.purge_owner(&member).len();
             if games > 0 {
                 self.event(Event::Forgot { member, games });

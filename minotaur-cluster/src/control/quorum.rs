@@ -21,7 +21,13 @@
 //! Members join the vote only once every voter knows them (as Akka admits a
 //! member only on convergence), so a minority cannot vote itself a majority
 //! by admitting newcomers; a member leaves it when it says goodbye, is
-//! replaced by a newer incarnation, or is fenced.
+//! replaced by a newer incarnation, or stays away, fenced, for a while.
+//! A fenced member keeps its seat meanwhile: back from a partition, it
+//! votes again at once, and the members that stayed never fall to a vote
+//! of two that one more fault would stop. Under
+//! [`SplitPolicy::MajorityFromThree`] a member that went away without a
+//! goodbye still counts towards the three, so a cluster does not drop its
+//! fencing because it lost members to faults.
 
 use crate::config::SplitPolicy;
 use crate::membership::MemberId;
@@ -76,6 +82,13 @@ pub struct Quorum {
     /// For each peer, when the newest request it granted was sent.
     leased_from: BTreeMap<MemberId, Time>,
     grants: BTreeMap<MemberId, Grant>,
+    /// Fenced members not seen live since: their seats count, their
+    /// games were taken over.
+    out: BTreeSet<MemberId>,
+    /// Members whose seats were given up after a long absence, fenced;
+    /// they still count towards the policy's three until they come back,
+    /// are replaced, or say goodbye.
+    absent: BTreeSet<MemberId>,
     /// Peers' latest member lists, for admitting newcomers.
     lists: BTreeMap<MemberId, BTreeSet<MemberId>>,
     /// For each member counted down here, the members (this one included)
@@ -124,6 +137,8 @@ impl Quorum {
             sent: VecDeque::new(),
             leased_from: BTreeMap::new(),
             grants: BTreeMap::new(),
+            out: BTreeSet::new(),
+            absent: BTreeSet::new(),
             lists: BTreeMap::new(),
             witnesses: BTreeMap::new(),
             fenced: VecDeque::new(),
@@ -139,7 +154,7 @@ impl Quorum {
         match self.policy {
             SplitPolicy::Available => false,
             SplitPolicy::Majority => true,
-            SplitPolicy::MajorityFromThree => self.standing.len() >= 3,
+            SplitPolicy::MajorityFromThree => self.standing.len() + self.absent.len() >= 3,
         }
     }
 
@@ -343,13 +358,14 @@ impl Quorum {
         self.is_majority(&set).then_some(seen)
     }
 
-    /// `member` is out of the vote: fenced (its generation `gen` ended), so
-    /// peers are told; its own grants are never renewed.
+    /// `member` is fenced (its generation `gen` ended), so peers are told;
+    /// its own grants are never renewed. It keeps its seat until it comes
+    /// back or is retired.
     ///
     /// Returns whether this fences a newer generation than any fenced here
     /// before.
     pub fn fence(&mut self, member: &MemberId, gen: u64) -> bool {
-        self.standing.remove(member);
+        self.out.insert(member.clone());
         self.witnesses.remove(member);
         self.leased_from.remove(member);
         let grant = self.grants.entry(member.clone()).or_default();
@@ -373,7 +389,14 @@ impl Quorum {
     /// Whether a fence of `member`'s generation `gen`, told by a peer,
     /// applies here (it is not an older generation than one seen asked).
     pub fn fence_applies(&self, member: &MemberId, gen: u64) -> bool {
-        self.standing.contains_key(member) && gen >= self.grants.get(member).map_or(0, |g| g.gen)
+        self.standing.contains_key(member)
+            && !self.out.contains(member)
+            && gen >= self.grants.get(member).map_or(0, |g| g.gen)
+    }
+
+    /// Whether `member` was fenced and not seen live since.
+    pub fn is_out(&self, member: &MemberId) -> bool {
+        self.out.contains(member)
     }
 
     /// Fences to tell peers of.
@@ -384,6 +407,8 @@ impl Quorum {
     /// `member` left the vote for good (said goodbye, or was replaced).
     pub fn retire(&mut self, member: &MemberId) {
         self.standing.remove(member);
+        self.out.remove(member);
+        self.absent.remove(member);
         self.witnesses.remove(member);
         self.leased_from.remove(member);
         self.lists.remove(member);
@@ -391,13 +416,28 @@ impl Quorum {
         self.asked.remove(member);
     }
 
-    /// `member` is live here: it waits to vote if it does not yet, and its
-    /// witnesses (of an earlier silence) no longer count.
+    /// `member` is live here: it waits to vote if it has no seat, and its
+    /// witnesses (of an earlier silence) no longer count. An absent member
+    /// of its name is back, or replaced by it.
     pub fn live(&mut self, member: &MemberId) {
         self.standing
             .entry(member.clone())
             .or_insert(Standing::Pending);
         self.witnesses.remove(member);
+        self.out.remove(member);
+        self.absent.retain(|m| m.name != member.name);
+    }
+
+    /// `member`, fenced, stayed away long enough to give its seat up, so
+    /// that the members left can outlive further faults. Returns whether it
+    /// had one.
+    pub fn retire_absent(&mut self, member: &MemberId) -> bool {
+        if !self.out.contains(member) {
+            return false;
+        }
+        self.retire(member);
+        self.absent.insert(member.clone());
+        true
     }
 
     /// `from`'s member list, for admitting newcomers.
@@ -405,19 +445,13 @@ impl Quorum {
         self.lists.insert(from.clone(), list.collect());
     }
 
-    /// Admits every pending member that every voter lists; returns them.
-    ///
-    /// While fewer than three vote under [`SplitPolicy::MajorityFromThree`],
-    /// a voter counted `down` here need not list it. Two voters have no
-    /// majority to spare: the one left after the other crashed could never
-    /// let a returning member back in, and so never hold its lease again.
-    /// The policy promises nothing for a split of two, so nothing is given
-    /// up: two voters who cannot hear each other serve on alone already.
-    pub fn admit(&mut self, down: &BTreeSet<MemberId>) -> Vec<MemberId> {
+    /// Admits every pending member that every voter lists (a fenced one
+    /// away runs nothing and is not waited for); returns them.
+    pub fn admit(&mut self) -> Vec<MemberId> {
         let voters: Vec<MemberId> = self
             .standing
             .iter()
-            .filter(|(_, s)| **s == Standing::Voter)
+            .filter(|(m, s)| **s == Standing::Voter && !self.out.contains(*m))
             .map(|(m, _)| m.clone())
             .collect();
         let pending: Vec<MemberId> = self
@@ -426,13 +460,11 @@ impl Quorum {
             .filter(|(_, s)| **s == Standing::Pending)
             .map(|(m, _)| m.clone())
             .collect();
-        let spare_down = self.policy == SplitPolicy::MajorityFromThree && voters.len() < 3;
         let mut admitted = Vec::new();
         for member in pending {
             let known_to_all = voters.iter().all(|v| {
                 *v == self.this
                     || *v == member
-                    || (spare_down && down.contains(v))
                     || self.lists.get(v).is_some_and(|l| l.contains(&member))
             });
             if known_to_all {
@@ -517,6 +549,7 @@ impl Quorum {
         let all = self
             .standing
             .keys()
+            .filter(|m| !self.out.contains(*m))
             .all(|m| *m == self.this || self.confirmed_by.contains(m));
         if !all || self.suspect.is_empty() {
             return false;

@@ -380,8 +380,13 @@ impl Control {
             }
             // Kept before this node's lease last lapsed: a majority may have
             // fenced it meanwhile and the owner acknowledged newer states
-            // elsewhere, unless the owner confirmed the copy since.
+            // elsewhere, unless the owner confirmed the copy since. Kept
+            // while the owner has its seat: it still tells the members
+            // confirming an older state of the game that a newer one exists.
             if !held.current(self.quorum.generation()) {
+                if self.quorum.standing().contains_key(down) {
+                    self.copies.store(down.clone(), held);
+                }
                 continue;
             }
             let epoch = held.epoch.max(current.map_or(0, |r| r.epoch)) + 1;

@@ -452,3 +452,65 @@ fn a_backup_names_the_games_it_holds_no_copy_of() {
         .collect();
     assert_eq!(missing, vec![vec![lost]]);
 }
+
+/// A quorum of n1 in which n1, n2 and n3 vote.
+fn three_voters() -> super::quorum::Quorum {
+    use super::quorum::Quorum;
+    let (n1, n2, n3) = (
+        MemberId::new("n1", 1),
+        MemberId::new("n2", 1),
+        MemberId::new("n3", 1),
+    );
+    let mut q = Quorum::new(
+        n1.clone(),
+        crate::config::SplitPolicy::MajorityFromThree,
+        Duration::from_secs(1),
+        0.01,
+    );
+    for m in [&n2, &n3] {
+        q.live(m);
+    }
+    for m in [&n2, &n3] {
+        q.listed(m, [n1.clone(), n2.clone(), n3.clone()].into_iter());
+    }
+    q.admit();
+    q
+}
+
+fn set(names: &[&str]) -> std::collections::BTreeSet<MemberId> {
+    names.iter().map(|n| MemberId::new(*n, 1)).collect()
+}
+
+#[test]
+fn a_fenced_member_keeps_its_seat_and_votes_again_when_back() {
+    let mut q = three_voters();
+    let n3 = MemberId::new("n3", 1);
+    q.fence(&n3, 1);
+    // Two of three still make the majority, one alone does not.
+    assert!(q.fencing());
+    assert!(q.is_majority(&set(&["n1", "n2"])));
+    assert!(!q.is_majority(&set(&["n1"])));
+    // Back from its partition, it votes at once: with it, n1 has a
+    // majority even if n2 then fails.
+    q.live(&n3);
+    assert!(!q.is_out(&n3));
+    assert!(q.is_majority(&set(&["n1", "n3"])));
+}
+
+#[test]
+fn members_lost_to_faults_keep_fencing_on_until_replaced() {
+    let mut q = three_voters();
+    let n3 = MemberId::new("n3", 1);
+    q.fence(&n3, 1);
+    assert!(q.retire_absent(&n3));
+    // Its seat is gone, but the cluster does not fall back to the
+    // unfenced rules of two members: n1 alone is no majority.
+    assert_eq!(q.standing().len(), 2);
+    assert!(q.fencing());
+    assert!(!q.is_majority(&set(&["n1"])));
+    // A new incarnation of n3 replaces the absent one and waits to vote.
+    let n3_again = MemberId::new("n3", 2);
+    q.live(&n3_again);
+    assert_eq!(q.standing().len(), 3);
+    assert!(q.fencing());
+}
