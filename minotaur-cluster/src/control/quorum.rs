@@ -73,6 +73,8 @@ pub struct Quorum {
     /// Whether the lease held at some point in this generation: the next
     /// time it does not is a lapse.
     held: bool,
+    /// When this generation started.
+    gen_started: Time,
     /// Whether writes stopped since the lease last lapsed (until it holds
     /// again and the suspect games are confirmed).
     stopped: bool,
@@ -132,6 +134,7 @@ impl Quorum {
             standing,
             gen: 1,
             held: true,
+            gen_started: Time::ZERO,
             stopped: false,
             next_seq: 1,
             sent: VecDeque::new(),
@@ -216,8 +219,10 @@ impl Quorum {
 
     /// Checks the lease at `now`. When it has just lapsed, a new generation
     /// starts and every game in `owned` becomes suspect: returns
-    /// `Some(false)`. When writes may resume (the lease holds and no game is
-    /// suspect any more): `Some(true)`.
+    /// `Some(false)`. A generation that has not held for twice the margin
+    /// is given up for a new one the same way, silently. When writes may
+    /// resume (the lease holds and no game is suspect any more):
+    /// `Some(true)`.
     pub fn check(
         &mut self,
         now: Time,
@@ -225,10 +230,16 @@ impl Quorum {
     ) -> Option<bool> {
         let holds = self.holds(now);
         let lapsed = self.held && !holds;
+        // A generation that never held for a while may have been refused
+        // for good: the members witnessed its silence (this node was
+        // frozen, or cut off just as it began) and grant it no more.
+        let refused =
+            !self.held && !holds && now.saturating_sub(self.gen_started) >= self.margin * 2;
         self.held |= holds;
-        if lapsed {
+        if lapsed || refused {
             self.held = false;
             self.gen += 1;
+            self.gen_started = now;
             self.sent.clear();
             self.leased_from.clear();
             self.suspect.extend(owned);
@@ -236,7 +247,7 @@ impl Quorum {
             self.confirmed_by.clear();
             self.asked.clear();
             self.stopped = true;
-            return Some(false);
+            return lapsed.then_some(false);
         }
         if self.stopped && holds && self.suspect.is_empty() {
             self.stopped = false;
