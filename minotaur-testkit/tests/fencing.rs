@@ -70,6 +70,26 @@ async fn write_until(engine: &GameEngine, games: &[GameId], until: Instant) -> (
     (acked, refused)
 }
 
+/// A call on the cut-off side is refused: `NoQuorum` where the node itself
+/// is cut off; on a muted node it may be routed to the majority's new owner,
+/// unreachable from there, so any error.
+fn assert_refused_on_cut_side<T: std::fmt::Debug>(
+    how: Cut,
+    what: &str,
+    result: &Result<T, EngineError>,
+) {
+    match how {
+        Cut::Partition | Cut::Stall => assert!(
+            matches!(result, Err(EngineError::NoQuorum(_))),
+            "{how:?}: {what} on the cut-off side answered {result:?}"
+        ),
+        Cut::Mute => assert!(
+            result.is_err(),
+            "{how:?}: {what} on the cut-off side answered {result:?}"
+        ),
+    }
+}
+
 /// Runs one split: `cut` nodes cut off from the rest by `how` for `hold`,
 /// with writes through both sides; then heals and checks every
 /// acknowledged write survived, and each version was acknowledged once.
@@ -150,30 +170,11 @@ async fn split(nodes: usize, cut_count: usize, how: Cut) -> Result<(), Box<dyn s
     // cannot prove the majority did not take the game over. (A plain read
     // may answer from the cut-off session: a stale read.)
     let confirmed = minority.get_game_confirmed(games[0]).await;
-    match how {
-        Cut::Partition | Cut::Stall => assert!(
-            matches!(confirmed, Err(EngineError::NoQuorum(_))),
-            "{how:?}: a confirmed read on the cut-off owner answered {confirmed:?}"
-        ),
-        // It may be routed to the majority's new owner, unreachable from here.
-        Cut::Mute => assert!(
-            confirmed.is_err(),
-            "{how:?}: a confirmed read on the cut-off side answered {confirmed:?}"
-        ),
-    }
+    assert_refused_on_cut_side(how, "a confirmed read", &confirmed);
     // So is a create through it, after the engine tried it again until
     // its call timeout.
     let created = minority.create_game("XCUT", users()).await;
-    match how {
-        Cut::Partition | Cut::Stall => assert!(
-            matches!(created, Err(EngineError::NoQuorum(_))),
-            "{how:?}: a create on the cut-off side answered {created:?}"
-        ),
-        Cut::Mute => assert!(
-            created.is_err(),
-            "{how:?}: a create on the cut-off side answered {created:?}"
-        ),
-    }
+    assert_refused_on_cut_side(how, "a create", &created);
     let on_majority = majority.get_game_confirmed(games[0]).await;
     if takeable.contains(&games[0]) {
         assert!(

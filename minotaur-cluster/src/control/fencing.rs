@@ -16,18 +16,21 @@ impl Control {
     pub(super) fn lease_tick(&mut self) {
         self.check_lease();
         self.request_lease();
-        let down: Vec<MemberId> = self
-            .quorum
+        for member in self.awaiting_fence() {
+            self.witness(&member, 0);
+        }
+        self.ask_confirmation();
+    }
+
+    /// Voters counted down here and not fenced yet.
+    fn awaiting_fence(&self) -> Vec<MemberId> {
+        self.quorum
             .standing()
             .keys()
             .filter(|m| self.members.status(m) == Some(MemberStatus::Down))
             .filter(|m| !self.quorum.is_out(m))
             .cloned()
-            .collect();
-        for member in down {
-            self.witness(&member, 0);
-        }
-        self.ask_confirmation();
+            .collect()
     }
 
     /// Becomes a witness of `member`'s lease running out if this node's
@@ -71,16 +74,10 @@ impl Control {
     /// Every few heartbeats: the witnesses and fences peers may have
     /// missed.
     pub(super) fn repeat_fencing(&mut self) {
-        let down: Vec<(MemberId, u64)> = self
-            .quorum
-            .standing()
-            .keys()
-            .filter(|m| self.members.status(m) == Some(MemberStatus::Down))
-            .filter(|m| !self.quorum.is_out(m))
-            .filter_map(|m| self.quorum.vouched(m).map(|gen| (m.clone(), gen)))
-            .collect();
-        for (member, gen) in down {
-            self.broadcast(Msg::Expired { member, gen });
+        for member in self.awaiting_fence() {
+            if let Some(gen) = self.quorum.vouched(&member) {
+                self.broadcast(Msg::Expired { member, gen });
+            }
         }
     }
 
