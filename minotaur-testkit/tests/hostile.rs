@@ -574,6 +574,7 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
             corr: 2,
             snapshot: snapshot(&current),
             epoch: 99,
+            stale: Vec::new(),
         },
     );
     control(

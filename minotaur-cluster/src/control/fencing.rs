@@ -255,6 +255,7 @@ impl Control {
         let stale = self.owned.get(&id).and_then(|o| {
             o.stale_copies
                 .iter()
+                .map(|s| &s.holder)
                 .find(|m| self.members.is_live(m) || self.unfenced(m))
         });
         if let Some(member) = stale.filter(|_| self.quorum.fencing()) {

@@ -2,7 +2,7 @@
 //! (with where their backup copy is and what is in flight for each), and the
 //! copies it holds of other members' games.
 
-use super::wire::{Corr, Snapshot};
+use super::wire::{Corr, Snapshot, StaleCopy};
 use super::CallId;
 use crate::membership::MemberId;
 use crate::registry::{Registration, Time};
@@ -76,12 +76,25 @@ pub struct Owned {
     /// while a copy of it is in flight or queued, or while a restarted
     /// game has no backup yet.
     pub latest: Option<Box<Snapshot>>,
-    /// Earlier backups that may still hold an older copy (the game's copy
-    /// moved away from them, they were not told, or not heard dropping
-    /// it). While one of them could take the game over from that copy, no
-    /// new write is acknowledged: each leaves this list when it says it
-    /// dropped the copy, receives the latest one, or is fenced.
-    pub stale_copies: Vec<MemberId>,
+    /// Members that may still hold an older copy (the game's copy moved
+    /// away from them, or the game moved here from its earlier owner, and
+    /// they were not told, or not heard dropping it). While one of them
+    /// could take the game over from that copy, no new write is
+    /// acknowledged: each leaves this list when it says it dropped the
+    /// copy, receives the latest one from this node, or is fenced.
+    pub stale_copies: Vec<StaleCopy>,
+}
+
+/// Records in `list` that a member may hold an older copy; one entry per
+/// holder and owner, with the latest epoch.
+pub fn note_stale(list: &mut Vec<StaleCopy>, stale: StaleCopy) {
+    let same = list
+        .iter_mut()
+        .find(|s| s.holder == stale.holder && s.owner == stale.owner);
+    match same {
+        Some(s) => s.epoch = s.epoch.max(stale.epoch),
+        None => list.push(stale),
+    }
 }
 
 /// Why a copy was sent: what to do once it lands or fails.
@@ -158,6 +171,15 @@ impl Copies {
     /// Forgets `owner`'s copy of game `id`.
     pub fn drop_copy(&mut self, id: GameId, owner: &MemberId) {
         self.by_game.remove(&(id, owner.clone()));
+    }
+
+    /// Forgets `owner`'s copy of game `id` if it is from `epoch` or
+    /// earlier (a newer one was sent after the request to drop).
+    pub fn drop_copy_upto(&mut self, id: GameId, owner: &MemberId, epoch: u64) {
+        let key = (id, owner.clone());
+        if self.by_game.get(&key).is_some_and(|h| h.epoch <= epoch) {
+            self.by_game.remove(&key);
+        }
     }
 
     /// Removes and returns every copy `owner` sent, in game order.

@@ -911,15 +911,16 @@ impl Control {
                 corr,
                 snapshot,
                 epoch,
-            } => self.start(Waiter::Peer(from, corr), snapshot, epoch),
+                stale,
+            } => self.start(Waiter::Peer(from, corr), snapshot, epoch, stale),
             Msg::Started { corr, result } => self.on_started(&from, corr, result),
             Msg::Copy { corr, gen, copies } => self.on_copy(&from, corr, gen, copies),
             Msg::Copied { corr, stored } => self.on_copied(&from, corr, stored),
-            Msg::DropCopy(id) => {
-                self.copies.drop_copy(id, &from);
-                self.send(&from, Msg::Dropped(id));
+            Msg::DropCopy { id, owner, epoch } => {
+                self.copies.drop_copy_upto(id, &owner, epoch);
+                self.send(&from, Msg::Dropped { id, owner });
             }
-            Msg::Dropped(id) => self.on_dropped(&from, id),
+            Msg::Dropped { id, owner } => self.on_dropped(&from, id, &owner),
             Msg::Holdings { gen, games } => self.on_holdings(&from, gen, games),
             Msg::Missing(ids) => self.on_missing(&from, ids),
             Msg::Fetch { corr, id } => {
@@ -1028,7 +1029,7 @@ impl Control {
         }
         if let Some((backup, _)) = owned.backup {
             if backup != winner.owner {
-                self.send(&backup, Msg::DropCopy(id));
+                self.drop_ours(&backup, id, owned.reg.epoch);
             }
         }
         self.effect(Effect::StopSession {

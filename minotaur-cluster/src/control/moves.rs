@@ -3,8 +3,8 @@
 //! redistribution. A move releases the session, starts it on the target
 //! under the next epoch and, if the target cannot be reached, takes it back.
 
-use super::games::{CopyReason, Phase};
-use super::wire::{Corr, Msg, Refusal, Snapshot};
+use super::games::{note_stale, CopyReason, Phase};
+use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy};
 use super::{Control, Effect, Event, Request};
 use crate::membership::{MemberId, MemberStatus};
 use crate::registry::Registration;
@@ -138,6 +138,7 @@ impl Control {
 
     fn send_move(&mut self, id: GameId, to: MemberId, snapshot: Snapshot, epoch: u64) {
         let corr = self.request(Request::Move { id });
+        let stale = self.handed_stale(id);
         if let Some(owned) = self.owned.get_mut(&id) {
             owned.phase = Phase::Moving {
                 to: to.clone(),
@@ -152,6 +153,7 @@ impl Control {
                 corr,
                 snapshot,
                 epoch,
+                stale,
             },
         );
         // Unsent to a member cut off but not fenced, the request waits for
@@ -198,13 +200,35 @@ impl Control {
         }
         // Our copy on the old backup is nobody's now.
         if let Some((backup, _)) = owned.backup {
-            self.send(&backup, Msg::DropCopy(id));
+            self.drop_ours(&backup, id, owned.reg.epoch);
         }
         self.moved.insert(id, (to, self.now));
         if self.leaving {
             self.handed_over += 1;
         }
         self.drain_progress();
+    }
+
+    /// The members that may hold an older copy of game `id` once it moves:
+    /// those already listed, its backup and the member a copy is on its way
+    /// to. The new owner takes no write until each dropped it.
+    fn handed_stale(&self, id: GameId) -> Vec<StaleCopy> {
+        let Some(owned) = self.owned.get(&id).filter(|_| self.quorum.fencing()) else {
+            return Vec::new();
+        };
+        let mut stale = owned.stale_copies.clone();
+        let ours = |holder: &MemberId| StaleCopy {
+            holder: holder.clone(),
+            owner: self.this().clone(),
+            epoch: owned.reg.epoch,
+        };
+        if let Some((backup, _)) = &owned.backup {
+            note_stale(&mut stale, ours(backup));
+        }
+        if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
+            note_stale(&mut stale, ours(&batch.to));
+        }
+        stale
     }
 
     fn moving(&self, id: GameId, corr: Corr) -> Option<(MemberId, Snapshot, u64)> {

@@ -7,8 +7,8 @@
 //! meanwhile waits for it. So two copies of one game never race, and the
 //! previous backup is told to drop its copy only once the new one is kept.
 
-use super::games::{CopyBatch, CopyReason, Held, Phase};
-use super::wire::{Corr, Msg, Snapshot};
+use super::games::{note_stale, CopyBatch, CopyReason, Held, Phase};
+use super::wire::{Corr, Msg, Snapshot, StaleCopy};
 use super::{Control, Effect, Request};
 use crate::membership::MemberId;
 use crate::placement::ranked;
@@ -243,6 +243,7 @@ impl Control {
         ok: bool,
     ) {
         let landed = at.is_some() || ok;
+        let this = self.this().clone();
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
@@ -260,7 +261,9 @@ impl Control {
                     }
                 }
                 owned.backup = Some((at.clone(), version));
-                owned.stale_copies.retain(|m| m != at);
+                owned
+                    .stale_copies
+                    .retain(|s| !(&s.holder == at && s.owner == this));
             }
             None if ok => drop_from = owned.backup.take().map(|(previous, _)| previous),
             None => {}
@@ -294,7 +297,7 @@ impl Control {
             self.registry.bump_version(&reg);
         }
         if let Some(previous) = drop_from {
-            self.send(&previous, Msg::DropCopy(id));
+            self.drop_ours(&previous, id, reg.epoch);
         }
         match reason {
             CopyReason::Save if answer_save => {
@@ -320,14 +323,17 @@ impl Control {
     /// Forgets that `member` holds our copies (it went down, or may have
     /// dropped them): the sweep places them again.
     pub(super) fn forget_backup(&mut self, member: &MemberId) {
-        let fencing = self.quorum.fencing();
-        for owned in self.owned.values_mut() {
-            if owned.backup.as_ref().is_some_and(|(b, _)| b == member) {
-                owned.backup = None;
-                if fencing && !owned.stale_copies.contains(member) {
-                    owned.stale_copies.push(member.clone());
-                }
-            }
+        let left: Vec<GameId> = self
+            .owned
+            .iter_mut()
+            .filter(|(_, o)| o.backup.as_ref().is_some_and(|(b, _)| b == member))
+            .map(|(id, o)| {
+                o.backup = None;
+                *id
+            })
+            .collect();
+        for id in left {
+            self.left_stale(id, member.clone());
         }
     }
 
@@ -428,10 +434,18 @@ impl Control {
         }
     }
 
-    /// `from` dropped its copy of game `id` of ours.
-    pub(super) fn on_dropped(&mut self, from: &MemberId, id: GameId) {
+    /// Asks `member` to forget this node's copy of game `id` up to `epoch`.
+    pub(super) fn drop_ours(&mut self, member: &MemberId, id: GameId, epoch: u64) {
+        let owner = self.this().clone();
+        self.send(member, Msg::DropCopy { id, owner, epoch });
+    }
+
+    /// `from` dropped its copy of game `id` that `owner` sent it.
+    pub(super) fn on_dropped(&mut self, from: &MemberId, id: GameId, owner: &MemberId) {
         if let Some(owned) = self.owned.get_mut(&id) {
-            owned.stale_copies.retain(|m| m != from);
+            owned
+                .stale_copies
+                .retain(|s| !(&s.holder == from && &s.owner == owner));
         }
     }
 
@@ -439,28 +453,37 @@ impl Control {
     /// fenced, or is gone for good).
     pub(super) fn stale_copies_cleared(&mut self, member: &MemberId) {
         for owned in self.owned.values_mut() {
-            owned.stale_copies.retain(|m| m != member);
+            owned.stale_copies.retain(|s| &s.holder != member);
         }
     }
 
     /// Asks `member` again to drop the old copies it may still hold (it
     /// came back, or the first request was lost).
     pub(super) fn redrop(&mut self, member: &MemberId) {
-        // Not while a copy is on its way there: the drop would overtake
-        // it (the copy landing takes it off the list).
-        let ids: Vec<GameId> = self
+        // Not ours while a copy of ours is on its way there: the drop
+        // would overtake it (the copy landing takes it off the list).
+        let this = self.this();
+        let drops: Vec<Msg> = self
             .owned
             .iter()
-            .filter(|(_, o)| o.stale_copies.contains(member))
-            .filter(|(_, o)| {
-                o.copying
+            .flat_map(|(id, o)| {
+                let copying_there = o
+                    .copying
                     .and_then(|c| self.copy_batches.get(&c))
-                    .is_none_or(|b| &b.to != member)
+                    .is_some_and(|b| &b.to == member);
+                o.stale_copies
+                    .iter()
+                    .filter(|s| &s.holder == member)
+                    .filter(move |s| !(copying_there && &s.owner == this))
+                    .map(|s| Msg::DropCopy {
+                        id: *id,
+                        owner: s.owner.clone(),
+                        epoch: s.epoch,
+                    })
             })
-            .map(|(id, _)| *id)
             .collect();
-        for id in ids {
-            self.send(member, Msg::DropCopy(id));
+        for drop in drops {
+            self.send(member, drop);
         }
     }
 
@@ -469,7 +492,7 @@ impl Control {
         let mut members: Vec<MemberId> = self
             .owned
             .values()
-            .flat_map(|o| o.stale_copies.iter().cloned())
+            .flat_map(|o| o.stale_copies.iter().map(|s| s.holder.clone()))
             .filter(|m| self.members.is_live(m))
             .collect();
         members.sort();
@@ -486,10 +509,17 @@ impl Control {
         if !self.quorum.fencing() {
             return;
         }
+        let owner = self.this().clone();
         if let Some(owned) = self.owned.get_mut(&id) {
-            if !owned.stale_copies.contains(&member) {
-                owned.stale_copies.push(member);
-            }
+            let epoch = owned.reg.epoch;
+            note_stale(
+                &mut owned.stale_copies,
+                StaleCopy {
+                    holder: member,
+                    owner,
+                    epoch,
+                },
+            );
         }
     }
 

@@ -4,8 +4,8 @@
 //! start is acknowledged), a failover from the copies held for a member
 //! that went down, and a session ending for good.
 
-use super::games::{CopyReason, Owned, Phase, Waiter};
-use super::wire::{Corr, Msg, Refusal, Snapshot};
+use super::games::{note_stale, CopyReason, Owned, Phase, Waiter};
+use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy};
 use super::{CallId, Control, Effect, Event, Request, StopReason};
 use crate::membership::MemberId;
 use crate::placement::ranked;
@@ -92,7 +92,7 @@ impl Control {
             .placement
             .place(snapshot.id, &candidates, self.this());
         if &owner == self.this() {
-            return self.start(Waiter::Call(call), snapshot, 1);
+            return self.start(Waiter::Call(call), snapshot, 1, Vec::new());
         }
         let corr = self.request(Request::Create {
             call,
@@ -104,6 +104,7 @@ impl Control {
             corr,
             snapshot: snapshot.clone(),
             epoch: 1,
+            stale: Vec::new(),
         };
         if !self.send(&owner, msg) {
             self.requests.remove(&corr);
@@ -114,7 +115,15 @@ impl Control {
     }
 
     /// Runs a game here under `epoch`, for `waiter`.
-    pub(super) fn start(&mut self, waiter: Waiter, snapshot: Snapshot, epoch: u64) {
+    /// `stale` lists the members that may still hold an older copy of it
+    /// (it moved here): no write is acknowledged until each dropped it.
+    pub(super) fn start(
+        &mut self,
+        waiter: Waiter,
+        snapshot: Snapshot,
+        epoch: u64,
+        stale: Vec<StaleCopy>,
+    ) {
         let id = snapshot.id;
         if self.leaving {
             return self.answer_start(id, waiter, Err(Refusal::Leaving));
@@ -157,6 +166,34 @@ impl Control {
         );
         self.effect(Effect::StartSession(snapshot.clone()));
         self.copy_out(snapshot, CopyReason::Start, Vec::new());
+        self.inherit_stale(id, stale);
+    }
+
+    /// Takes over the list of members that may hold an older copy of a
+    /// game that moved here, and asks each to drop it. A copy held here is
+    /// dropped at once.
+    fn inherit_stale(&mut self, id: GameId, stale: Vec<StaleCopy>) {
+        if !self.quorum.fencing() {
+            return;
+        }
+        let this = self.this().clone();
+        let mut holders = Vec::new();
+        for s in stale {
+            if s.holder == this {
+                self.copies.drop_copy_upto(id, &s.owner, s.epoch);
+                continue;
+            }
+            if let Some(owned) = self.owned.get_mut(&id) {
+                holders.push(s.holder.clone());
+                note_stale(&mut owned.stale_copies, s);
+            }
+        }
+        holders.sort();
+        holders.dedup();
+        holders.retain(|h| self.members.is_live(h));
+        for holder in holders {
+            self.redrop(&holder);
+        }
     }
 
     pub(super) fn on_session_started(&mut self, id: GameId, error: Option<String>) {
@@ -463,6 +500,7 @@ impl Control {
                 corr,
                 snapshot,
                 epoch,
+                stale: Vec::new(),
             },
         );
     }
@@ -487,12 +525,13 @@ impl Control {
         if self.registry.remove(id, &this) {
             self.broadcast(Msg::Unregistered { id, owner: this });
         }
+        let epoch = owned.reg.epoch;
         if let Some((backup, _)) = &owned.backup {
-            self.send(backup, Msg::DropCopy(id));
+            self.drop_ours(backup, id, epoch);
         }
         if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
             let to = batch.to.clone();
-            self.send(&to, Msg::DropCopy(id));
+            self.drop_ours(&to, id, epoch);
         }
         if owned.save_waiting {
             self.effect(Effect::Saved {

@@ -75,6 +75,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 corr: 5,
                 snapshot: snapshot(id, 0),
                 epoch: 1,
+                stale: Vec::new(),
             },
         },
     );
@@ -94,6 +95,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 corr: 6,
                 snapshot: snapshot(id, 0),
                 epoch: 1,
+                stale: Vec::new(),
             },
         },
     );
@@ -105,6 +107,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 corr: 7,
                 snapshot: snapshot(id, 9),
                 epoch: 99,
+                stale: Vec::new(),
             },
         },
     );

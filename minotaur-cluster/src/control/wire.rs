@@ -11,13 +11,27 @@ use serde::{Deserialize, Serialize};
 /// Version of the protocol between nodes. Peers accept each other when
 /// their ranges `[MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]` overlap (see
 /// [`Hello`]). Version 3 adds majority fencing (leases and fences); a
-/// version 2 node would grant no lease, so it cannot join.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// version 2 node would grant no lease, so it cannot join. Version 5 hands
+/// a moved game's older copies over with it ([`Msg::Start`]'s `stale`).
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 4;
+pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
+
+/// A member that may still hold an older copy of a game: the one `owner`
+/// sent it, from `epoch` or earlier. While it could take the game over from
+/// that copy, the game's owner acknowledges no write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleCopy {
+    /// The member holding the copy.
+    pub holder: MemberId,
+    /// The member that sent it.
+    pub owner: MemberId,
+    /// The latest epoch the copy can be from.
+    pub epoch: u64,
+}
 
 /// One game's state as the control sees it: the session's encoded state,
 /// plus the few facts the control needs without decoding it.
@@ -135,6 +149,10 @@ pub enum Msg {
         snapshot: Snapshot,
         /// The epoch its registration takes.
         epoch: u64,
+        /// Members that may still hold an older copy of the game (the
+        /// sender's, when it hands the game over): the receiver takes no
+        /// write until each dropped it or is fenced.
+        stale: Vec<StaleCopy>,
     },
     /// Answer to [`Msg::Start`].
     Started {
@@ -162,11 +180,25 @@ pub enum Msg {
         /// Whether the copies are kept.
         stored: bool,
     },
-    /// Forget the copy of this game of the sender's: its backup moved.
-    /// Answered with [`Msg::Dropped`].
-    DropCopy(GameId),
-    /// The receiver forgot its copy of this game of the sender's.
-    Dropped(GameId),
+    /// Forget `owner`'s copy of game `id` if it is from `epoch` or
+    /// earlier: the game's copy moved away from the receiver, or the game
+    /// itself moved on. Answered with [`Msg::Dropped`].
+    DropCopy {
+        /// The game.
+        id: GameId,
+        /// Whose copy: the sender's own, or an earlier owner's.
+        owner: MemberId,
+        /// The latest epoch of a copy to forget; a newer one is kept.
+        epoch: u64,
+    },
+    /// The receiver holds no copy of game `id` from `owner` up to the
+    /// epoch a [`Msg::DropCopy`] named.
+    Dropped {
+        /// The game.
+        id: GameId,
+        /// Whose copy.
+        owner: MemberId,
+    },
     /// The games of the sender's that the receiver is the backup of; the
     /// receiver forgets any other copy from the sender (one left behind by a
     /// lost [`Msg::DropCopy`]).

@@ -1086,7 +1086,7 @@ fn busy_kind(msg: &Msg) -> Option<&'static str> {
         Msg::Copied { .. } => Some("Copied"),
         Msg::Sync { .. } | Msg::SyncPlease => Some("Sync"),
         Msg::Start { .. } | Msg::Started { .. } => Some("Start"),
-        Msg::DropCopy(_) | Msg::Dropped(_) => Some("DropCopy"),
+        Msg::DropCopy { .. } | Msg::Dropped { .. } => Some("DropCopy"),
         Msg::Expired { .. } | Msg::Fenced { .. } => Some("Fencing"),
         Msg::SyncFor(_) | Msg::SyncedFor(_) | Msg::HeldFor { .. } => Some("Confirm"),
         _ => Some("other"),
@@ -1102,10 +1102,13 @@ pub(super) fn msg_name(msg: &Msg) -> String {
             corr,
             snapshot,
             epoch,
+            stale,
         } => {
             format!(
-                "Start {corr} {} e{epoch} v{}",
-                snapshot.id, snapshot.version
+                "Start {corr} {} e{epoch} v{} stale={}",
+                snapshot.id,
+                snapshot.version,
+                stale.len()
             )
         }
         Msg::Sync { sync, regs, last } => {
