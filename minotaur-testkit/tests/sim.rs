@@ -3,7 +3,10 @@
 //!
 //! - `SIM_SEEDS=n`: how many seeds (default 10,000), from `SIM_FIRST` (default 0);
 //! - `SIM_SEED=s`: one seed, with its trace printed;
-//! - `SIM_FAULTS=n`: up to n faults per seed (default 3).
+//! - `SIM_FAULTS=n`: up to n faults per seed (default 3);
+//! - `SIM_PACE=fixed`: faults at their planned times, settled or not
+//!   (double faults, outside the guarantees); by default each waits for the
+//!   cluster to settle after the one before.
 //!
 //! Ends with one line: `sim: seeds=<n> schedules_per_s=<n> violations=<n>`.
 
@@ -24,8 +27,12 @@ fn env(name: &str) -> Option<u64> {
 #[test]
 fn seeds_hold_every_invariant() {
     let faults = env("SIM_FAULTS").map_or(sim::MOST_FAULTS, |n| n as usize);
+    let pace = match std::env::var("SIM_PACE").as_deref() {
+        Ok("fixed") => sim::Pace::Fixed,
+        _ => sim::Pace::Settled,
+    };
     if let Some(seed) = env("SIM_SEED") {
-        let outcome = sim::run_with(seed, true, faults);
+        let outcome = sim::run_with(seed, true, faults, pace);
         for line in outcome.trace.iter().flatten() {
             println!("{line}");
         }
@@ -41,7 +48,7 @@ fn seeds_hold_every_invariant() {
     let first = env("SIM_FIRST").unwrap_or(0);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();
-    let ran = sim::run_many(first, count, threads, faults);
+    let ran = sim::run_many(first, count, threads, faults, pace);
     let elapsed = started.elapsed().as_secs_f64().max(1e-3);
     for outcome in ran.failed.iter().take(3) {
         println!("{}", outcome.report());

@@ -112,6 +112,18 @@ impl Control {
     }
 
     pub(super) fn on_expired(&mut self, from: &MemberId, member: MemberId, gen: u64) {
+        // The peer missed the fence (told while it held no lease, or the
+        // notice was lost), and would wait for it for ever.
+        if let Some(fenced) = self.quorum.fenced_upto(&member).filter(|f| *f >= gen) {
+            self.send(
+                from,
+                Msg::Fenced {
+                    member,
+                    gen: fenced,
+                },
+            );
+            return;
+        }
         if self.members.status(&member) != Some(MemberStatus::Down) {
             return;
         }

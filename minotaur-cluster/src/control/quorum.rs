@@ -394,7 +394,12 @@ impl Quorum {
     /// Whether `member` was fenced here: cut off, and then out of the vote
     /// while it may still have been running what it was asked to.
     pub fn was_fenced(&self, member: &MemberId) -> bool {
-        self.grants.get(member).is_some_and(|g| g.fenced.is_some())
+        self.fenced_upto(member).is_some()
+    }
+
+    /// The newest generation of `member` fenced here, if any.
+    pub fn fenced_upto(&self, member: &MemberId) -> Option<u64> {
+        self.grants.get(member).and_then(|g| g.fenced)
     }
 
     /// Whether a fence of `member`'s generation `gen`, told by a peer,

@@ -4,6 +4,7 @@
 //! live non-owner and no copy left behind, every acknowledged write there).
 
 use super::world::World;
+use minotaur_cluster::control::Standing;
 use minotaur_cluster::{MemberId, MemberStatus};
 use minotaur_core::GameId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,7 +68,54 @@ pub(super) fn one_session_per_game(world: &World) -> Vec<String> {
 
 /// Every invariant of a settled cluster.
 pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duration) -> Vec<String> {
+    let mut out = structure(world, replication);
+    out.extend(acknowledged(world, failure_timeout));
+    out
+}
+
+/// Whether every staying node holds its lease from the same voters: the
+/// staying members, each admitted (a member fenced away keeps its seat for
+/// a while, and is not counted here).
+fn one_vote(world: &World) -> Vec<String> {
+    let ids = staying(world);
+    let mut out = Vec::new();
+    for (name, n) in world.nodes.iter().filter(|(_, n)| !n.leaving) {
+        let voters: BTreeSet<&MemberId> = n
+            .control
+            .quorum()
+            .standing()
+            .iter()
+            .filter(|(m, s)| **s == Standing::Voter && !n.control.quorum().is_out(m))
+            .map(|(m, _)| m)
+            .collect();
+        if voters != ids.iter().collect() {
+            let names: Vec<&str> = voters.iter().map(|m| m.name.as_str()).collect();
+            out.push(format!("{name} counts voters {names:?}"));
+        } else if !n.control.holds_lease() {
+            out.push(format!("{name} holds no lease"));
+        }
+        let suspect = n
+            .control
+            .owned()
+            .keys()
+            .filter(|id| n.control.quorum().is_suspect(**id))
+            .count();
+        if suspect > 0 {
+            out.push(format!("{name} still confirms {suspect} game(s)"));
+        }
+    }
+    out
+}
+
+/// The cluster's shape once settled: one mesh and vote, one registry, one
+/// running owner per game, a current copy of each on a live non-owner and
+/// none left behind, no node still leaving.
+pub(super) fn structure(world: &World, replication: bool) -> Vec<String> {
     let mut out = mesh_violations(world);
+    out.extend(one_vote(world));
+    for (name, _) in world.nodes.iter().filter(|(_, n)| n.leaving) {
+        out.push(format!("{name} is still leaving"));
+    }
     out.extend(one_session_per_game(world));
     let ids = staying(world);
     let nodes: BTreeMap<MemberId, &super::world::Node> = world
@@ -183,7 +231,12 @@ pub(super) fn settled(world: &World, replication: bool, failure_timeout: Duratio
         }
     }
 
-    // Every acknowledged create and write, for the faults covered.
+    out
+}
+
+/// Every acknowledged create and write is there, for the faults covered.
+fn acknowledged(world: &World, failure_timeout: Duration) -> Vec<String> {
+    let mut out = Vec::new();
     let grace = failure_timeout * 2 + Duration::from_millis(500);
     let covered = |t: Duration| {
         !world

@@ -21,7 +21,7 @@ mod schedule;
 mod trace;
 mod world;
 
-pub use schedule::{Schedule, Step};
+pub use schedule::{Pace, Planned, Schedule, Step};
 
 use minotaur_cluster::control::ControlConfig;
 use rand::rngs::SmallRng;
@@ -59,6 +59,9 @@ pub struct Outcome {
     pub seed: u64,
     /// The schedule the seed drew.
     pub schedule: Schedule,
+    /// The steps run, with their times (later than planned where a fault
+    /// waited for the cluster to settle).
+    pub steps_run: Vec<(Duration, Step)>,
     /// Invariants that did not hold, with what was seen.
     pub violations: Vec<String>,
     /// The trace, when recorded.
@@ -83,8 +86,8 @@ impl Outcome {
         for v in &self.violations {
             out.push_str(&format!("  - {v}\n"));
         }
-        out.push_str("schedule:\n");
-        for (at, step) in &self.schedule.steps {
+        out.push_str("steps:\n");
+        for (at, step) in &self.steps_run {
             out.push_str(&format!("  {:>7.3}s {step:?}\n", at.as_secs_f64()));
         }
         out.push_str(&format!(
@@ -99,35 +102,45 @@ impl Outcome {
 /// trace stays short enough to read.
 pub const MOST_FAULTS: usize = 3;
 
-/// Runs one seed; records its trace when `record` is set.
+/// Runs one seed, each fault once the cluster settled after the one before;
+/// records its trace when `record` is set.
 pub fn run(seed: u64, record: bool) -> Outcome {
-    run_with(seed, record, MOST_FAULTS)
+    run_with(seed, record, MOST_FAULTS, Pace::Settled)
 }
 
-/// [`run`] with up to `most_faults` faults, one after the other: long
-/// schedules find what builds up over many faults.
-pub fn run_with(seed: u64, record: bool, most_faults: usize) -> Outcome {
+/// [`run`] with up to `most_faults` faults, one after the other (long
+/// schedules find what builds up over many faults), paced by `pace`.
+pub fn run_with(seed: u64, record: bool, most_faults: usize, pace: Pace) -> Outcome {
     let config = control_config();
     let failure_timeout = config.failure_timeout;
     let replication = config.replication_factor > 0;
     let mut rng = SmallRng::seed_from_u64(seed);
     let schedule = schedule::draw(&mut rng, failure_timeout, most_faults);
     let mut world = World::new(rng, config, trace::Trace::new(record));
-    world.plan(&schedule);
-    world.quiet_from = Some(schedule.calm_at + SETTLE - QUIET);
+    world.plan(&schedule, pace);
 
     let mut violations = Vec::new();
     let step = Duration::from_millis(250);
     let mut stable_since: Option<Duration> = None;
     let mut changes = 0;
-    let end_of_load = schedule.calm_at + Duration::from_millis(500);
-    let end = schedule.calm_at + SETTLE;
+    // Each fault may wait for the cluster to settle before it.
+    let faults = schedule.steps.iter().filter(|p| p.begins_fault).count() as u32;
+    let last = schedule.calm_at + SETTLE + world::SETTLE_LIMIT * (faults + 1);
     let mut t = Duration::ZERO;
-    while t < end {
+    let mut done = false;
+    while !done {
         t += step;
         world.run_until(t);
-        if t >= end_of_load {
-            world.ended = true;
+        if let Some(calm) = world.calm_at {
+            world.quiet_from.get_or_insert(calm + SETTLE - QUIET);
+            if t >= calm + Duration::from_millis(500) {
+                world.ended = true;
+            }
+            done = t >= calm + SETTLE;
+        }
+        if t >= last && !done {
+            violations.push(format!("the plan did not end by {last:?}"));
+            done = true;
         }
         // One session per game, once membership has been stable a while.
         if check::mesh_violations(&world).is_empty() && world.membership_changes == changes {
@@ -142,6 +155,7 @@ pub fn run_with(seed: u64, record: bool, most_faults: usize) -> Outcome {
             changes = world.membership_changes;
         }
     }
+    violations.append(&mut world.unsettled);
     violations.extend(check::settled(&world, replication, failure_timeout));
     for ((node, kind), count) in &world.late_traffic {
         violations.push(format!(
@@ -151,6 +165,7 @@ pub fn run_with(seed: u64, record: bool, most_faults: usize) -> Outcome {
     Outcome {
         seed,
         schedule,
+        steps_run: std::mem::take(&mut world.steps_run),
         violations,
         acked_writes: world.acked.len(),
         games: world.created.len(),
@@ -170,8 +185,8 @@ pub struct Summary {
 }
 
 /// Runs seeds `first..first + count` on `threads` threads, each with up to
-/// `most_faults` faults.
-pub fn run_many(first: u64, count: u64, threads: usize, most_faults: usize) -> Summary {
+/// `most_faults` faults paced by `pace`.
+pub fn run_many(first: u64, count: u64, threads: usize, most_faults: usize, pace: Pace) -> Summary {
     let threads = threads.max(1) as u64;
     let results: Vec<Summary> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -180,7 +195,7 @@ pub fn run_many(first: u64, count: u64, threads: usize, most_faults: usize) -> S
                     let mut summary = Summary::default();
                     let mut seed = first + k;
                     while seed < first + count {
-                        let outcome = run_with(seed, false, most_faults);
+                        let outcome = run_with(seed, false, most_faults, pace);
                         summary.seeds += 1;
                         summary.acked_writes += outcome.acked_writes as u64;
                         if !outcome.violations.is_empty() {

@@ -50,16 +50,41 @@ impl Step {
     }
 }
 
+/// One step of the plan.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// When it happens, if every fault before it came on time.
+    pub at: Duration,
+    /// What happens.
+    pub step: Step,
+    /// Whether it begins a fault (rather than starting the first nodes or
+    /// ending a fault: a heal, a crashed node's restart).
+    pub begins_fault: bool,
+}
+
+/// How faults follow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// A fault begins only once the cluster settled after the one before
+    /// (members linked and voting again, games re-replicated): the single
+    /// faults the guarantees cover. Everything planned after it waits as
+    /// long.
+    Settled,
+    /// Faults come at their planned times, settled or not: double faults
+    /// the guarantees do not cover, to see how the cluster copes.
+    Fixed,
+}
+
 /// The plan of one run.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    /// Steps with the time they happen, in time order.
-    pub steps: Vec<(Duration, Step)>,
+    /// Steps in the order they happen.
+    pub steps: Vec<Planned>,
     /// Games created.
     pub games: usize,
     /// Writes sent.
     pub writes: usize,
-    /// When the last fault is healed; the run settles after it.
+    /// When the last fault is healed, if every fault came on time.
     pub calm_at: Duration,
 }
 
@@ -74,6 +99,7 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
             name: "n1".into(),
             seed: None,
         },
+        false,
     )];
     // The others join through n1, several at once.
     for i in 2..=initial {
@@ -83,6 +109,7 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
                 name: format!("n{i}"),
                 seed: Some("n1".into()),
             },
+            false,
         ));
     }
     let mut up: Vec<String> = (1..=initial).map(|i| format!("n{i}")).collect();
@@ -102,14 +129,15 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
             (from[a].clone(), from[b].clone())
         };
         let kind = rng.random_range(0..12);
+        let first = steps.len();
         match kind {
             0 | 1 if up.len() > 2 => {
                 let victim = pick(rng, &up);
                 up.retain(|n| n != &victim);
-                steps.push((t, Step::Crash(victim.clone())));
+                steps.push((t, Step::Crash(victim.clone()), false));
                 if rng.random_bool(0.5) {
                     let back = t + ms(rng.random_range(100..=1200));
-                    steps.push((back, Step::Restart(victim.clone())));
+                    steps.push((back, Step::Restart(victim.clone()), false));
                     up.push(victim);
                 } else {
                     down.push(victim);
@@ -118,7 +146,7 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
             2 if up.len() > 2 => {
                 let leaver = pick(rng, &up);
                 up.retain(|n| n != &leaver);
-                steps.push((t, Step::Leave(leaver)));
+                steps.push((t, Step::Leave(leaver), false));
             }
             3 if next_name <= 9 => {
                 // Joins at once, through one seed.
@@ -135,32 +163,33 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
                             name: name.clone(),
                             seed: Some(seed.clone()),
                         },
+                        false,
                     ));
                     up.push(name);
                 }
             }
             4 if !down.is_empty() => {
                 let back = down.remove(0);
-                steps.push((t, Step::Restart(back.clone())));
+                steps.push((t, Step::Restart(back.clone()), false));
                 up.push(back);
             }
             5 => {
                 let (a, b) = two(rng, &up);
-                steps.push((t, Step::CutLink(a, b)));
+                steps.push((t, Step::CutLink(a, b), false));
             }
             6 => {
                 let (a, b) = two(rng, &up);
-                steps.push((t, Step::DialBoth(a, b)));
+                steps.push((t, Step::DialBoth(a, b), false));
             }
             7 => {
                 let (a, b) = two(rng, &up);
                 let d = ms(rng.random_range(10..=(failure_timeout.as_millis() as u64 * 3)));
-                steps.push((t, Step::Stall(a, b, d)));
+                steps.push((t, Step::Stall(a, b, d), false));
             }
             8 => {
                 let n = pick(rng, &up);
                 let d = ms(rng.random_range(10..=(failure_timeout.as_millis() as u64 * 3)));
-                steps.push((t, Step::Freeze(n, d)));
+                steps.push((t, Step::Freeze(n, d), false));
             }
             9 | 10 => {
                 let mut shuffled = up.clone();
@@ -169,19 +198,33 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
                 }
                 let cut = rng.random_range(1..shuffled.len());
                 let right = shuffled.split_off(cut);
-                steps.push((t, Step::Partition(shuffled, right)));
-                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal));
+                steps.push((t, Step::Partition(shuffled, right), false));
+                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal, false));
             }
             _ => {
                 let (a, b) = two(rng, &up);
-                steps.push((t, Step::CutOneWay(a, b)));
-                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal));
+                steps.push((t, Step::CutOneWay(a, b), false));
+                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal, false));
+            }
+        }
+        // (A join of two lists its first at the fault's time or later.)
+        if let Some(begin) = steps[first..].iter().map(|(at, ..)| *at).min() {
+            if let Some(s) = steps[first..].iter_mut().find(|(at, ..)| *at == begin) {
+                s.2 = true;
             }
         }
         t += ms(rng.random_range(1500..=2200));
     }
-    steps.push((t, Step::Heal));
-    steps.sort_by_key(|(at, _)| *at);
+    steps.push((t, Step::Heal, false));
+    steps.sort_by_key(|(at, ..)| *at);
+    let steps = steps
+        .into_iter()
+        .map(|(at, step, begins_fault)| Planned {
+            at,
+            step,
+            begins_fault,
+        })
+        .collect();
     Schedule {
         steps,
         games: rng.random_range(4..=16),

@@ -3,7 +3,8 @@
 //! simulated clock. Nothing here reads a real clock or spawns a thread, so
 //! a seed replays exactly.
 
-use super::schedule::{Schedule, Step};
+use super::check;
+use super::schedule::{Pace, Schedule, Step};
 use super::trace::Trace;
 use minotaur_cluster::control::hosting::Hosting;
 use minotaur_cluster::control::inbound::Inbound;
@@ -28,6 +29,8 @@ pub(super) struct Write {
 /// Something that happens at a time.
 #[derive(Debug, Clone)]
 pub(super) enum Event {
+    /// The next items of the plan are due.
+    Plan,
     Step(Step),
     /// A message from the member `from` arrives at `to` over `link`.
     Deliver {
@@ -172,7 +175,32 @@ pub(super) struct World {
     pub quiet_from: Option<Duration>,
     /// Messages of other kinds sent since `quiet_from`: sender, kind, count.
     pub late_traffic: BTreeMap<(String, &'static str), usize>,
+    /// What is planned and not yet due: its time if every fault came on
+    /// time, the event, and whether it begins a fault.
+    plan: VecDeque<(Duration, Event, bool)>,
+    /// How much later than planned the plan runs: the time faults waited
+    /// for the cluster to settle.
+    shift: Duration,
+    pace: Pace,
+    /// Since when the fault at the head of the plan waits to settle.
+    waiting_since: Option<Duration>,
+    /// Steps of the plan not yet run.
+    steps_left: usize,
+    /// When the last step ran: the run settles from then on.
+    pub calm_at: Option<Duration>,
+    /// The steps run, with their times.
+    pub steps_run: Vec<(Duration, Step)>,
+    /// Faults that found the cluster still unsettled after [`SETTLE_LIMIT`].
+    pub unsettled: Vec<String>,
 }
+
+/// How long a fault waits for the cluster to settle after the one before
+/// (under [`Pace::Settled`]) before that counts as a violation and the
+/// fault comes anyway.
+pub(super) const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+
+/// How often a waiting fault looks again.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -204,6 +232,14 @@ impl World {
             next_gen: 1,
             quiet_from: None,
             late_traffic: BTreeMap::new(),
+            plan: VecDeque::new(),
+            shift: Duration::ZERO,
+            pace: Pace::Settled,
+            waiting_since: None,
+            steps_left: 0,
+            calm_at: None,
+            steps_run: Vec::new(),
+            unsettled: Vec::new(),
         }
     }
 
@@ -213,15 +249,19 @@ impl World {
         self.queue.push(Reverse((at, self.seq)));
     }
 
-    /// Queues the schedule and the load.
-    pub fn plan(&mut self, schedule: &Schedule) {
-        for (at, step) in &schedule.steps {
-            self.at(*at, Event::Step(step.clone()));
-        }
+    /// Plans the schedule and the load, faults paced by `pace`.
+    pub fn plan(&mut self, schedule: &Schedule, pace: Pace) {
+        self.pace = pace;
+        let mut plan: Vec<(Duration, Event, bool)> = schedule
+            .steps
+            .iter()
+            .map(|p| (p.at, Event::Step(p.step.clone()), p.begins_fault))
+            .collect();
+        self.steps_left = plan.len();
         let end = schedule.calm_at;
         for index in 0..schedule.games {
             let at = Duration::from_millis(self.rng.random_range(300..=1400));
-            self.at(at, Event::Create { index });
+            plan.push((at, Event::Create { index }, false));
         }
         for _ in 0..schedule.writes {
             let at =
@@ -234,7 +274,53 @@ impl World {
                 op,
                 attempt: 0,
             };
-            self.at(at, Event::SendWrite { write });
+            plan.push((at, Event::SendWrite { write }, false));
+        }
+        // Steps first among equal times, as they were drawn.
+        plan.sort_by_key(|(at, ..)| *at);
+        self.plan = plan.into();
+        if let Some((at, ..)) = self.plan.front() {
+            let at = *at;
+            self.at(at, Event::Plan);
+        }
+    }
+
+    /// Queues what the plan has due now. A fault waits, under
+    /// [`Pace::Settled`], until the cluster settled after the one before,
+    /// and everything planned after it waits as long.
+    fn next_planned(&mut self) {
+        while let Some((at, _, begins)) = self.plan.front() {
+            let (at, begins) = (*at, *begins);
+            if at + self.shift > self.now {
+                self.at(at + self.shift, Event::Plan);
+                return;
+            }
+            if begins && self.pace == Pace::Settled {
+                let issues = check::structure(self, self.config.replication_factor > 0);
+                if !issues.is_empty() {
+                    let since = *self.waiting_since.get_or_insert(self.now);
+                    if self.now - since < SETTLE_LIMIT {
+                        self.shift = self.now + SETTLE_POLL - at;
+                        self.at(self.now + SETTLE_POLL, Event::Plan);
+                        return;
+                    }
+                    let at = self.now;
+                    self.unsettled.push(format!(
+                        "at {at:?}: not settled {SETTLE_LIMIT:?} after the fault before: {:?}",
+                        issues.iter().take(3).collect::<Vec<_>>()
+                    ));
+                }
+                self.waiting_since = None;
+            }
+            let (_, event, _) = self.plan.pop_front().expect("front");
+            if matches!(event, Event::Step(_)) {
+                self.steps_left -= 1;
+                if self.steps_left == 0 {
+                    self.calm_at = Some(self.now);
+                }
+            }
+            // Through the queue, so a frozen node's client waits too.
+            self.at(self.now, event);
         }
     }
 
@@ -266,6 +352,7 @@ impl World {
 
     fn dispatch(&mut self, event: Event) {
         match event {
+            Event::Plan => self.next_planned(),
             Event::Step(step) => self.step(step),
             Event::Deliver {
                 to,
@@ -958,6 +1045,7 @@ impl World {
     fn step(&mut self, step: Step) {
         self.trace
             .line(self.now, "sim", || format!("step {step:?}"));
+        self.steps_run.push((self.now, step.clone()));
         let staying = self.nodes.values().filter(|n| !n.leaving).count();
         if !step.covered(staying) {
             self.uncovered.push((self.now, Duration::MAX));
