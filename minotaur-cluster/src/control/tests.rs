@@ -517,3 +517,56 @@ fn members_lost_to_faults_keep_fencing_on_until_replaced() {
     assert_eq!(q.standing().len(), 3);
     assert!(q.fencing());
 }
+
+#[test]
+fn a_game_handed_over_asks_the_holders_of_older_copies_to_drop_them() {
+    let mut a = control("a");
+    let now = Duration::from_millis(1);
+    link_to(&mut a, now, &[(1, "b"), (2, "c")]);
+    // a holds its lease: b and c grant what it asked for.
+    let asked: Vec<u64> = effects(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                msg: Msg::Lease { seq, .. },
+                ..
+            } => Some(seq),
+            _ => None,
+        })
+        .collect();
+    for seq in asked {
+        for link in [1, 2] {
+            let msg = Msg::Granted(seq);
+            a.handle(now, Input::Received { link, msg });
+        }
+    }
+    assert!(a.holds_lease());
+    // b hands a game over; c may still hold b's older copy of it.
+    let (b, c) = (MemberId::new("b", 1), MemberId::new("c", 1));
+    let id = GameId::random();
+    let stale = vec![super::wire::StaleCopy {
+        holder: c.clone(),
+        owner: b.clone(),
+        epoch: 1,
+    }];
+    let msg = Msg::Start {
+        corr: 9,
+        snapshot: snapshot(id, 4),
+        epoch: 2,
+        stale,
+    };
+    a.handle(now, Input::Received { link: 1, msg });
+    let asked_to_drop = effects(&mut a).into_iter().any(|e| {
+        matches!(e, Effect::Send {
+            link: 2,
+            msg: Msg::DropCopy { id: g, owner, epoch: 1 },
+        } if g == id && owner == b)
+    });
+    assert!(asked_to_drop, "c is asked to drop b's copy");
+    // No write until c says it dropped it.
+    let waits = |a: &Control| a.owned()[&id].stale_copies.iter().any(|s| s.holder == c);
+    assert!(waits(&a));
+    let msg = Msg::Dropped { id, owner: b };
+    a.handle(now, Input::Received { link: 2, msg });
+    assert!(!waits(&a));
+}

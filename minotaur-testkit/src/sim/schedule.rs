@@ -88,6 +88,11 @@ pub struct Schedule {
     pub calm_at: Duration,
 }
 
+/// The longest a partition or one-way cut lasts: long enough, at times, for
+/// the majority to fence the members cut off and then give their seats up
+/// (`failure_timeout * 3` after the fence) before they come back.
+const LONGEST_SPLIT_MS: u64 = 4000;
+
 /// Draws a schedule of 1 to `most_faults` faults for a run with
 /// `failure_timeout`.
 pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -> Schedule {
@@ -130,6 +135,7 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
         };
         let kind = rng.random_range(0..12);
         let first = steps.len();
+        let mut healed = t;
         match kind {
             0 | 1 if up.len() > 2 => {
                 let victim = pick(rng, &up);
@@ -199,12 +205,16 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
                 let cut = rng.random_range(1..shuffled.len());
                 let right = shuffled.split_off(cut);
                 steps.push((t, Step::Partition(shuffled, right), false));
-                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal, false));
+                let heal = t + ms(rng.random_range(300..=LONGEST_SPLIT_MS));
+                steps.push((heal, Step::Heal, false));
+                healed = heal;
             }
             _ => {
                 let (a, b) = two(rng, &up);
                 steps.push((t, Step::CutOneWay(a, b), false));
-                steps.push((t + ms(rng.random_range(300..=1500)), Step::Heal, false));
+                let heal = t + ms(rng.random_range(300..=LONGEST_SPLIT_MS));
+                steps.push((heal, Step::Heal, false));
+                healed = heal;
             }
         }
         // (A join of two lists its first at the fault's time or later.)
@@ -213,7 +223,8 @@ pub fn draw(rng: &mut SmallRng, failure_timeout: Duration, most_faults: usize) -
                 s.2 = true;
             }
         }
-        t += ms(rng.random_range(1500..=2200));
+        // The next fault comes after this one healed.
+        t = (t + ms(rng.random_range(1500..=2200))).max(healed + ms(200));
     }
     steps.push((t, Step::Heal, false));
     steps.sort_by_key(|(at, ..)| *at);

@@ -285,6 +285,23 @@ impl World {
         }
     }
 
+    /// The faults still in force: partitions, cuts, stalls, frozen nodes.
+    fn faults_on(&self) -> Vec<String> {
+        let mut on = Vec::new();
+        if !self.partitions.is_empty() || !self.one_way.is_empty() {
+            on.push("a partition or one-way cut is on".to_string());
+        }
+        if self.stalls.values().any(|until| *until > self.now) {
+            on.push("a link is stalled".to_string());
+        }
+        for (name, n) in &self.nodes {
+            if n.frozen_until.is_some_and(|until| until > self.now) {
+                on.push(format!("{name} is frozen"));
+            }
+        }
+        on
+    }
+
     /// Queues what the plan has due now. A fault waits, under
     /// [`Pace::Settled`], until the cluster settled after the one before,
     /// and everything planned after it waits as long.
@@ -296,7 +313,8 @@ impl World {
                 return;
             }
             if begins && self.pace == Pace::Settled {
-                let issues = check::structure(self, self.config.replication_factor > 0);
+                let mut issues = self.faults_on();
+                issues.extend(check::structure(self, self.config.replication_factor > 0));
                 if !issues.is_empty() {
                     let since = *self.waiting_since.get_or_insert(self.now);
                     if self.now - since < SETTLE_LIMIT {
