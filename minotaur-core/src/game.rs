@@ -436,6 +436,18 @@ impl Game {
         })
     }
 
+    /// The one-step moves `user` may register now as far as the grid goes:
+    /// from their planned position, onto the grid and not onto a wall (a
+    /// move may still be refused for want of action points, or because the
+    /// player is out).
+    pub fn legal_steps(&self, user: &UserId) -> Vec<Hex> {
+        let from = self.planned_position(user);
+        Hex::DIRECTIONS
+            .into_iter()
+            .filter(|d| self.world.walkable(from + *d))
+            .collect()
+    }
+
     /// Where `user`'s registered moves will take them if none is blocked.
     pub fn planned_position(&self, user: &UserId) -> Hex {
         let start = self.player(user).map(|p| p.position).unwrap_or(Hex::ORIGIN);

@@ -26,6 +26,7 @@
 
 pub mod cluster;
 mod fabric;
+pub mod fixtures;
 pub mod link;
 pub mod logs;
 pub mod mesh;
@@ -39,3 +40,17 @@ pub use link::{pair, Direction};
 pub use mesh::{MeshError, NodeCtx, RactorMesh};
 pub use network::MemoryNetwork;
 pub use wait::{eventually, wait_until, WaitError};
+
+/// The README's and the guides' Rust code, compiled (and run, unless marked
+/// `no_run`) as doctests, so what a reader copies works.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../docs/testing.md")]
+    struct Testing;
+    #[doc = include_str!("../../docs/running.md")]
+    struct Running;
+    #[doc = include_str!("../../docs/ARCHITECTURE.md")]
+    struct Architecture;
+}

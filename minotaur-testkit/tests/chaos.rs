@@ -40,6 +40,7 @@ use minotaur_cluster::{ClusterEvent, MemberStatus, Node, NodeConfig};
 use minotaur_core::codec;
 use minotaur_core::game::RegisteredAction;
 use minotaur_core::{Action, EngineError, Game, GameConfig, GameEngine, GameId, Hex, UserId};
+use minotaur_testkit::fixtures;
 use minotaur_testkit::TestCluster;
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -47,8 +48,8 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The tests of this file measure process-wide things (panics, tasks,
@@ -56,40 +57,6 @@ use std::time::{Duration, Instant};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---------------------------------------------------------------- panics
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-static PANIC_MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Whether this thread runs a test's own body (a failing assertion of a
-/// test running alongside is not a node's panic). Node code runs on the
-/// runtimes' worker threads.
-fn on_a_test_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|n| n != "tokio-runtime-worker" && n != "main")
-}
-
-/// Counts every panic in the process (node tasks, actors, anything), while
-/// still printing it as usual.
-fn install_panic_counter() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if on_a_test_thread() {
-                previous(info);
-                return;
-            }
-            PANICS.fetch_add(1, Ordering::SeqCst);
-            if let Ok(mut m) = PANIC_MESSAGES.lock() {
-                if m.len() < 20 {
-                    m.push(info.to_string());
-                }
-            }
-            previous(info);
-        }));
-    });
-}
 
 // ---------------------------------------------------------------- settings
 
@@ -1090,9 +1057,8 @@ struct Verdict {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos() {
     let _serial = SERIAL.lock().await;
-    install_panic_counter();
     let s = settings();
-    let panics_before = PANICS.load(Ordering::SeqCst);
+    let panics_before = fixtures::count_panics();
     let tasks_before = alive_tasks();
     let sockets_before = listening_sockets();
     let plan = schedule(s.seed, s.steps.unwrap_or(5_000));
@@ -1279,12 +1245,9 @@ async fn chaos() {
             failures.push(e.to_string());
         }
     }
-    let panics = PANICS.load(Ordering::SeqCst) - panics_before;
+    let panics = fixtures::panics() - panics_before;
     if panics > 0 {
-        failures.push(format!(
-            "{panics} panics: {:?}",
-            PANIC_MESSAGES.lock().map(|m| m.clone()).unwrap_or_default()
-        ));
+        failures.push(format!("{panics} panics: {:?}", fixtures::panic_messages()));
     }
 
     // The report, always printed.
@@ -1650,8 +1613,7 @@ async fn check(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_of_a_node_and_its_backup_together_loses_only_their_games_and_says_so() {
     let _serial = SERIAL.lock().await;
-    install_panic_counter();
-    let panics_before = PANICS.load(Ordering::SeqCst);
+    let panics_before = fixtures::count_panics();
     // Five, so that the three left are a majority and fail the others'
     // games over.
     let cluster = TestCluster::builder()
@@ -1817,6 +1779,6 @@ async fn crash_of_a_node_and_its_backup_together_loses_only_their_games_and_says
             "{name} logs the games it forgot"
         );
     }
-    assert_eq!(PANICS.load(Ordering::SeqCst), panics_before, "no panic");
+    assert_eq!(fixtures::panics(), panics_before, "no panic");
     cluster.shutdown().await;
 }

@@ -1,23 +1,13 @@
 //! Crash failover, rolling restarts under load, redistribution on join.
 
 use minotaur_cluster::Redistribution;
-use minotaur_core::{EngineError, Game, GameId, Hex, UserId};
+use minotaur_core::{EngineError, Game, GameId, UserId};
+use minotaur_testkit::fixtures::players_of;
 use minotaur_testkit::TestCluster;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn users(i: usize) -> Vec<UserId> {
-    vec![format!("a{i}").into(), format!("b{i}").into()]
-}
-
-fn step(game: &Game, user: &UserId) -> Option<Hex> {
-    let pos = game.player(user)?.position;
-    Hex::DIRECTIONS
-        .into_iter()
-        .find(|d| game.world.walkable(pos + *d))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_failover_keeps_every_acknowledged_move() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,9 +15,15 @@ async fn crash_failover_keeps_every_acknowledged_move() -> Result<(), Box<dyn st
     let engine = cluster.engine("n1")?;
     let mut acked: HashMap<GameId, Game> = HashMap::new();
     for i in 0..200 {
-        let game = engine.create_game(&format!("G{i:04}"), users(i)).await?;
+        let game = engine
+            .create_game(&format!("G{i:04}"), players_of(i))
+            .await?;
         let user: UserId = format!("a{i}").into();
-        let dir = step(&game, &user).expect("a free neighbour");
+        let dir = game
+            .legal_steps(&user)
+            .first()
+            .copied()
+            .expect("a free neighbour");
         let after = engine.register_move(game.id, user, dir).await?;
         acked.insert(game.id, after);
     }
@@ -74,7 +70,11 @@ async fn rolling_restart_under_load_loses_nothing() -> Result<(), Box<dyn std::e
     let engine = cluster.engine("n1")?;
     let mut games = Vec::new();
     for i in 0..100 {
-        games.push(engine.create_game(&format!("R{i:04}"), users(i)).await?);
+        games.push(
+            engine
+                .create_game(&format!("R{i:04}"), players_of(i))
+                .await?,
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     // One client per game sends end-of-round commands through whichever
@@ -133,7 +133,9 @@ async fn active_redistribution_moves_sessions_with_state_and_passive_moves_none(
         let engine = cluster.engine("n1")?;
         let mut games = Vec::new();
         for i in 0..60 {
-            let g = engine.create_game(&format!("M{i:04}"), users(i)).await?;
+            let g = engine
+                .create_game(&format!("M{i:04}"), players_of(i))
+                .await?;
             games.push(engine.end_round(g.id).await?);
         }
         cluster.add_node("n3").await?;
@@ -186,7 +188,12 @@ async fn writes_racing_a_crash_see_no_error_and_apply_exactly_once(
     let creator = cluster.engine("n1")?;
     let mut ids = Vec::new();
     for i in 0..60 {
-        ids.push(creator.create_game(&format!("X{i:03}"), users(i)).await?.id);
+        ids.push(
+            creator
+                .create_game(&format!("X{i:03}"), players_of(i))
+                .await?
+                .id,
+        );
     }
     let per_node = cluster.sessions_per_node();
     let victim = per_node
@@ -299,7 +306,12 @@ async fn calls_through_a_leaving_node_finish_or_are_refused_up_front(
     let creator = cluster.engine("n2")?;
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(creator.create_game(&format!("L{i:03}"), users(i)).await?.id);
+        ids.push(
+            creator
+                .create_game(&format!("L{i:03}"), players_of(i))
+                .await?
+                .id,
+        );
     }
     let leaving = cluster.engine("n1")?;
     let mut clients = Vec::new();

@@ -2,26 +2,17 @@
 //! cookies, and what each fault primitive makes the nodes see.
 
 use minotaur_cluster::{Node, NodeConfig, SplitPolicy};
-use minotaur_core::{EngineError, GameId, UserId};
+use minotaur_core::{EngineError, GameId};
+use minotaur_testkit::fixtures::{players, quick_failure_detection};
 use minotaur_testkit::TestCluster;
 use std::time::Duration;
-
-fn users() -> Vec<UserId> {
-    vec!["ann".into(), "bob".into()]
-}
-
-fn fast(cfg: &mut NodeConfig) {
-    cfg.heartbeat_interval = Duration::from_millis(50);
-    cfg.failure_timeout = Duration::from_millis(400);
-    cfg.call_timeout = Duration::from_secs(2);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_then_heal_restores_membership() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder()
         .nodes(3)
         .in_memory()
-        .configure(|_, cfg| fast(cfg))
+        .configure(|_, cfg| quick_failure_detection(cfg))
         .start()
         .await?;
     cluster.partition(&["n1"], &["n2", "n3"])?;
@@ -58,12 +49,12 @@ async fn split_brain_conflict_keeps_the_higher_version_everywhere(
         .nodes(3)
         .in_memory()
         .configure(|_, cfg| {
-            fast(cfg);
+            quick_failure_detection(cfg);
             cfg.split = SplitPolicy::Available;
         })
         .start()
         .await?;
-    let game = cluster.engine("n1")?.create_game("SPLT", users()).await?;
+    let game = cluster.engine("n1")?.create_game("SPLT", players()).await?;
     let owner = cluster.where_is(game.id).expect("hosted");
     let others: Vec<String> = cluster
         .nodes()
@@ -139,10 +130,10 @@ async fn split_winner_crashing_later_loses_nothing() -> Result<(), Box<dyn std::
     let cluster = TestCluster::builder()
         .nodes(2)
         .in_memory()
-        .configure(|_, cfg| fast(cfg))
+        .configure(|_, cfg| quick_failure_detection(cfg))
         .start()
         .await?;
-    let game = cluster.engine("n1")?.create_game("WINR", users()).await?;
+    let game = cluster.engine("n1")?.create_game("WINR", players()).await?;
     let owner = cluster.where_is(game.id).expect("hosted");
     let other = if owner == "n1" { "n2" } else { "n1" }.to_string();
     cluster.partition(&[&owner], &[&other])?;
@@ -218,13 +209,13 @@ async fn silent_stall_is_detected_and_sessions_rehosted() -> Result<(), Box<dyn 
     let cluster = TestCluster::builder()
         .nodes(3)
         .in_memory()
-        .configure(|_, cfg| fast(cfg))
+        .configure(|_, cfg| quick_failure_detection(cfg))
         .start()
         .await?;
     let engine = cluster.engine("n2")?;
     let mut ids: Vec<GameId> = Vec::new();
     for i in 0..30 {
-        ids.push(engine.create_game(&format!("S{i:03}"), users()).await?.id);
+        ids.push(engine.create_game(&format!("S{i:03}"), players()).await?.id);
     }
     let on_n1: Vec<GameId> = ids
         .iter()
@@ -276,7 +267,7 @@ async fn silent_stall_is_detected_and_sessions_rehosted() -> Result<(), Box<dyn 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_cookie_cannot_join_or_reach_sessions() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder().nodes(2).start().await?;
-    let game = cluster.engine("n1")?.create_game("COOK", users()).await?;
+    let game = cluster.engine("n1")?.create_game("COOK", players()).await?;
     let mut cfg = NodeConfig::new("intruder", "not-the-cluster-cookie");
     cfg.seeds = vec![cluster.node("n1")?.addr().to_string()];
     cfg.call_timeout = Duration::from_millis(500);
@@ -304,7 +295,7 @@ async fn one_way_cut_is_seen_as_down_by_the_deaf_side() -> Result<(), Box<dyn st
     let cluster = TestCluster::builder()
         .nodes(2)
         .in_memory()
-        .configure(|_, cfg| fast(cfg))
+        .configure(|_, cfg| quick_failure_detection(cfg))
         .start()
         .await?;
     // n2 no longer hears n1; n1 still hears n2 until the link is closed.
@@ -333,7 +324,7 @@ async fn added_latency_slows_remote_commands() -> Result<(), Box<dyn std::error:
     // Find a game hosted on n2, so commands from n1 cross the link.
     let mut remote = None;
     for i in 0..20 {
-        let g = engine.create_game(&format!("L{i:03}"), users()).await?;
+        let g = engine.create_game(&format!("L{i:03}"), players()).await?;
         if cluster.where_is(g.id).as_deref() == Some("n2") {
             remote = Some(g.id);
             break;

@@ -6,22 +6,12 @@
 //! acknowledged write is in the one copy left.
 
 use minotaur_cluster::placement::ranked;
-use minotaur_cluster::{MemberStatus, NodeConfig};
-use minotaur_core::{EngineError, GameEngine, GameId, UserId};
+use minotaur_cluster::MemberStatus;
+use minotaur_core::{EngineError, GameEngine, GameId};
+use minotaur_testkit::fixtures::{players, quick_failure_detection};
 use minotaur_testkit::TestCluster;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-fn users() -> Vec<UserId> {
-    vec!["ann".into(), "bob".into()]
-}
-
-fn fast(cfg: &mut NodeConfig) {
-    cfg.heartbeat_interval = Duration::from_millis(50);
-    cfg.failure_timeout = Duration::from_millis(400);
-    cfg.lease = Duration::from_millis(400);
-    cfg.call_timeout = Duration::from_secs(2);
-}
 
 /// How a fault cuts `cut` off from `rest`.
 #[derive(Clone, Copy, Debug)]
@@ -97,14 +87,19 @@ async fn split(nodes: usize, cut_count: usize, how: Cut) -> Result<(), Box<dyn s
     let cluster = TestCluster::builder()
         .nodes(nodes)
         .in_memory()
-        .configure(|_, cfg| fast(cfg))
+        .configure(|_, cfg| quick_failure_detection(cfg))
         .start()
         .await?;
     let names = cluster.nodes();
     let creator = cluster.engine(&names[0])?;
     let mut games = Vec::new();
     for i in 0..(nodes * 4) {
-        games.push(creator.create_game(&format!("F{i:03}"), users()).await?.id);
+        games.push(
+            creator
+                .create_game(&format!("F{i:03}"), players())
+                .await?
+                .id,
+        );
     }
     // The cut-off side: the owner of the first game, and more nodes for a
     // larger minority.
@@ -173,7 +168,7 @@ async fn split(nodes: usize, cut_count: usize, how: Cut) -> Result<(), Box<dyn s
     assert_refused_on_cut_side(how, "a confirmed read", &confirmed);
     // So is a create through it, after the engine tried it again until
     // its call timeout.
-    let created = minority.create_game("XCUT", users()).await;
+    let created = minority.create_game("XCUT", players()).await;
     assert_refused_on_cut_side(how, "a create", &created);
     let on_majority = majority.get_game_confirmed(games[0]).await;
     if takeable.contains(&games[0]) {
@@ -186,7 +181,7 @@ async fn split(nodes: usize, cut_count: usize, how: Cut) -> Result<(), Box<dyn s
     cluster.await_full_membership().await?;
     // Whole again, the formerly cut-off node creates games: a lease still
     // being renewed delays the create, it does not refuse it.
-    minority.create_game("XHEL", users()).await?;
+    minority.create_game("XHEL", players()).await?;
 
     let mut acked = minority_acked;
     for (id, versions) in majority_acked {

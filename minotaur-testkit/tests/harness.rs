@@ -2,14 +2,10 @@
 //! never hosting sessions, per-node ports and config, logs, start times.
 
 use minotaur_cluster::NodeConfig;
-use minotaur_core::UserId;
+use minotaur_testkit::fixtures::players_of;
 use minotaur_testkit::{ClusterError, TestCluster};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-fn users(i: usize) -> Vec<UserId> {
-    vec![format!("a{i}").into(), format!("b{i}").into()]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_game_lives_on_a_node_never_on_the_test_process(
@@ -18,7 +14,12 @@ async fn every_game_lives_on_a_node_never_on_the_test_process(
     let engine = cluster.engine("n2")?;
     let mut ids = Vec::new();
     for i in 0..300 {
-        ids.push(engine.create_game(&format!("P{i:04}"), users(i)).await?.id);
+        ids.push(
+            engine
+                .create_game(&format!("P{i:04}"), players_of(i))
+                .await?
+                .id,
+        );
     }
     for id in &ids {
         assert_eq!(cluster.where_is_all(*id).len(), 1, "game {id}");
@@ -33,7 +34,10 @@ async fn every_game_lives_on_a_node_never_on_the_test_process(
 
 async fn play_in_own_cluster(tag: &str) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder().nodes(2).start().await?;
-    let game = cluster.engine("n1")?.create_game("SAME", users(0)).await?;
+    let game = cluster
+        .engine("n1")?
+        .create_game("SAME", players_of(0))
+        .await?;
     assert_eq!(cluster.members("n1")?, vec!["n1", "n2"], "{tag}");
     assert_eq!(
         cluster
@@ -203,7 +207,9 @@ async fn shutdown_leaves_no_task(in_memory: bool) -> Result<(), Box<dyn std::err
     let cluster = builder.start().await?;
     let engine = cluster.engine("n1")?;
     for i in 0..20 {
-        engine.create_game(&format!("T{i:03}"), users(i)).await?;
+        engine
+            .create_game(&format!("T{i:03}"), players_of(i))
+            .await?;
     }
     assert!(metrics.num_alive_tasks() > before);
     cluster.stop_node("n2").await?;
@@ -257,7 +263,9 @@ async fn dropping_a_cluster_leaves_no_task_or_port_behind() -> Result<(), Box<dy
     let cluster = TestCluster::builder().nodes(3).start().await?;
     let engine = cluster.engine("n1")?;
     for i in 0..20 {
-        engine.create_game(&format!("D{i:03}"), users(i)).await?;
+        engine
+            .create_game(&format!("D{i:03}"), players_of(i))
+            .await?;
     }
     let addrs: Vec<String> = cluster
         .nodes()

@@ -16,6 +16,7 @@ use minotaur_core::codec;
 use minotaur_core::{
     Command, EngineError, Game, GameConfig, GameEngine, GameError, GameId, Hex, MoveError, UserId,
 };
+use minotaur_testkit::fixtures;
 use minotaur_testkit::TestCluster;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -24,39 +25,12 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, RactorClusterMessage};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 // ---------------------------------------------------------------- helpers
-
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether this thread runs a test's own body (a failing assertion of a
-/// test running alongside is not a node's panic). Node code runs on the
-/// runtimes' worker threads.
-fn on_a_test_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|n| n != "tokio-runtime-worker" && n != "main")
-}
-
-/// Counts panics anywhere in the process (still printing them).
-fn count_panics() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !on_a_test_thread() {
-                PANICS.fetch_add(1, Ordering::SeqCst);
-            }
-            previous(info);
-        }));
-    });
-}
 
 /// Generous handshake deadline (2 x failure timeout = 5 s) so the slow
 /// tests below have room on a loaded machine.
@@ -66,7 +40,7 @@ fn patient(cfg: &mut NodeConfig) {
 }
 
 async fn two_nodes() -> (TestCluster, Game) {
-    count_panics();
+    fixtures::count_panics();
     let cluster = TestCluster::builder()
         .nodes(2)
         .configure(|_, cfg| patient(cfg))
@@ -132,7 +106,7 @@ fn rng_bytes(seed: u64, n: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_garbage_on_the_cluster_port_is_dropped() {
     let (cluster, game) = two_nodes().await;
-    let before = PANICS.load(Ordering::SeqCst);
+    let before = fixtures::panics();
     for seed in 0..4 {
         let mut stream = connect(&cluster, "n1").await;
         // A peer may close on us while we write: that is the point.
@@ -142,7 +116,7 @@ async fn raw_garbage_on_the_cluster_port_is_dropped() {
             .expect("the node drops a peer sending garbage");
     }
     still_serving(&cluster, &game).await;
-    assert_eq!(PANICS.load(Ordering::SeqCst), before);
+    assert_eq!(fixtures::panics(), before);
     cluster.shutdown().await;
 }
 
@@ -413,7 +387,7 @@ async fn request(stub: &ActorRef<RouterMsg>, bytes: Vec<u8>) -> CallResult<Vec<u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_payloads_in_an_authenticated_session_get_errors_and_change_nothing() {
     let (cluster, game) = two_nodes().await;
-    let before = PANICS.load(Ordering::SeqCst);
+    let before = fixtures::panics();
     let owner = cluster.where_is(game.id).expect("hosted");
     let (intruder, router, silent) = inside(&cluster, &owner).await;
 
@@ -511,7 +485,7 @@ async fn malformed_payloads_in_an_authenticated_session_get_errors_and_change_no
         .expect("still there");
     assert_eq!(after.version, game.version, "nothing changed the game");
     still_serving(&cluster, &game).await;
-    assert_eq!(PANICS.load(Ordering::SeqCst), before, "no panic");
+    assert_eq!(fixtures::panics(), before, "no panic");
     silent.stop(None);
     intruder.stop();
     cluster.shutdown().await;
@@ -731,7 +705,7 @@ fn payloads(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzed_router_messages_never_panic_a_live_node() {
     let (cluster, game) = two_nodes().await;
-    let before = PANICS.load(Ordering::SeqCst);
+    let before = fixtures::panics();
     let (intruder, router, silent) = inside(&cluster, "n1").await;
     let strategy = payloads(samples(GameId::random()));
     let mut runner = TestRunner::deterministic();
@@ -775,7 +749,7 @@ async fn fuzzed_router_messages_never_panic_a_live_node() {
     );
     assert_eq!(after.version, game.version);
     still_serving(&cluster, &game).await;
-    assert_eq!(PANICS.load(Ordering::SeqCst), before, "no panic");
+    assert_eq!(fixtures::panics(), before, "no panic");
     silent.stop(None);
     intruder.stop();
     cluster.shutdown().await;
@@ -791,7 +765,7 @@ fn rule(e: GameError) -> EngineError {
 /// the game unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_misuse_routed_to_a_remote_node_gets_typed_errors_and_changes_nothing() {
-    count_panics();
+    fixtures::count_panics();
     // One hit takes a character out, at any range, so "dead" is easy to reach.
     let cluster = TestCluster::builder()
         .nodes(2)
@@ -1019,7 +993,7 @@ async fn engine_misuse_routed_to_a_remote_node_gets_typed_errors_and_changes_not
     );
     unchanged(&n1, other).await;
     unchanged(&cluster.engine("n2").expect("engine"), other).await;
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "no panic");
+    assert_eq!(fixtures::panics(), 0, "no panic");
     cluster.shutdown().await;
 }
 

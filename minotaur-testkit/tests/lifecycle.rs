@@ -2,20 +2,16 @@
 //! while a member leaves, and membership converging when nodes join at once.
 
 use minotaur_cluster::{MemberStatus, Node, NodeConfig};
-use minotaur_core::{GameId, UserId};
+use minotaur_core::GameId;
+use minotaur_testkit::fixtures::{players_of, quick_failure_detection};
 use minotaur_testkit::{eventually, TestCluster};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const GAMES: usize = 40;
 
-fn users(i: usize) -> Vec<UserId> {
-    vec![format!("a{i}").into(), format!("b{i}").into()]
-}
-
 fn fast(cfg: &mut NodeConfig) {
-    cfg.heartbeat_interval = Duration::from_millis(50);
-    cfg.failure_timeout = Duration::from_millis(400);
+    quick_failure_detection(cfg);
     cfg.call_timeout = Duration::from_secs(3);
 }
 
@@ -35,7 +31,9 @@ async fn hosted_before_and_after(
         .await?;
     let engine = cluster.engine("n1")?;
     for i in 0..games {
-        engine.create_game(&format!("K{i:04}"), users(i)).await?;
+        engine
+            .create_game(&format!("K{i:04}"), players_of(i))
+            .await?;
     }
     let name = format!("n{nodes}");
     let victim = cluster.node(&name)?;
@@ -110,7 +108,7 @@ async fn create_while_leaving(latency: Option<Duration>) -> Result<(), Box<dyn s
             let mut i = 0;
             while i < AT_LEAST || !stopped.load(Ordering::SeqCst) {
                 match engine
-                    .create_game(&format!("L{w}{i:03}"), users(w * 1000 + i))
+                    .create_game(&format!("L{w}{i:03}"), players_of(w * 1000 + i))
                     .await
                 {
                     Ok(game) => created.push(game.id),

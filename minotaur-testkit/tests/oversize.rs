@@ -6,6 +6,7 @@
 use minotaur_cluster::{ClusterEvent, Local, NodeConfig};
 use minotaur_core::codec::{CodecError, MAX_DECODE_LEN};
 use minotaur_core::{EngineError, Game, Hex, UserId};
+use minotaur_testkit::fixtures::quick_failure_detection;
 use minotaur_testkit::TestCluster;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,18 +14,10 @@ use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver;
 
 fn fast(cfg: &mut NodeConfig) {
-    cfg.heartbeat_interval = Duration::from_millis(50);
-    cfg.failure_timeout = Duration::from_millis(400);
+    quick_failure_detection(cfg);
     cfg.call_timeout = Duration::from_secs(3);
     // Games live on the node they are created through.
     cfg.placement = Arc::new(Local);
-}
-
-fn step(game: &Game, user: &UserId) -> Option<Hex> {
-    let pos = game.player(user)?.position;
-    Hex::DIRECTIONS
-        .into_iter()
-        .find(|d| game.world.walkable(pos + *d))
 }
 
 /// Every MemberDown among the events received so far.
@@ -104,7 +97,11 @@ async fn an_oversized_call_is_a_typed_error_and_the_link_stays_up(
 
     // The link still carries ordinary writes, and the game never moved.
     let ann: UserId = "ann".into();
-    let dir = step(&game, &ann).expect("a free neighbour");
+    let dir = game
+        .legal_steps(&ann)
+        .first()
+        .copied()
+        .expect("a free neighbour");
     let after = via.register_move(game.id, ann, dir).await?;
     assert_eq!(after.version, game.version + 1);
     assert_eq!(cluster.where_is(game.id).as_deref(), Some("n1"));
@@ -156,7 +153,11 @@ async fn a_write_growing_a_game_past_the_limit_is_a_typed_error(
 
     // Ann's registered move holds her name again: the game would be over
     // the limit, so the move is refused.
-    let dir = step(&game, &ann).expect("a free neighbour");
+    let dir = game
+        .legal_steps(&ann)
+        .first()
+        .copied()
+        .expect("a free neighbour");
     let started = std::time::Instant::now();
     let result = via.register_move(game.id, ann, dir).await;
     assert_oversize(result, "a move past the limit");

@@ -1,31 +1,19 @@
 //! The original's scenario: a session restarts with its state on a node
 //! that joined after it was created, when its first node leaves gracefully.
 
-use minotaur_core::{Game, Hex, UserId};
+use minotaur_core::UserId;
+use minotaur_testkit::fixtures::players;
 use minotaur_testkit::TestCluster;
 use std::time::Duration;
-
-fn users() -> Vec<UserId> {
-    vec!["ann".into(), "bob".into()]
-}
-
-/// A move that is valid for `user` in `game`, whatever the walls.
-fn valid_step(game: &Game, user: &UserId) -> Hex {
-    let pos = game.player(user).expect("player").position;
-    Hex::DIRECTIONS
-        .into_iter()
-        .find(|d| game.world.walkable(pos + *d))
-        .expect("some free neighbour")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_deploy_restarts_session_on_new_node() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder().names(&["node1"]).start().await?;
     let n1 = cluster.engine("node1")?;
-    let game = n1.create_game("ABCD", users()).await?;
+    let game = n1.create_game("ABCD", players()).await?;
     let ann: UserId = "ann".into();
     let moved = n1
-        .register_move(game.id, ann.clone(), valid_step(&game, &ann))
+        .register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
         .await?;
     assert_eq!(moved.actions.len(), 1);
 
@@ -51,13 +39,13 @@ async fn rolling_deploy_restarts_session_on_new_node() -> Result<(), Box<dyn std
 async fn crash_variant_restores_from_replica() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder().names(&["node1"]).start().await?;
     let n1 = cluster.engine("node1")?;
-    let game = n1.create_game("ABCD", users()).await?;
+    let game = n1.create_game("ABCD", players()).await?;
     cluster.add_node("node2").await?;
     // The backup moves to node2 as soon as it joins; the next change is
     // copied there before it is acknowledged.
     let ann: UserId = "ann".into();
     let moved = n1
-        .register_move(game.id, ann.clone(), valid_step(&game, &ann))
+        .register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
         .await?;
     cluster.kill_node("node1").await?;
 

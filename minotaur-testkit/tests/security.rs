@@ -2,7 +2,8 @@
 //! development, and cluster links can run over mutual TLS.
 
 use minotaur_cluster::{Node, NodeConfig, NodeError, TlsConfig};
-use minotaur_core::{EngineError, UserId};
+use minotaur_core::EngineError;
+use minotaur_testkit::fixtures::players;
 use minotaur_testkit::TestCluster;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -11,10 +12,6 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 const SERVER_NAME: &str = "minotaur.test";
-
-fn users() -> Vec<UserId> {
-    vec!["ann".into(), "bob".into()]
-}
 
 /// A cluster certificate authority made for one test.
 struct Ca {
@@ -84,7 +81,7 @@ async fn tls_cluster_serves_games_across_nodes() -> Result<(), Box<dyn std::erro
         .configure(move |_, cfg| cfg.tls = Some(tls.clone()))
         .start()
         .await?;
-    let created = cluster.engine("n1")?.create_game("TLSA", users()).await?;
+    let created = cluster.engine("n1")?.create_game("TLSA", players()).await?;
     for node in ["n1", "n2", "n3"] {
         let seen = cluster.engine(node)?.get_game(created.id).await?;
         assert_eq!(seen.join_code, created.join_code, "as seen from {node}");
@@ -130,7 +127,7 @@ async fn peers_without_a_certificate_of_the_cluster_ca_cannot_join(
         .configure(move |_, cfg| cfg.tls = Some(tls.clone()))
         .start()
         .await?;
-    let game = cluster.engine("n1")?.create_game("TLSB", users()).await?;
+    let game = cluster.engine("n1")?.create_game("TLSB", players()).await?;
     let seed = cluster.node("n1")?.addr().to_string();
     // The right cookie is not enough: one outsider speaks plain TCP, the
     // other presents a certificate from another CA.

@@ -2,22 +2,10 @@
 //! every node, moved on a leave, failed over on a crash.
 
 use minotaur_cluster::ClusterEvent;
-use minotaur_core::{Game, Hex, UserId};
+use minotaur_core::UserId;
+use minotaur_testkit::fixtures::players;
 use minotaur_testkit::TestCluster;
 use std::time::Duration;
-
-fn users() -> Vec<UserId> {
-    vec!["ann".into(), "bob".into()]
-}
-
-/// A move that is valid for `user` in `game`, whatever the walls.
-fn valid_step(game: &Game, user: &UserId) -> Hex {
-    let pos = game.player(user).expect("player").position;
-    Hex::DIRECTIONS
-        .into_iter()
-        .find(|d| game.world.walkable(pos + *d))
-        .expect("some free neighbour")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn games_are_found_from_every_node() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +13,7 @@ async fn games_are_found_from_every_node() -> Result<(), Box<dyn std::error::Err
     let mut games = Vec::new();
     for (i, via) in ["n1", "n2", "n3", "n1", "n2", "n3"].iter().enumerate() {
         let engine = cluster.engine(via)?;
-        games.push(engine.create_game(&format!("CODE{i}"), users()).await?);
+        games.push(engine.create_game(&format!("CODE{i}"), players()).await?);
     }
     for via in ["n1", "n2", "n3"] {
         let engine = cluster.engine(via)?;
@@ -39,14 +27,14 @@ async fn games_are_found_from_every_node() -> Result<(), Box<dyn std::error::Err
     let game = &games[0];
     let moved = cluster
         .engine("n2")?
-        .register_move(game.id, ann.clone(), valid_step(game, &ann))
+        .register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
         .await?;
     assert_eq!(
         cluster.engine("n3")?.get_game(game.id).await?.version,
         moved.version
     );
     assert!(matches!(
-        cluster.engine("n1")?.create_game("CODE0", users()).await,
+        cluster.engine("n1")?.create_game("CODE0", players()).await,
         Err(minotaur_core::EngineError::JoinCodeTaken(_))
     ));
     cluster.shutdown().await;
@@ -57,10 +45,10 @@ async fn games_are_found_from_every_node() -> Result<(), Box<dyn std::error::Err
 async fn a_game_survives_its_node_leaving() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder().names(&["node1"]).start().await?;
     let n1 = cluster.engine("node1")?;
-    let game = n1.create_game("ABCD", users()).await?;
+    let game = n1.create_game("ABCD", players()).await?;
     let ann: UserId = "ann".into();
     let moved = n1
-        .register_move(game.id, ann.clone(), valid_step(&game, &ann))
+        .register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
         .await?;
     cluster.add_node("node2").await?;
     cluster.stop_node("node1").await?;
@@ -84,13 +72,13 @@ async fn a_crash_loses_no_acknowledged_write() -> Result<(), Box<dyn std::error:
     let n2 = cluster.engine("n2")?;
     let mut games = Vec::new();
     for i in 0..12 {
-        games.push(n2.create_game(&format!("G{i:03}"), users()).await?);
+        games.push(n2.create_game(&format!("G{i:03}"), players()).await?);
     }
     let ann: UserId = "ann".into();
     let mut acked = Vec::new();
     for game in &games {
         acked.push(
-            n2.register_move(game.id, ann.clone(), valid_step(game, &ann))
+            n2.register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
                 .await?,
         );
     }
@@ -149,7 +137,7 @@ async fn creates_while_a_member_leaves_never_fail() -> Result<(), Box<dyn std::e
         for i in 0..30 {
             ids.push(
                 engine
-                    .create_game(&format!("L{i:03}"), users())
+                    .create_game(&format!("L{i:03}"), players())
                     .await
                     .map(|g| g.id),
             );
@@ -173,7 +161,7 @@ async fn a_healed_partition_leaves_one_session_per_game() -> Result<(), Box<dyn 
     let engine = cluster.engine("n1")?;
     let mut games = Vec::new();
     for i in 0..9 {
-        games.push(engine.create_game(&format!("P{i:03}"), users()).await?);
+        games.push(engine.create_game(&format!("P{i:03}"), players()).await?);
     }
     cluster.partition(&["n1"], &["n2", "n3"])?;
     cluster
@@ -213,7 +201,7 @@ async fn a_healed_partition_leaves_one_session_per_game() -> Result<(), Box<dyn 
 async fn a_member_that_left_is_counted_down_at_once() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::builder().nodes(3).start().await?;
     let engine = cluster.engine("n1")?;
-    engine.create_game("LEFT", users()).await?;
+    engine.create_game("LEFT", players()).await?;
     cluster.stop_node("n1").await?;
     for name in ["n2", "n3"] {
         let members = cluster.node(name)?.members();
