@@ -193,11 +193,13 @@ pub(super) fn structure(world: &World, replication: bool) -> Vec<String> {
         for (owner, n) in &nodes {
             for (id, owned) in n.control.owned() {
                 let version = n.sessions.get(id).map(|s| s.ops.len() as u64);
+                // (A copy its holder could not restart from counts as none.)
                 let held = owned.backup.as_ref().and_then(|(b, _)| {
                     nodes.get(b).and_then(|bn| {
+                        let gen = bn.control.quorum().generation();
                         bn.control
                             .copies()
-                            .find(|(g, o, _)| *g == id && *o == owner)
+                            .find(|(g, o, h)| *g == id && *o == owner && h.current(gen))
                             .map(|(_, _, h)| h.snapshot.version)
                     })
                 });
