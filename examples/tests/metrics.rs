@@ -164,22 +164,26 @@ async fn counters_move_as_commands_run_and_gauges_match_the_cluster() -> TestRes
 async fn a_member_going_down_is_counted() -> TestResult {
     let addrs = Addrs::default();
     let cluster = with_http(
-        TestCluster::builder().nodes(3).in_memory(),
+        // Names of its own: the metrics recorder is one per process, and
+        // the other test's nodes report under `node="n1"` at the same time.
+        TestCluster::builder()
+            .names(&["k1", "k2", "k3"])
+            .in_memory(),
         0,
         addrs.clone(),
     )
     .start()
     .await?;
-    let n1 = url(&addrs, "n1");
+    let n1 = url(&addrs, "k1");
     let before = value(
         &scrape(&n1).await?,
         "minotaur_member_events_total",
-        &[("node", "n1"), ("event", "down")],
+        &[("node", "k1"), ("event", "down")],
     );
-    cluster.kill_node("n3").await?;
+    cluster.kill_node("k3").await?;
     cluster
         .eventually(
-            "n1 to count n3 down",
+            "k1 to count k3 down",
             std::time::Duration::from_secs(10),
             || {
                 let n1 = n1.clone();
@@ -187,7 +191,7 @@ async fn a_member_going_down_is_counted() -> TestResult {
                     let now = value(
                         &scrape(&n1).await.map_err(|e| e.to_string())?,
                         "minotaur_member_events_total",
-                        &[("node", "n1"), ("event", "down")],
+                        &[("node", "k1"), ("event", "down")],
                     );
                     if now > before {
                         Ok(())
