@@ -225,8 +225,8 @@ impl Control {
         if let Some((backup, _)) = &owned.backup {
             note_stale(&mut stale, ours(backup));
         }
-        if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
-            note_stale(&mut stale, ours(&batch.to));
+        if let Some(to) = self.copying_to(owned) {
+            note_stale(&mut stale, ours(to));
         }
         stale
     }

@@ -7,7 +7,7 @@
 //! meanwhile waits for it. So two copies of one game never race, and the
 //! previous backup is told to drop its copy only once the new one is kept.
 
-use super::games::{note_stale, CopyBatch, CopyReason, Held, Phase};
+use super::games::{note_stale, CopyBatch, CopyReason, Held, Owned, Phase};
 use super::wire::{Corr, Msg, Snapshot, StaleCopy};
 use super::{Control, Effect, Request};
 use crate::membership::MemberId;
@@ -434,6 +434,12 @@ impl Control {
         }
     }
 
+    /// The member a copy of this game is on its way to, if one is.
+    pub(super) fn copying_to(&self, owned: &Owned) -> Option<&MemberId> {
+        let batch = owned.copying.and_then(|c| self.copy_batches.get(&c))?;
+        Some(&batch.to)
+    }
+
     /// Asks `member` to forget this node's copy of game `id` up to `epoch`.
     pub(super) fn drop_ours(&mut self, member: &MemberId, id: GameId, epoch: u64) {
         let owner = self.this().clone();
@@ -467,10 +473,7 @@ impl Control {
             .owned
             .iter()
             .flat_map(|(id, o)| {
-                let copying_there = o
-                    .copying
-                    .and_then(|c| self.copy_batches.get(&c))
-                    .is_some_and(|b| &b.to == member);
+                let copying_there = self.copying_to(o) == Some(member);
                 o.stale_copies
                     .iter()
                     .filter(|s| &s.holder == member)

@@ -529,8 +529,7 @@ impl Control {
         if let Some((backup, _)) = &owned.backup {
             self.drop_ours(backup, id, epoch);
         }
-        if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
-            let to = batch.to.clone();
+        if let Some(to) = self.copying_to(&owned).cloned() {
             self.drop_ours(&to, id, epoch);
         }
         if owned.save_waiting {
