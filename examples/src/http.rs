@@ -242,6 +242,8 @@ impl From<EngineError> for ApiError {
             EngineError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
             EngineError::NoQuorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "NoQuorum"),
+            EngineError::Leaving(_) => (StatusCode::SERVICE_UNAVAILABLE, "Leaving"),
+            EngineError::BetweenOwners(_) => (StatusCode::SERVICE_UNAVAILABLE, "BetweenOwners"),
             EngineError::Codec(_) => (StatusCode::BAD_GATEWAY, "Codec"),
             EngineError::Protocol(_) => (StatusCode::BAD_GATEWAY, "Protocol"),
         };
@@ -649,6 +651,8 @@ mod tests {
             (EngineError::AlreadyRunning(id), 409, "AlreadyRunning"),
             (EngineError::Timeout("slow".into()), 504, "Timeout"),
             (EngineError::Unavailable("gone".into()), 503, "Unavailable"),
+            (EngineError::Leaving("bye".into()), 503, "Leaving"),
+            (EngineError::BetweenOwners(id), 503, "BetweenOwners"),
             (EngineError::Protocol("odd".into()), 502, "Protocol"),
             (
                 EngineError::Codec(CodecError::Decode("bad".into())),

@@ -33,7 +33,7 @@ impl ClusterDirectory {
             .begin()
             .filter(|_| !self.plane.tasks.is_stopped())
             .ok_or_else(|| {
-                EngineError::Unavailable(format!(
+                EngineError::Leaving(format!(
                     "node {} has left the cluster; call another node",
                     self.plane.this
                 ))
@@ -122,6 +122,10 @@ impl ClusterDirectory {
                 {
                     no_quorum = Some(why)
                 }
+                // The game moved or lost a conflict while the call was
+                // on its way: look it up again.
+                Ok(Route::Done(Err(EngineError::BetweenOwners(_))))
+                    if op.is_some() || !command.is_write() => {}
                 Ok(Route::Done(result)) => return result,
                 Err(to) => hint = Some(to),
                 Ok(Route::Elsewhere | Route::Retry) => {}
@@ -130,9 +134,7 @@ impl ClusterDirectory {
                 if let Some(why) = no_quorum {
                     return Err(EngineError::NoQuorum(why));
                 }
-                return Err(EngineError::Unavailable(format!(
-                    "game {id} is between owners; gave up after {timeout:?}"
-                )));
+                return Err(EngineError::BetweenOwners(id));
             }
             if hint.is_none() {
                 // Look again when the node's view changes (the game
@@ -149,11 +151,11 @@ impl ClusterDirectory {
         self.plane
             .driver
             .send(ToDriver::Create { game, reply })
-            .map_err(|_| EngineError::Unavailable("the node is stopping".into()))?;
+            .map_err(|_| EngineError::Leaving("the node is stopping".into()))?;
         let wait = self.plane.config.call_timeout * 3;
         match tokio::time::timeout(wait, answer).await {
             Ok(Ok(result)) => result.map(|_| ()),
-            Ok(Err(_)) => Err(EngineError::Unavailable("the node is stopping".into())),
+            Ok(Err(_)) => Err(EngineError::Leaving("the node is stopping".into())),
             Err(_) => Err(EngineError::Timeout(format!(
                 "create not answered within {wait:?}"
             ))),

@@ -89,6 +89,9 @@ pub(crate) enum ToDriver {
     Stopped(GameId),
     /// Describe this node's members and links (for diagnosis).
     ExplainMembers(oneshot::Sender<String>),
+    /// List the copies this node could restart a game from now, with
+    /// their owners.
+    Restartable(oneshot::Sender<Vec<(GameId, MemberId)>>),
     /// Describe everything this node knows of a game (for diagnosis).
     Explain {
         id: GameId,
@@ -102,6 +105,7 @@ pub(crate) struct View {
     pub routers: HashMap<MemberId, ActorRef<RouterMsg>>,
     pub synced: bool,
     pub unreplicated: usize,
+    /// Copies held that this node could restart a game from now.
     pub copies: usize,
     /// Whether majority fencing is on (writes wait for the control even
     /// with no other member up: it refuses them without a majority).
@@ -417,6 +421,14 @@ impl Driver {
             ToDriver::Explain { id, reply } => {
                 let _ = reply.send(self.explain(st, id));
             }
+            ToDriver::Restartable(reply) => {
+                let copies = self
+                    .control
+                    .restartable()
+                    .map(|(id, owner)| (*id, owner.clone()))
+                    .collect();
+                let _ = reply.send(copies);
+            }
             ToDriver::Depart(done) => {
                 self.control.handle(now, Input::Depart);
                 self.carry_out(st);
@@ -699,8 +711,8 @@ impl Driver {
         }
         for (_, owner, held) in self.control.copies().filter(|(g, _, _)| **g == id) {
             out += &format!(
-                "  copy of {owner}: epoch {} version {}\n",
-                held.epoch, held.snapshot.version
+                "  copy of {owner}: epoch {} version {} generation {} pinned {}\n",
+                held.epoch, held.snapshot.version, held.gen, held.pinned
             );
         }
         out += &format!(
@@ -740,7 +752,7 @@ impl Driver {
         }
         let old = self.view.load_full();
         let (unreplicated, copies) = if stats_due {
-            let copies = self.control.copies().count();
+            let copies = self.control.restartable_copies();
             // Counting walks every game: every 50 ms, and less often as
             // games accumulate, so it stays a small share of the work.
             let games = (self.control.owned().len() + copies) as u32;

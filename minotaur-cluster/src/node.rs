@@ -166,7 +166,12 @@ impl Node {
         self.plane.local.sessions().ids()
     }
 
-    /// Number of backup copies this node holds for other members.
+    /// Number of backup copies this node holds for other members and could
+    /// restart their games from now. After this node's majority lease
+    /// lapsed (a split, a stall), its copies count again only once their
+    /// owners confirm them: until then a crash of those owners would lose
+    /// the games, so a settled cluster is one where every owned game has a
+    /// copy counted here on its backup.
     pub fn replicas_held(&self) -> usize {
         self.plane.view.load().copies
     }
@@ -177,6 +182,22 @@ impl Node {
     /// then, a crash of this node loses those games.
     pub fn unreplicated(&self) -> usize {
         self.plane.view.load().unreplicated
+    }
+
+    /// The copies counted by [`Node::replicas_held`]: each game with the
+    /// member whose session the copy is of. Empty once the node has
+    /// stopped.
+    pub async fn restartable_copies(&self) -> Vec<(GameId, MemberId)> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self
+            .plane
+            .driver
+            .send(crate::driver::ToDriver::Restartable(reply))
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// Everything this node's control plane knows of game `id` (its

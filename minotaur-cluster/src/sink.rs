@@ -45,7 +45,7 @@ impl StateSink for ControlSink {
         let (reply, answer) = oneshot::channel();
         self.driver
             .send(ToDriver::Save { snapshot, reply })
-            .map_err(|_| EngineError::Unavailable("the node is stopping".into()))?;
+            .map_err(|_| EngineError::Leaving("the node is stopping".into()))?;
         // With no other member up there is nowhere to copy to: the control
         // records the version (the conflict rule needs it) without the
         // session waiting for it, which would double a local command's
@@ -56,12 +56,12 @@ impl StateSink for ControlSink {
         }
         answer
             .await
-            .unwrap_or_else(|_| Err(EngineError::Unavailable("the node is stopping".into())))
+            .unwrap_or_else(|_| Err(EngineError::Leaving("the node is stopping".into())))
     }
 
     async fn confirm(&self, game: &Game) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
-        let stopping = || EngineError::Unavailable("the node is stopping".into());
+        let stopping = || EngineError::Leaving("the node is stopping".into());
         self.driver
             .send(ToDriver::Confirm { id: game.id, reply })
             .map_err(|_| stopping())?;

@@ -57,6 +57,17 @@ pub enum EngineError {
     /// The peer answered something this version does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The node called is leaving the cluster or has stopped (or, for a
+    /// standalone engine, its session host stopped): it applied nothing.
+    /// Another node can take the call.
+    #[error("node leaving: {0}")]
+    Leaving(String),
+    /// No owner of the game could be reached within the call timeout: it is
+    /// moving to another node or being restarted from its copy after a
+    /// crash. Nothing was acknowledged; retryable (a write with the same
+    /// [`OpId`](crate::OpId) applies at most once).
+    #[error("game {0} is between owners")]
+    BetweenOwners(GameId),
 }
 
 /// Where sessions live: starts them and delivers their commands.

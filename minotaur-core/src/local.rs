@@ -108,7 +108,7 @@ impl LocalDirectory {
             Ok(CallResult::Success(result)) => result,
             Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("starting game {id}"))),
             Ok(CallResult::SenderError) | Err(_) => {
-                Err(EngineError::Unavailable("session host stopped".into()))
+                Err(EngineError::Leaving("session host stopped".into()))
             }
         }
     }
@@ -136,7 +136,7 @@ impl LocalDirectory {
             Ok(CallResult::Success(results)) => results,
             Ok(CallResult::Timeout) => failed(EngineError::Timeout("starting sessions".into())),
             Ok(CallResult::SenderError) | Err(_) => {
-                failed(EngineError::Unavailable("session host stopped".into()))
+                failed(EngineError::Leaving("session host stopped".into()))
             }
         }
     }

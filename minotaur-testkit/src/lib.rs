@@ -31,6 +31,7 @@ pub mod link;
 pub mod logs;
 pub mod mesh;
 pub mod network;
+pub mod settle;
 pub mod sim;
 pub mod wait;
 

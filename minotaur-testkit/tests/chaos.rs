@@ -462,6 +462,8 @@ fn error_kind(e: &EngineError) -> &'static str {
         EngineError::Timeout(_) => "Timeout",
         EngineError::Unavailable(_) => "Unavailable",
         EngineError::NoQuorum(_) => "NoQuorum",
+        EngineError::Leaving(_) => "Leaving",
+        EngineError::BetweenOwners(_) => "BetweenOwners",
         EngineError::Codec(_) => "Codec",
         EngineError::Protocol(_) => "Protocol",
     }
@@ -769,35 +771,26 @@ async fn bot(ctx: Arc<Ctx>, index: usize, mut games: Vec<Tracked>) -> (Vec<Track
 
 // ---------------------------------------------------------------- settling
 
-/// Waits until the cluster is quiet: every node sees exactly the running
-/// nodes, every game is hosted once and registered to its host on every
-/// node, and every hosted game has its one backup copy.
+/// Waits until the cluster has settled ([`TestCluster::settled`]): the
+/// next fault is then a single fault again.
 async fn settle(cluster: &TestCluster, timeout: Duration) -> Result<Duration, String> {
     let started = Instant::now();
     let cpu = cpu_time();
-    if let Err(e) = cluster.await_full_membership().await {
-        let mut out = format!(
-            "{e}\nCPU used meanwhile: {:.2} cores\n",
-            (cpu_time() - cpu).as_secs_f64() / started.elapsed().as_secs_f64()
-        );
-        for name in cluster.nodes() {
-            if let Ok(node) = cluster.node(&name) {
-                out += &node.explain_members().await;
+    match cluster.settled(timeout).await {
+        Ok(took) => Ok(took),
+        Err(e) => {
+            let mut out = format!(
+                "{e}\nCPU used meanwhile: {:.2} cores\n",
+                (cpu_time() - cpu).as_secs_f64() / started.elapsed().as_secs_f64()
+            );
+            for name in cluster.nodes() {
+                if let Ok(node) = cluster.node(&name) {
+                    out += &node.explain_members().await;
+                }
             }
+            Err(out)
         }
-        return Err(out);
     }
-    let settled = cluster
-        .eventually("the cluster to settle", timeout, || {
-            let seen = quiet(cluster);
-            async move { seen }
-        })
-        .await
-        .map_err(|e| e.to_string());
-    if let Err(e) = settled {
-        return Err(format!("{e}\n{}", explain_unsettled(cluster).await));
-    }
-    Ok(started.elapsed())
 }
 
 /// CPU time this process used so far (user and system).
@@ -810,136 +803,6 @@ fn cpu_time() -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// What every node knows of the games registered but not hosted, or
-/// hosted but not registered, or hosted on a node that does not own them,
-/// for the failure message. The bots still create games, so only the games
-/// found odd in three looks a second apart are shown (at most three).
-async fn explain_unsettled(cluster: &TestCluster) -> String {
-    let nodes: Vec<Arc<Node>> = cluster
-        .nodes()
-        .iter()
-        .filter_map(|n| cluster.node(n).ok())
-        .collect();
-    let look = || {
-        let mut odd: BTreeSet<GameId> = BTreeSet::new();
-        let mut hosted: HashSet<GameId> = HashSet::new();
-        for node in &nodes {
-            for id in node.hosted() {
-                hosted.insert(id);
-                if node
-                    .registry()
-                    .lookup(id)
-                    .is_none_or(|r| &r.owner != node.id())
-                {
-                    odd.insert(id);
-                }
-            }
-        }
-        for node in &nodes {
-            let regs: HashSet<GameId> = node.registry().all().iter().map(|r| r.id).collect();
-            odd.extend(regs.symmetric_difference(&hosted).copied());
-        }
-        odd
-    };
-    let mut odd = look();
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let again = look();
-        odd.retain(|id| again.contains(id));
-    }
-    let mut out = format!("{} games stayed odd for 2 s\n", odd.len());
-    for id in odd.into_iter().take(3) {
-        out += &format!("game {id}:\n");
-        for node in &nodes {
-            out += &node.explain(id).await;
-        }
-    }
-    out
-}
-
-fn quiet(cluster: &TestCluster) -> Result<(), String> {
-    let nodes: Vec<Arc<Node>> = cluster
-        .nodes()
-        .iter()
-        .filter_map(|n| cluster.node(n).ok())
-        .collect();
-    let mut hosts: HashMap<GameId, Vec<&Node>> = HashMap::new();
-    for node in &nodes {
-        for id in node.hosted() {
-            hosts.entry(id).or_default().push(node);
-        }
-    }
-    if let Some((id, h)) = hosts.iter().find(|(_, h)| h.len() > 1) {
-        let names: Vec<&str> = h.iter().map(|n| n.name()).collect();
-        return Err(format!("game {id} hosted on {names:?}"));
-    }
-    for node in &nodes {
-        let regs = node.registry().all();
-        if regs.len() != hosts.len() {
-            return Err(format!(
-                "{} registers {} games, {} are hosted",
-                node.name(),
-                regs.len(),
-                hosts.len()
-            ));
-        }
-        for reg in regs {
-            match hosts.get(&reg.id) {
-                Some(h) if h[0].id() == &reg.owner => {}
-                other => {
-                    return Err(format!(
-                        "{} registers game {} to {}, hosted on {:?}",
-                        node.name(),
-                        reg.id,
-                        reg.owner,
-                        other.map(|h| h[0].name())
-                    ))
-                }
-            }
-        }
-    }
-    // Each hosted game is copied to the first other up member in rendezvous
-    // order (what `replication` does). A node holding fewer copies than it
-    // is the preferred backup of is still re-replicating. (Stale copies of
-    // games that moved away may remain, so this is a lower bound.)
-    if nodes.len() >= 2 {
-        let members: Vec<_> = nodes.iter().map(|n| n.id().clone()).collect();
-        let mut expected: HashMap<&str, usize> = HashMap::new();
-        for (id, h) in &hosts {
-            let owner = h[0].id();
-            if let Some(backup) = ranked(id, members.iter().filter(|m| *m != owner).cloned())
-                .into_iter()
-                .next()
-            {
-                let name = nodes
-                    .iter()
-                    .find(|n| n.id() == &backup)
-                    .map(|n| n.name())
-                    .unwrap_or_default();
-                *expected.entry(name).or_default() += 1;
-            }
-        }
-        for node in &nodes {
-            let unreplicated = node.unreplicated();
-            if unreplicated > 0 {
-                return Err(format!(
-                    "{} hosts {unreplicated} games without a backup copy on a member that is up",
-                    node.name()
-                ));
-            }
-            let want = expected.get(node.name()).copied().unwrap_or(0);
-            let held = node.replicas_held();
-            if held < want {
-                return Err(format!(
-                    "{} holds {held} backup copies, is the backup of {want} games",
-                    node.name()
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------- process

@@ -288,7 +288,7 @@ async fn writes_racing_a_crash_see_no_error_and_apply_exactly_once(
 }
 
 fn refused_up_front(e: &EngineError) -> bool {
-    matches!(e, EngineError::Unavailable(why) if why.contains("has left the cluster"))
+    matches!(e, EngineError::Leaving(_))
 }
 
 /// Callers of a leaving node's own engine: calls it accepted finish (even

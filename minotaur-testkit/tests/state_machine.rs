@@ -84,23 +84,7 @@ async fn a_crash_loses_no_acknowledged_write() -> Result<(), Box<dyn std::error:
     }
     let victim = cluster.where_is(games[0].id).expect("hosted");
     let survivor = if victim == "n1" { "n3" } else { "n1" };
-    cluster
-        .eventually("every game copied", Duration::from_secs(10), || {
-            let cluster = &cluster;
-            let victim = victim.clone();
-            async move {
-                let n = cluster
-                    .node(&victim)
-                    .map_err(|e| e.to_string())?
-                    .unreplicated();
-                if n == 0 {
-                    Ok(())
-                } else {
-                    Err(format!("{n} games without a copy"))
-                }
-            }
-        })
-        .await?;
+    cluster.settled(Duration::from_secs(10)).await?;
     cluster.kill_node(&victim).await?;
     let engine = cluster.engine(survivor)?;
     for after in &acked {

@@ -248,10 +248,7 @@ impl Control {
     /// the lease holds and no other member may hold a newer state.
     pub(super) fn confirm_read(&mut self, id: GameId) {
         let result = if !self.owned.contains_key(&id) {
-            Err(EngineError::Unavailable(format!(
-                "game {id} is no longer owned by {}",
-                self.this()
-            )))
+            Err(EngineError::BetweenOwners(id))
         } else {
             self.lease_refusal(id).map_or(Ok(()), Err)
         };

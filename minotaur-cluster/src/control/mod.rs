@@ -555,6 +555,23 @@ impl Control {
         self.copies.iter()
     }
 
+    /// How many of the copies held here this node could restart its game
+    /// from now: those its owner confirmed in this node's current lease
+    /// generation (or pinned when the owner went down).
+    pub fn restartable_copies(&self) -> usize {
+        self.restartable().count()
+    }
+
+    /// The copies counted by [`Control::restartable_copies`]: each game
+    /// with the owner that sent it.
+    pub fn restartable(&self) -> impl Iterator<Item = (&GameId, &MemberId)> {
+        let gen = self.quorum.generation();
+        self.copies
+            .iter()
+            .filter(move |(_, _, h)| h.current(gen))
+            .map(|(id, owner, _)| (id, owner))
+    }
+
     /// Whether this node is leaving.
     pub fn is_leaving(&self) -> bool {
         self.leaving
@@ -1016,10 +1033,7 @@ impl Control {
         if owned.save_waiting {
             self.effect(Effect::Saved {
                 id,
-                result: Err(EngineError::Unavailable(format!(
-                    "game {id} lost a conflict to {}",
-                    winner.owner
-                ))),
+                result: Err(EngineError::BetweenOwners(id)),
             });
         }
         if let Phase::Starting { waiters, .. } = owned.phase {

@@ -59,13 +59,10 @@ impl Control {
     /// A session's change, to be kept before it is acknowledged.
     pub(super) fn save(&mut self, snapshot: Snapshot) {
         let id = snapshot.id;
-        let this = self.this().clone();
         if !self.owned.contains_key(&id) {
             return self.effect(Effect::Saved {
                 id,
-                result: Err(EngineError::Unavailable(format!(
-                    "game {id} is no longer owned by {this}"
-                ))),
+                result: Err(EngineError::BetweenOwners(id)),
             });
         }
         // A new write needs the lease; the state already acknowledged may

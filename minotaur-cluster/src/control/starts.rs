@@ -327,7 +327,7 @@ impl Control {
                 let result = result.map_err(|r| match r {
                     Refusal::AlreadyRunning => EngineError::AlreadyRunning(id),
                     Refusal::Leaving => {
-                        EngineError::Unavailable(format!("{} is leaving the cluster", self.this()))
+                        EngineError::Leaving(format!("{} is leaving the cluster", self.this()))
                     }
                     Refusal::NotReplicated => EngineError::Unavailable(format!(
                         "game {id} could not be copied to a backup"

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 /// [`Hello`]). Version 3 adds majority fencing (leases and fences); a
 /// version 2 node would grant no lease, so it cannot join. Version 5 hands
 /// a moved game's older copies over with it ([`Msg::Start`]'s `stale`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// Version 6 answers with the engine errors `Leaving` and `BetweenOwners`,
+/// which a version 5 node cannot decode.
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 5;
+pub const MIN_PROTOCOL_VERSION: u32 = 6;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
