@@ -15,6 +15,8 @@
 //! (one cluster member per OS process), `minotaur-standalone` (one engine, no
 //! cluster).
 
+#![warn(missing_docs)]
+
 pub mod demo;
 pub mod http;
 pub mod logging;

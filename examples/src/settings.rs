@@ -1,13 +1,17 @@
-//! `minotaur-node`'s settings: command-line flags (clap) over an optional
-//! TOML config file over defaults. A bad flag, a bad file or an unusable
-//! combination is a [`SettingsError`], which the binary prints and exits
-//! with code 2, as clap does for its own usage errors.
+//! `minotaur-node`'s settings: command-line flags over an optional TOML
+//! config file over defaults. One struct lists every setting once: clap
+//! reads it from the flags, serde from the file (same keys as the long
+//! flags, with underscores), and the flags given on the command line are
+//! laid over the file. A bad flag, a bad file or an unusable combination
+//! is a [`SettingsError`], which the binary prints and exits with code 2,
+//! as clap does for its own usage errors.
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use minotaur_cluster::{
     LeastLoaded, Local, NodeConfig, Placement, Rendezvous, SplitPolicy, TlsConfig,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,7 @@ use std::sync::Arc;
 pub const COOKIE_ENV: &str = "MINOTAUR_COOKIE";
 
 /// Where new games are placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PlacementKind {
     /// Rendezvous hashing on the game id: every node computes the same owner.
@@ -31,7 +35,7 @@ pub enum PlacementKind {
 
 /// What a node does when it cannot reach a majority of the members (see
 /// `SplitPolicy` in minotaur-cluster).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SplitKind {
     /// Majority fencing from three members; none with one or two.
@@ -65,8 +69,10 @@ impl PlacementKind {
     }
 }
 
-/// The command line of `minotaur-node`.
-#[derive(Debug, Parser)]
+/// Everything `minotaur-node` runs with: the command line, and the keys of
+/// the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Parser, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[command(
     name = "minotaur-node",
     version,
@@ -74,27 +80,28 @@ impl PlacementKind {
     long_about = "One Minotaur cluster member per process, with an optional HTTP JSON endpoint.\n\n\
         Settings come from flags, then the TOML file given with --config (same keys as the \
         long flags, with underscores: name, cookie, listen, seeds, http, placement, \
-        replication, log_level, dev, tls_ca, tls_cert, tls_key, tls_name), then defaults. \
-        On SIGTERM or Ctrl-C the node leaves gracefully: it hands its games to the other \
-        members, then exits.",
+        replication, split, log_level, dev, tls_ca, tls_cert, tls_key, tls_name), then \
+        defaults. On SIGTERM or Ctrl-C the node leaves gracefully: it hands its games to \
+        the other members, then exits.",
     after_help = "Example:\n  minotaur-node --name n1 --cookie \"$(openssl rand -hex 24)\" \
         --listen 127.0.0.1:7001 --http 127.0.0.1:8001"
 )]
-pub struct Cli {
+pub struct Settings {
     /// TOML config file; flags override its values.
     #[arg(short, long, value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Node name, unique in the cluster (no '@', '/' or spaces).
-    #[arg(long)]
-    pub name: Option<String>,
+    /// Node name, unique in the cluster (no '@', '/' or spaces). Required.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub name: String,
     /// Cluster cookie: the shared secret every member presents. Also read
-    /// from MINOTAUR_COOKIE. At least 16 bytes unless --dev.
-    #[arg(long)]
-    pub cookie: Option<String>,
-    /// Address to listen on for other members [default: 127.0.0.1:0, a free
-    /// port, printed on the ready line].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    /// from MINOTAUR_COOKIE. At least 16 bytes unless --dev. Required.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub cookie: String,
+    /// Address to listen on for other members (port 0: a free port,
+    /// printed on the ready line).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
     /// A member to join through, as host:port; repeat or separate with
     /// commas. Any one live member is enough.
     #[arg(long = "seed", value_name = "ADDR", value_delimiter = ',')]
@@ -103,22 +110,23 @@ pub struct Cli {
     /// Off unless given.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
-    /// Where new games are placed [default: rendezvous].
-    #[arg(long, value_enum)]
-    pub placement: Option<PlacementKind>,
+    /// Where new games are placed.
+    #[arg(long, value_enum, default_value_t)]
+    pub placement: PlacementKind,
     /// Backup copies of each game kept on other members: 1 survives one
-    /// crash, 0 turns replication off [default: 1].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
-    pub replication: Option<u8>,
+    /// crash, 0 turns replication off.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub replication: u8,
     /// What a node cut off from the majority does: with fencing, it
     /// acknowledges no write (503 NoQuorum) and the majority takes its
-    /// games over once its lease has run out [default: majority-from-three].
-    #[arg(long, value_enum)]
-    pub split: Option<SplitKind>,
+    /// games over once its lease has run out.
+    #[arg(long, value_enum, default_value_t)]
+    pub split: SplitKind,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing
-    /// directives such as "info,minotaur_cluster=debug" [default: info].
-    #[arg(long, value_name = "FILTER")]
-    pub log_level: Option<String>,
+    /// directives such as "info,minotaur_cluster=debug".
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub log_level: String,
     /// Development mode: accept a short or well-known cookie, and use the
     /// well-known development cookie when none is given. Never in production.
     #[arg(long)]
@@ -138,78 +146,11 @@ pub struct Cli {
     pub tls_name: Option<String>,
 }
 
-/// The config file: every key optional, unknown keys refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSettings {
-    /// See `--name`.
-    pub name: Option<String>,
-    /// See `--cookie`.
-    pub cookie: Option<String>,
-    /// See `--listen`.
-    pub listen: Option<SocketAddr>,
-    /// See `--seed`.
-    pub seeds: Option<Vec<String>>,
-    /// See `--http`.
-    pub http: Option<SocketAddr>,
-    /// See `--placement`.
-    pub placement: Option<PlacementKind>,
-    /// See `--replication`.
-    pub replication: Option<u8>,
-    /// See `--split`.
-    pub split: Option<SplitKind>,
-    /// See `--log-level`.
-    pub log_level: Option<String>,
-    /// See `--dev`.
-    pub dev: Option<bool>,
-    /// See `--tls-ca`.
-    pub tls_ca: Option<PathBuf>,
-    /// See `--tls-cert`.
-    pub tls_cert: Option<PathBuf>,
-    /// See `--tls-key`.
-    pub tls_key: Option<PathBuf>,
-    /// See `--tls-name`.
-    pub tls_name: Option<String>,
-}
-
-/// TLS files of a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The cluster CA's certificate.
-    pub ca: PathBuf,
-    /// This node's certificate chain.
-    pub cert: PathBuf,
-    /// This node's private key.
-    pub key: PathBuf,
-    /// The name in every member's certificate.
-    pub name: String,
-}
-
-/// Everything `minotaur-node` runs with, after merging.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Node name.
-    pub name: String,
-    /// Cluster cookie.
-    pub cookie: String,
-    /// Cluster listen address.
-    pub listen: SocketAddr,
-    /// Members to join through.
-    pub seeds: Vec<String>,
-    /// HTTP endpoint address, if any.
-    pub http: Option<SocketAddr>,
-    /// Placement strategy.
-    pub placement: PlacementKind,
-    /// Replication factor (0 or 1).
-    pub replication: usize,
-    /// What a node cut off from the majority does.
-    pub split: SplitKind,
-    /// Log filter.
-    pub log_level: String,
-    /// Development mode.
-    pub dev: bool,
-    /// Mutual TLS for cluster links, if configured.
-    pub tls: Option<TlsFiles>,
+impl Default for Settings {
+    /// The defaults are the flags' defaults.
+    fn default() -> Self {
+        Settings::try_parse_from(["minotaur-node"]).expect("no flag is required")
+    }
 }
 
 /// Why the settings are unusable. Exit code 2, or 0 for `--help`/`--version`
@@ -287,82 +228,59 @@ impl Settings {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args)?;
-        let file = match &cli.config {
+        let matches = Settings::command().try_get_matches_from(args)?;
+        let flags = Settings::from_arg_matches(&matches)?;
+        let mut merged = match &flags.config {
             Some(path) => read_file(path)?,
-            None => FileSettings::default(),
+            None => toml::Table::new(),
         };
-        Settings::merge(cli, file, env)
+        if matches.value_source("cookie") != Some(ValueSource::CommandLine) {
+            if let Some(cookie) = env(COOKIE_ENV) {
+                merged.insert("cookie".into(), cookie.into());
+            }
+        }
+        merged.extend(given_on_command_line(&flags, &matches)?);
+        let mut settings: Settings = merged.try_into().map_err(|e| SettingsError::Invalid {
+            name: "settings",
+            reason: format!("{e}"),
+        })?;
+        settings.config = flags.config;
+        settings.check()
     }
 
-    fn merge(
-        cli: Cli,
-        file: FileSettings,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Settings, SettingsError> {
-        let dev = cli.dev || file.dev.unwrap_or(false);
-        let name = cli.name.or(file.name).ok_or_else(|| {
-            SettingsError::Missing("--name (or `name` in the config file)".into())
-        })?;
-        let cookie = match cli.cookie.or_else(|| env(COOKIE_ENV)).or(file.cookie) {
-            Some(cookie) => cookie,
-            None if dev => minotaur_cluster::DEV_COOKIE.to_string(),
-            None => {
+    /// Fills in what defaults to something else, and refuses what the node
+    /// would refuse, as a settings error.
+    fn check(mut self) -> Result<Settings, SettingsError> {
+        if self.name.is_empty() {
+            return Err(SettingsError::Missing(
+                "--name (or `name` in the config file)".into(),
+            ));
+        }
+        if self.cookie.is_empty() {
+            if !self.dev {
                 return Err(SettingsError::Missing(format!(
                     "--cookie (or {COOKIE_ENV}, or `cookie` in the config file; --dev uses a \
                      well-known development cookie)"
-                )))
+                )));
             }
-        };
-        let log_level = cli
-            .log_level
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into());
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            self.cookie = minotaur_cluster::DEV_COOKIE.to_string();
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(SettingsError::Invalid {
                 name: "log_level",
-                reason: format!("{log_level:?}: {e}"),
+                reason: format!("{:?}: {e}", self.log_level),
             });
         }
-        let replication = cli.replication.or(file.replication).unwrap_or(1);
-        if replication > 1 {
+        if self.replication > 1 {
             return Err(SettingsError::Invalid {
                 name: "replication",
-                reason: format!("{replication}: only 0 or 1 is supported"),
+                reason: format!("{}: only 0 or 1 is supported", self.replication),
             });
         }
-        let seeds = if cli.seeds.is_empty() {
-            file.seeds.unwrap_or_default()
-        } else {
-            cli.seeds
-        };
-        let tls = tls_files(
-            cli.tls_ca.or(file.tls_ca),
-            cli.tls_cert.or(file.tls_cert),
-            cli.tls_key.or(file.tls_key),
-            cli.tls_name.or(file.tls_name),
-        )?;
-        let settings = Settings {
-            name,
-            cookie,
-            listen: cli
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-            seeds,
-            http: cli.http.or(file.http),
-            placement: cli.placement.or(file.placement).unwrap_or_default(),
-            replication: replication as usize,
-            split: cli.split.or(file.split).unwrap_or_default(),
-            log_level,
-            dev,
-            tls,
-        };
-        // Catch what the node would refuse (weak cookie, bad name) now,
-        // as a settings error with exit code 2.
-        let mut check = NodeConfig::new(settings.name.clone(), settings.cookie.clone());
-        check.allow_weak_cookie = settings.dev;
-        check.replication_factor = settings.replication;
+        self.tls_files()?;
+        let mut check = NodeConfig::new(self.name.clone(), self.cookie.clone());
+        check.allow_weak_cookie = self.dev;
+        check.replication_factor = self.replication.into();
         check.validate().map_err(|reason| SettingsError::Invalid {
             name: "node",
             reason: if reason.contains("allow_weak_cookie") {
@@ -371,7 +289,20 @@ impl Settings {
                 reason
             },
         })?;
-        Ok(settings)
+        Ok(self)
+    }
+
+    /// The TLS files (CA, certificate, key) and name, if TLS is on.
+    fn tls_files(&self) -> Result<Option<(&Path, &Path, &Path, &str)>, SettingsError> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key, &self.tls_name) {
+            (None, None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key), Some(name)) => Ok(Some((ca, cert, key, name))),
+            _ => Err(SettingsError::Invalid {
+                name: "tls",
+                reason: "give all of --tls-ca, --tls-cert, --tls-key and --tls-name, or none"
+                    .into(),
+            }),
+        }
     }
 
     /// The node's configuration. Reads the TLS files, if any.
@@ -380,62 +311,55 @@ impl Settings {
         config.listen_addr = self.listen;
         config.seeds = self.seeds.clone();
         config.placement = self.placement.strategy();
-        config.replication_factor = self.replication;
+        config.replication_factor = self.replication.into();
         config.split = self.split.policy();
         config.allow_weak_cookie = self.dev;
-        if let Some(tls) = &self.tls {
+        if let Some((ca, cert, key, name)) = self.tls_files()? {
             let read = |path: &Path| {
                 std::fs::read(path).map_err(|source| SettingsError::ReadFile {
                     path: path.to_path_buf(),
                     source,
                 })
             };
-            let built = TlsConfig::mutual_from_pem(
-                &read(&tls.ca)?,
-                &read(&tls.cert)?,
-                &read(&tls.key)?,
-                &tls.name,
-            )
-            .map_err(|e| SettingsError::Invalid {
-                name: "tls",
-                reason: e.to_string(),
-            })?;
+            let built = TlsConfig::mutual_from_pem(&read(ca)?, &read(cert)?, &read(key)?, name)
+                .map_err(|e| SettingsError::Invalid {
+                    name: "tls",
+                    reason: e.to_string(),
+                })?;
             config.tls = Some(built);
         }
         Ok(config)
     }
 }
 
-fn tls_files(
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    name: Option<String>,
-) -> Result<Option<TlsFiles>, SettingsError> {
-    match (ca, cert, key, name) {
-        (None, None, None, None) => Ok(None),
-        (Some(ca), Some(cert), Some(key), Some(name)) => Ok(Some(TlsFiles {
-            ca,
-            cert,
-            key,
-            name,
-        })),
-        _ => Err(SettingsError::Invalid {
-            name: "tls",
-            reason: "give all of --tls-ca, --tls-cert, --tls-key and --tls-name, or none".into(),
-        }),
-    }
+/// The settings given as flags, as config file keys.
+fn given_on_command_line(
+    flags: &Settings,
+    matches: &ArgMatches,
+) -> Result<toml::Table, SettingsError> {
+    let all = toml::Table::try_from(flags).map_err(|e| SettingsError::Invalid {
+        name: "settings",
+        reason: e.to_string(),
+    })?;
+    Ok(all
+        .into_iter()
+        .filter(|(key, _)| matches.value_source(key) == Some(ValueSource::CommandLine))
+        .collect())
 }
 
-fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
+/// The config file's keys, checked against the settings (so that an
+/// unknown key or a bad value is reported with its line).
+fn read_file(path: &Path) -> Result<toml::Table, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ReadFile {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str(&text).map_err(|source| SettingsError::ParseFile {
+    let parse_error = |source| SettingsError::ParseFile {
         path: path.to_path_buf(),
         source: Box::new(source),
-    })
+    };
+    toml::from_str::<Settings>(&text).map_err(parse_error)?;
+    toml::from_str(&text).map_err(parse_error)
 }
 
 #[cfg(test)]
@@ -602,7 +526,7 @@ mod tests {
 
     #[test]
     fn help_documents_every_setting_and_exits_0() {
-        let help = Cli::command().render_long_help().to_string();
+        let help = Settings::command().render_long_help().to_string();
         for flag in [
             "--config",
             "--name",
@@ -629,6 +553,6 @@ mod tests {
         }
         let err = parse(&["--help"]).expect_err("help is reported as an early exit");
         assert_eq!(err.exit_code(), 0);
-        Cli::command().debug_assert();
+        Settings::command().debug_assert();
     }
 }

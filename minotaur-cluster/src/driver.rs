@@ -680,6 +680,7 @@ impl Driver {
             .map(|(id, l)| format!("{id}->{}", l.peer))
             .collect();
         links.sort();
+        out += &self.control.quorum().explain(now);
         out += &format!(
             "  links {links:?}; sessions not yet links {}; peers heard before their link {:?}\n",
             st.unready.len(),

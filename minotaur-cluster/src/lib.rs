@@ -4,17 +4,21 @@
 //! [`GameEngine`](minotaur_core::GameEngine) reaches every game in the
 //! cluster wherever it lives.
 //!
-//! - [`config`]: [`NodeConfig`], everything a node starts with;
-//! - [`control`]: every control decision of a node (membership, the
-//!   registry, ownership, backup copies, moves, failovers) as one
-//!   synchronous, I/O-free state machine;
-//! - [`membership`]: member ids, statuses and the events callers see;
-//! - [`registry`]: the replicated game registry and its conflict rule;
-//! - [`placement`]: where new sessions go;
-//! - [`protocol`]: the wire messages;
-//! - [`tls`]: encrypted, mutually authenticated links;
-//! - `transport`, `driver`, `router`, `directory`: the machinery that runs
-//!   the state machine over ractor_cluster.
+//! - [`NodeConfig`]: everything a node starts with, including its
+//!   [`SplitPolicy`] and [`TlsConfig`];
+//! - [`ClusterEvent`], [`MemberId`], [`MemberStatus`]: membership as callers
+//!   see it;
+//! - [`Registry`]: this node's read-only view of the replicated game
+//!   registry;
+//! - [`placement`]: where new sessions go, and how to write your own
+//!   [`Placement`].
+//!
+//! Inside, every control decision of a node (membership, the registry,
+//! ownership, backup copies, moves, failovers, majority fencing) is one
+//! synchronous, I/O-free state machine, run over ractor_cluster by a thin
+//! driver. The `testing` feature exposes that state machine (`control`)
+//! and the wire messages (`protocol`) to the simulator and the hostile-input
+//! tests of `minotaur-testkit`; they are not a stable API.
 //!
 //! Each node has exactly one remotable actor, its router, named uniquely per
 //! incarnation and found through the peer's own session; sessions are
@@ -24,22 +28,32 @@
 //! share one process. The layers and the ractor_cluster facts behind them
 //! are in `docs/ARCHITECTURE.md` in the repository.
 
-pub mod config;
+#![warn(missing_docs)]
+
+mod config;
+#[cfg(feature = "testing")]
 pub mod control;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+mod control;
 mod directory;
 mod driver;
 mod links;
-pub mod membership;
+mod membership;
 mod node;
 pub mod placement;
 mod plane;
+#[cfg(feature = "testing")]
 pub mod protocol;
-pub mod registry;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+mod protocol;
+mod registry;
 mod router;
 mod rpc;
 mod sink;
 mod tasks;
-pub mod tls;
+mod tls;
 mod transport;
 
 pub use config::{

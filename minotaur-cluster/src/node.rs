@@ -69,7 +69,7 @@ pub enum NodeError {
 /// let n2 = Node::start(cfg).await?;
 /// let game = n2.engine().create_game("ABCD", vec!["ann".into(), "bob".into()]).await?;
 /// assert_eq!(n1.engine().get_game(game.id).await?.id, game.id);
-/// n2.shutdown().await; // hands its sessions to n1
+/// n2.leave().await; // hands its sessions to n1
 /// # Ok(()) }
 /// ```
 pub struct Node {
@@ -237,7 +237,7 @@ impl Node {
     /// Leaves gracefully: stops taking sessions, hands every session over to
     /// another member with its state, then stops. Commands arriving meanwhile
     /// are forwarded; callers see at most extra latency.
-    pub async fn shutdown(&self) {
+    pub async fn leave(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -264,11 +264,6 @@ impl Table {
         self.games.len()
     }
 
-    /// Whether no game is registered.
-    pub fn is_empty(&self) -> bool {
-        self.games.is_empty()
-    }
-
     /// Number of games per owner.
     pub fn count_by_owner(&self) -> &OrdMap<MemberId, usize> {
         &self.owners

@@ -6,7 +6,9 @@ use crate::engine::EngineError;
 use crate::game::Game;
 use crate::ids::{GameId, JoinCode, UserId};
 use crate::session::{GameSession, SessionArgs, SessionMsg, StateSink};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -391,9 +393,7 @@ impl Actor for SessionHost {
         myself: ActorRef<HostMsg>,
         state: &mut HostState,
     ) -> Result<(), ActorProcessingErr> {
-        myself
-            .stop_children_and_wait(None, Some(std::time::Duration::from_secs(5)))
-            .await;
+        stop_children(&myself.get_cell(), Duration::from_secs(5)).await;
         for (id, hosted) in state.args.sessions.clear() {
             state.report(id, hosted.join_code, EndReason::Stopped);
         }
@@ -442,5 +442,21 @@ impl Actor for SessionHost {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Stops every child of `parent` and waits, up to `within` in all, for
+/// them to end. (ractor's `stop_children_and_wait` panics when the runtime
+/// shuts down while it waits, as it does when a test fails with a node
+/// still running.)
+pub(crate) async fn stop_children(parent: &ActorCell, within: Duration) {
+    let children = parent.get_children();
+    for child in &children {
+        child.stop(None);
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    for child in children {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = child.wait(Some(left)).await;
     }
 }

@@ -4,7 +4,7 @@
 use crate::command::{Command, OpId, Reply};
 use crate::engine::{Directory, EngineError};
 use crate::game::Game;
-use crate::host::{HostArgs, HostEvent, HostMsg, HostedSessions, SessionHost};
+use crate::host::{stop_children, HostArgs, HostEvent, HostMsg, HostedSessions, SessionHost};
 use crate::ids::{GameId, JoinCode, UserId};
 use crate::session::{SessionMsg, StateSink};
 use async_trait::async_trait;
@@ -144,9 +144,7 @@ impl LocalDirectory {
     /// Stops every session and the host, waiting for them. Afterwards no
     /// session is listed in [`sessions`](Self::sessions).
     pub async fn shutdown(&self) {
-        self.host
-            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
-            .await;
+        stop_children(&self.host.get_cell(), Duration::from_secs(5)).await;
         let _ = self
             .host
             .stop_and_wait(None, Some(Duration::from_secs(5)))

@@ -295,7 +295,7 @@ impl TestCluster {
             .lock()
             .remove(name)
             .ok_or_else(|| ClusterError::UnknownNode(name.to_string()))?;
-        running.node.shutdown().await;
+        running.node.leave().await;
         self.fabric.network.detach(running.node.addr(), name);
         self.await_full_membership().await
     }

@@ -24,6 +24,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod cluster;
 mod fabric;
 pub mod fixtures;
@@ -31,7 +33,7 @@ pub mod link;
 pub mod logs;
 pub mod mesh;
 pub mod network;
-pub mod settle;
+mod settle;
 pub mod sim;
 pub mod wait;
 

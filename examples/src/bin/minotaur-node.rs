@@ -62,7 +62,7 @@ async fn run(settings: Settings, config: NodeConfig) -> Result<(), Box<dyn std::
         Some(addr) => match http::serve(node.clone(), addr).await {
             Ok(endpoint) => Some(endpoint),
             Err(e) => {
-                node.shutdown().await;
+                node.leave().await;
                 return Err(e.into());
             }
         },
@@ -93,7 +93,7 @@ async fn run(settings: Settings, config: NodeConfig) -> Result<(), Box<dyn std::
         endpoint.stop().await;
     }
     tracing::info!(signal, "leaving the cluster: handing games over");
-    node.shutdown().await;
+    node.leave().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -152,6 +152,62 @@ impl Quorum {
         }
     }
 
+    /// The vote, the lease and the fences as this node sees them, as text
+    /// for a person diagnosing a failed test.
+    pub fn explain(&self, now: Time) -> String {
+        let names = |set: &BTreeSet<MemberId>| -> Vec<String> {
+            set.iter().map(|m| m.to_string()).collect()
+        };
+        let standing: Vec<String> = self
+            .standing
+            .iter()
+            .map(|(m, s)| format!("{m} {s:?}"))
+            .collect();
+        let witnesses: Vec<String> = self
+            .witnesses
+            .iter()
+            .map(|(m, w)| {
+                let by: Vec<String> = w.iter().map(|(b, g)| format!("{b}@{g}")).collect();
+                format!("{m} by {by:?}")
+            })
+            .collect();
+        let grants: Vec<String> = self
+            .grants
+            .iter()
+            .map(|(m, g)| {
+                format!(
+                    "{m}: gen {} refused to {:?} fenced {:?} last {:?} ago",
+                    g.gen,
+                    g.refused_upto,
+                    g.fenced,
+                    g.last.map(|t| now.saturating_sub(t))
+                )
+            })
+            .collect();
+        let leased: Vec<String> = self
+            .leased_from
+            .iter()
+            .map(|(m, t)| format!("{m} {:?} ago", now.saturating_sub(*t)))
+            .collect();
+        format!(
+            "  quorum: generation {} holds {} stopped {} standing {standing:?} out {:?} absent {:?}\n  \
+             leased from {leased:?}\n  witnesses {witnesses:?}\n  grants {grants:?}\n  \
+             fenced {:?}\n  suspect games {} superseded {} confirmed by {:?}\n",
+            self.gen,
+            self.holds(now),
+            self.stopped,
+            names(&self.out),
+            names(&self.absent),
+            self.fenced
+                .iter()
+                .map(|(m, g)| format!("{m}@{g}"))
+                .collect::<Vec<_>>(),
+            self.suspect.len(),
+            self.superseded.len(),
+            names(&self.confirmed_by),
+        )
+    }
+
     /// Whether fencing is on with the members counted now.
     pub fn fencing(&self) -> bool {
         match self.policy {

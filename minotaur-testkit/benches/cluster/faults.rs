@@ -233,7 +233,7 @@ pub async fn drain(scale: &Scale, report: &mut Report) {
     tokio::time::sleep(scale.drain_outside).await;
     let n3 = cluster.node("n3").expect("n3");
     let drain_from = Instant::now();
-    n3.shutdown().await;
+    n3.leave().await;
     let drain_to = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);

@@ -8,8 +8,13 @@ use std::time::Duration;
 /// One scheduled step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Start node `name`, joining through `seed`.
-    Start { name: String, seed: Option<String> },
+    /// Start a node.
+    Start {
+        /// Its name.
+        name: String,
+        /// The member it joins through (none for the first).
+        seed: Option<String>,
+    },
     /// Crash a node: links cut, sessions gone, nothing handed over.
     Crash(String),
     /// Start a crashed node again under the same name (a new incarnation).
