@@ -107,6 +107,8 @@ pub(crate) struct View {
     pub unreplicated: usize,
     /// Copies held that this node could restart a game from now.
     pub copies: usize,
+    /// This node's part in majority fencing.
+    pub vote: crate::membership::Vote,
     /// Whether majority fencing is on (writes wait for the control even
     /// with no other member up: it refuses them without a majority).
     pub fencing: bool,
@@ -752,24 +754,25 @@ impl Driver {
             return;
         }
         let old = self.view.load_full();
-        let (unreplicated, copies) = if stats_due {
+        let (unreplicated, copies, vote) = if stats_due {
             let copies = self.control.restartable_copies();
             // Counting walks every game: every 50 ms, and less often as
             // games accumulate, so it stays a small share of the work.
             let games = (self.control.owned().len() + copies) as u32;
             st.next_stats = now + Duration::from_millis(50) * (games / 5000).max(1);
-            (self.control.unreplicated(), copies)
+            (self.control.unreplicated(), copies, self.control.vote())
         } else {
-            (old.unreplicated, old.copies)
+            (old.unreplicated, old.copies, old.vote.clone())
         };
         if shape == st.shape {
-            if (unreplicated, copies) != (old.unreplicated, old.copies) {
+            if (unreplicated, copies, &vote) != (old.unreplicated, old.copies, &old.vote) {
                 self.view.store(Arc::new(View {
                     members: old.members.clone(),
                     routers: old.routers.clone(),
                     synced: old.synced,
                     unreplicated,
                     copies,
+                    vote,
                     fencing: old.fencing,
                 }));
             }
@@ -796,6 +799,7 @@ impl Driver {
             synced: members.synced(),
             unreplicated,
             copies,
+            vote,
             fencing: self.control.quorum().fencing(),
         }));
     }

@@ -60,7 +60,7 @@ pub use config::{
     Connector, NodeConfig, Redistribution, SplitPolicy, Transport, DEV_COOKIE, MIN_COOKIE_LEN,
 };
 pub use directory::ClusterDirectory;
-pub use membership::{ClusterEvent, DownReason, MemberId, MemberStatus};
+pub use membership::{ClusterEvent, DownReason, MemberId, MemberStatus, Vote};
 pub use node::{Node, NodeError};
 pub use placement::{Candidate, LeastLoaded, Local, Placement, Rendezvous};
 pub use registry::{Registration, Registry};

@@ -45,6 +45,26 @@ impl fmt::Display for MemberId {
     }
 }
 
+/// One node's part in majority fencing, as it last published it (about
+/// every 50 ms): see [`Node::vote`](crate::Node::vote).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vote {
+    /// Whether majority fencing is on (see
+    /// [`SplitPolicy`](crate::SplitPolicy)).
+    pub fencing: bool,
+    /// The members whose grants make a majority here, this one included
+    /// (members fenced and away are left out).
+    pub voters: Vec<MemberId>,
+    /// Members known here that wait to be admitted to the vote.
+    pub pending: Vec<MemberId>,
+    /// Whether this node holds its lease from a majority, so it may
+    /// acknowledge writes.
+    pub holds_lease: bool,
+    /// Games owned here that wait for confirmation that no other member
+    /// took them over (after this node's lease lapsed, or a takeover).
+    pub confirming: usize,
+}
+
 /// A member's state as seen from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberStatus {

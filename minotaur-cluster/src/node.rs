@@ -176,6 +176,15 @@ impl Node {
         self.plane.view.load().copies
     }
 
+    /// This node's part in majority fencing: the voters it counts, the
+    /// members waiting to be admitted, whether it holds its lease, and the
+    /// games waiting for confirmation. In a cluster settled after a fault
+    /// every node counts every member as a voter, none pending, holds its
+    /// lease and confirms nothing.
+    pub fn vote(&self) -> crate::membership::Vote {
+        self.plane.view.load().vote.clone()
+    }
+
     /// Games hosted here whose state is not copied to a backup member that
     /// is up: 0 once re-replication has caught up after a membership change
     /// (always 0 with replication off, or with no other member up). Until
@@ -311,6 +320,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         synced: true,
         unreplicated: 0,
         copies: 0,
+        vote: Default::default(),
         fencing: config.split == crate::SplitPolicy::Majority,
     }));
     let sink = Arc::new(ControlSink {

@@ -10,7 +10,7 @@ use crate::cluster::{ClusterError, TestCluster};
 use crate::wait::WaitError;
 use minotaur_cluster::{MemberId, Node};
 use minotaur_core::GameId;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,9 @@ impl TestCluster {
     ///
     /// Settled means: every running node sees exactly the running nodes,
     /// every game runs on exactly one node and every node's registry names
-    /// that node as its owner, and (with replication on and two nodes or
+    /// that node as its owner; with majority fencing on, every node counts
+    /// exactly the running nodes as voters, holds its lease and confirms no
+    /// game ([`Node::vote`]); and (with replication on and two nodes or
     /// more) every game has a copy on another node that could restart it
     /// from there now. Then any single node may crash, or leave, without a
     /// game being lost.
@@ -90,6 +92,41 @@ impl TestCluster {
     }
 }
 
+/// With majority fencing on, a node whose vote has not settled: it counts
+/// other voters than the running nodes, still admits one, holds no lease,
+/// or still confirms games it took over.
+fn unsettled_vote(nodes: &[Arc<Node>]) -> Option<String> {
+    let running: BTreeSet<MemberId> = nodes.iter().map(|n| n.id().clone()).collect();
+    for node in nodes {
+        let vote = node.vote();
+        if !vote.fencing {
+            continue;
+        }
+        let voters: BTreeSet<MemberId> = vote.voters.iter().cloned().collect();
+        let names =
+            |set: &[MemberId]| -> Vec<String> { set.iter().map(|m| m.to_string()).collect() };
+        if voters != running || !vote.pending.is_empty() {
+            return Some(format!(
+                "{} counts voters {:?} and admits {:?}",
+                node.name(),
+                names(&vote.voters),
+                names(&vote.pending)
+            ));
+        }
+        if !vote.holds_lease {
+            return Some(format!("{} holds no lease", node.name()));
+        }
+        if vote.confirming > 0 {
+            return Some(format!(
+                "{} still confirms {} games",
+                node.name(),
+                vote.confirming
+            ));
+        }
+    }
+    None
+}
+
 /// The first thing found unsettled, and the game it concerns if one does.
 async fn unsettled(nodes: &[Arc<Node>]) -> Option<(String, Option<GameId>)> {
     let mut hosts: HashMap<GameId, Vec<&Node>> = HashMap::new();
@@ -130,6 +167,9 @@ async fn unsettled(nodes: &[Arc<Node>]) -> Option<(String, Option<GameId>)> {
             );
             return Some((seen, missing));
         }
+    }
+    if let Some(seen) = unsettled_vote(nodes) {
+        return Some((seen, None));
     }
     let replicated = nodes.len() >= 2 && nodes.iter().all(|n| n.config().replication_factor > 0);
     if !replicated {

@@ -535,6 +535,30 @@ impl Control {
         &self.quorum
     }
 
+    /// This node's part in majority fencing now.
+    pub fn vote(&self) -> crate::membership::Vote {
+        let quorum = &self.quorum;
+        let with = |standing: Standing| -> Vec<MemberId> {
+            quorum
+                .standing()
+                .iter()
+                .filter(|(m, s)| **s == standing && !quorum.is_out(m))
+                .map(|(m, _)| m.clone())
+                .collect()
+        };
+        crate::membership::Vote {
+            fencing: quorum.fencing(),
+            voters: with(Standing::Voter),
+            pending: with(Standing::Pending),
+            holds_lease: quorum.holds(self.now),
+            confirming: self
+                .owned
+                .keys()
+                .filter(|id| quorum.is_suspect(**id))
+                .count(),
+        }
+    }
+
     /// Whether this node may acknowledge writes now (it holds its lease).
     pub fn holds_lease(&self) -> bool {
         self.quorum.holds(self.now)
