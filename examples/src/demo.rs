@@ -7,7 +7,7 @@
 //! # How commands are counted
 //! Every move or attack a bot sends ends in exactly one of: *acked* (the
 //! cluster answered with the game after it), *rejected* (the rules refused
-//! it: a typed [`GameError`], typically not enough action points), or an
+//! it: a typed [`GameError`](minotaur_core::GameError), typically not enough action points), or an
 //! error of any other kind, counted as *failed* before the crash and as
 //! *crash_failed* from the crash on. An error leaves the outcome unknown:
 //! the command may or may not have been applied.

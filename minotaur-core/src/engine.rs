@@ -45,7 +45,7 @@ pub enum EngineError {
     /// The node that owns the game cannot prove it still belongs to a
     /// majority of the cluster (a split, a stalled link, a starved
     /// process), so it did not acknowledge the write. Retryable: with the
-    /// same [`OpId`](crate::OpId) the write applies at most once, through
+    /// same [`OpId`] the write applies at most once, through
     /// any node, once the majority has taken the game over or the cluster is
     /// whole again. (A write refused just as the lease lapsed may already
     /// be on the game's backup and take effect; the retry then finds it.)
@@ -65,7 +65,7 @@ pub enum EngineError {
     /// No owner of the game could be reached within the call timeout: it is
     /// moving to another node or being restarted from its copy after a
     /// crash. Nothing was acknowledged; retryable (a write with the same
-    /// [`OpId`](crate::OpId) applies at most once).
+    /// [`OpId`] applies at most once).
     #[error("game {0} is between owners")]
     BetweenOwners(GameId),
 }

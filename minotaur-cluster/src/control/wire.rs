@@ -230,7 +230,7 @@ pub enum Msg {
     /// The sender has handed everything over and is stopping.
     Bye,
     /// A digest of the games registered to the sender, as it sees them
-    /// ([`Table::digest_of`](crate::registry::Table::digest_of)), sent every
+    /// (`Table::digest_of`), sent every
     /// sweep: a receiver whose view differs twice in a row asks for a
     /// [`Msg::Sync`].
     Digest {

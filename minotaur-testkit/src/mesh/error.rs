@@ -32,7 +32,7 @@ pub enum MeshError {
         reason: String,
     },
     /// An actor name is registered already: ractor's named registry is
-    /// shared by every node of the process. Spawn with [`NodeCtx::spawn`]
+    /// shared by every node of the process. Spawn with [`NodeCtx::spawn`](crate::NodeCtx::spawn)
     /// for a name of the node's own.
     #[error("node {node} cannot register an actor named {name:?}: {} holds that name (ractor's registry is process-wide; use NodeCtx::spawn for per-node names)", .holder.as_deref().unwrap_or("an actor outside this mesh"))]
     NameTaken {
