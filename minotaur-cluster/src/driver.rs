@@ -20,7 +20,7 @@ use minotaur_core::host::{EndReason, HostEvent};
 use minotaur_core::{codec, EngineError, Game, GameId, LocalDirectory, SessionMsg};
 use ractor::{ActorId, ActorRef};
 use ractor_cluster::{NodeServerMessage, NodeSessionMessage};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +54,8 @@ pub(crate) enum ToDriver {
     LinkClosed(ActorId),
     /// A peer's control sent a message.
     Control { from: MemberId, msg: Msg },
+    /// A peer's control sent several messages in one frame.
+    Controls { from: MemberId, msgs: Vec<Msg> },
     /// A caller creates a game.
     Create {
         game: Game,
@@ -219,6 +221,12 @@ struct Running {
     shape: u64,
     /// Sessions to start once the effects at hand are carried out.
     starting: Vec<Snapshot>,
+    /// Control messages to send at the end of this turn, per link: one
+    /// frame each rather than one per message.
+    outbox: BTreeMap<LinkId, Vec<Msg>>,
+    /// Sessions' saves taken this turn: the control gets them together at
+    /// its end, so their copies go to each backup in one request.
+    saving: Vec<Snapshot>,
     /// Stops in flight, and the starts that wait for them.
     hosting: Hosting,
 }
@@ -254,9 +262,12 @@ impl Driver {
             shape: 0,
             starting: Vec::new(),
             hosting: Hosting::default(),
+            outbox: BTreeMap::new(),
+            saving: Vec::new(),
         };
         // The control was built at time zero of this clock.
         self.carry_out(&mut st);
+        self.flush(&mut st);
         self.publish(&mut st);
         loop {
             let wake = st.epoch + self.control.next_wake();
@@ -293,7 +304,52 @@ impl Driver {
                     self.ping_if_due(&mut st);
                 }
             }
+            self.flush(&mut st);
             self.publish(&mut st);
+        }
+    }
+
+    /// Ends a turn: hands the control the saves taken during it, then
+    /// sends what it said, one frame per link.
+    fn flush(&mut self, st: &mut Running) {
+        if !st.saving.is_empty() {
+            let saves = std::mem::take(&mut st.saving);
+            self.control.handle(st.now, Input::Saves(saves));
+            self.carry_out(st);
+        }
+        for (link, msgs) in std::mem::take(&mut st.outbox) {
+            self.send_all(st, link, msgs);
+        }
+    }
+
+    /// Sends `msgs` over `link` in as few frames as the codec's size limit
+    /// allows, in order.
+    fn send_all(&self, st: &Running, link: LinkId, mut msgs: Vec<Msg>) {
+        let Some(l) = st.links.get(&link) else {
+            return;
+        };
+        let from = self.this.clone();
+        let notice = match msgs.len() {
+            0 => return,
+            1 => Notice::Control {
+                from,
+                msg: msgs.remove(0),
+            },
+            _ => Notice::Batch { from, msgs },
+        };
+        match (protocol::seal(&notice), notice) {
+            (Ok(bytes), _) => {
+                let _ = l.router.cast(RouterMsg::Notice(bytes));
+            }
+            // Too large together: each half on its own.
+            (Err(_), Notice::Batch { mut msgs, .. }) => {
+                let second = msgs.split_off(msgs.len() / 2);
+                self.send_all(st, link, msgs);
+                self.send_all(st, link, second);
+            }
+            (Err(e), _) => {
+                tracing::warn!(peer = %l.peer, error = %e, "control message not sent")
+            }
         }
     }
 
@@ -353,6 +409,7 @@ impl Driver {
             ToDriver::LinkClosed(session) => {
                 if let Some(link) = st.by_session.remove(&session) {
                     st.links.remove(&link);
+                    st.outbox.remove(&link);
                     st.inbound.closed(link);
                     self.control.handle(now, Input::LinkDown { link });
                 }
@@ -360,6 +417,14 @@ impl Driver {
             ToDriver::Control { from, msg } => {
                 if let Some((link, msg)) = st.inbound.attribute(&from.to_string(), msg) {
                     self.control.handle(now, Input::Received { link, msg });
+                }
+            }
+            ToDriver::Controls { from, msgs } => {
+                let from = from.to_string();
+                for msg in msgs {
+                    if let Some((link, msg)) = st.inbound.attribute(&from, msg) {
+                        self.control.handle(now, Input::Received { link, msg });
+                    }
                 }
             }
             ToDriver::Create { game, reply } => match snapshot_of(&game) {
@@ -373,9 +438,10 @@ impl Driver {
                     let _ = reply.send(Err(e));
                 }
             },
+            // Kept for the end of the turn, to be copied together.
             ToDriver::Save { snapshot, reply } => {
                 st.saves.insert(snapshot.id, reply);
-                self.control.handle(now, Input::Save(snapshot));
+                st.saving.push(snapshot);
             }
             ToDriver::Confirm { id, reply } => {
                 st.confirms.entry(id).or_default().push(reply);
@@ -434,6 +500,7 @@ impl Driver {
             ToDriver::Depart(done) => {
                 self.control.handle(now, Input::Depart);
                 self.carry_out(st);
+                self.flush(st);
                 let _ = done.send(());
             }
         }
@@ -493,20 +560,8 @@ impl Driver {
     fn effect(&mut self, st: &mut Running, effect: Effect) {
         match effect {
             Effect::Send { link, msg } => {
-                let Some(l) = st.links.get(&link) else {
-                    return;
-                };
-                let notice = Notice::Control {
-                    from: self.this.clone(),
-                    msg,
-                };
-                match protocol::seal(&notice) {
-                    Ok(bytes) => {
-                        let _ = l.router.cast(RouterMsg::Notice(bytes));
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %l.peer, error = %e, "control message not sent")
-                    }
+                if st.links.contains_key(&link) {
+                    st.outbox.entry(link).or_default().push(msg);
                 }
             }
             Effect::Dial { addr } => {
@@ -528,6 +583,10 @@ impl Driver {
                 });
             }
             Effect::CloseLink { link } => {
+                // What the control said before closing goes first.
+                if let Some(msgs) = st.outbox.remove(&link) {
+                    self.send_all(st, link, msgs);
+                }
                 if let Some(l) = st.links.get(&link) {
                     transport::close_session(&l.session);
                 }

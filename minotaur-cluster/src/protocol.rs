@@ -116,4 +116,13 @@ pub enum Notice {
         /// The message.
         msg: Msg,
     },
+    /// Control messages from one sender, in the order it sent them: what
+    /// its control had to tell the receiver during one turn of its driver,
+    /// in one frame instead of one each.
+    Batch {
+        /// The sender.
+        from: MemberId,
+        /// The messages, oldest first.
+        msgs: Vec<Msg>,
+    },
 }

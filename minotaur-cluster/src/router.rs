@@ -39,6 +39,9 @@ impl Actor for Router {
                 Ok(Notice::Control { from, msg }) => {
                     let _ = plane.driver.send(ToDriver::Control { from, msg });
                 }
+                Ok(Notice::Batch { from, msgs }) => {
+                    let _ = plane.driver.send(ToDriver::Controls { from, msgs });
+                }
                 Err(e) => {
                     tracing::warn!(parent: &plane.span, error = %e, "dropping an undecodable notice")
                 }

@@ -158,10 +158,11 @@ pub enum Input {
         /// The new game.
         snapshot: Snapshot,
     },
-    /// A session applied a write and asks for it to be kept (copied to the
-    /// game's backup) before acknowledging it; answered with
-    /// [`Effect::Saved`].
-    Save(Snapshot),
+    /// Sessions applied writes and ask for them to be kept (copied to each
+    /// game's backup) before acknowledging them; each is answered with an
+    /// [`Effect::Saved`]. Saves taken together go to each backup in one
+    /// request (a group commit).
+    Saves(Vec<Snapshot>),
     /// A session asked for with [`Effect::StartSession`] started, or not.
     SessionStarted {
         /// The game.
@@ -481,7 +482,7 @@ impl Control {
             Input::DialRefused { addr } => self.on_dial_refused(&addr),
             Input::Received { link, msg } => self.on_message(link, msg),
             Input::Create { call, snapshot } => self.create(call, snapshot),
-            Input::Save(snapshot) => self.save(snapshot),
+            Input::Saves(snapshots) => self.save(snapshots),
             Input::SessionStarted { id, error } => self.on_session_started(id, error),
             Input::SessionReleased { id, snapshot } => self.on_released(id, snapshot),
             Input::SessionEnded { id } => self.on_session_ended(id),

@@ -56,14 +56,30 @@ impl Control {
         )
     }
 
-    /// A session's change, to be kept before it is acknowledged.
-    pub(super) fn save(&mut self, snapshot: Snapshot) {
+    /// Sessions' changes, to be kept before they are acknowledged: those
+    /// that may be copied now go out together, one request per backup.
+    pub(super) fn save(&mut self, snapshots: Vec<Snapshot>) {
+        let mut now = BTreeMap::new();
+        for snapshot in snapshots {
+            if let Some(snapshot) = self.save_one(snapshot) {
+                now.insert(snapshot.id, snapshot);
+            }
+        }
+        if !now.is_empty() {
+            self.copy_many(now, CopyReason::Save, Vec::new());
+        }
+    }
+
+    /// Refuses a save, queues it behind its game's copy in flight, or
+    /// returns it to be copied now.
+    fn save_one(&mut self, snapshot: Snapshot) -> Option<Snapshot> {
         let id = snapshot.id;
         if !self.owned.contains_key(&id) {
-            return self.effect(Effect::Saved {
+            self.effect(Effect::Saved {
                 id,
                 result: Err(EngineError::BetweenOwners(id)),
             });
+            return None;
         }
         // A new write needs the lease; the state already acknowledged may
         // be copied again without it (to a new backup), so that a game whose
@@ -73,20 +89,19 @@ impl Control {
             .get(&id)
             .is_some_and(|o| snapshot.version <= o.reg.version);
         if let Some(refusal) = self.write_refusal(id).filter(|_| !acknowledged) {
-            return self.effect(Effect::Saved {
+            self.effect(Effect::Saved {
                 id,
                 result: Err(refusal),
             });
+            return None;
         }
-        let Some(owned) = self.owned.get_mut(&id) else {
-            return;
-        };
+        let owned = self.owned.get_mut(&id)?;
         owned.save_waiting = true;
         if owned.copying.is_some() {
             owned.queued = Some(Box::new(snapshot));
-            return;
+            return None;
         }
-        self.copy_out(snapshot, CopyReason::Save, Vec::new());
+        Some(snapshot)
     }
 
     /// Sends the copy of an owned game to its best backup not yet tried;

@@ -802,7 +802,7 @@ impl World {
         let (sid, sv) = (snapshot.id, snapshot.version);
         self.trace
             .line(self.now, node, || format!("save {sid} v{sv}"));
-        self.input(node, Input::Save(snapshot));
+        self.input(node, Input::Saves(vec![snapshot]));
     }
 
     fn saved(&mut self, node: &str, id: GameId, ok: bool) {
