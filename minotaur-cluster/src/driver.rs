@@ -143,8 +143,10 @@ fn phase_name(phase: &crate::control::Phase) -> String {
             waiters,
             copied,
             announcing,
+            announced,
+            claimed,
         } => format!(
-            "Starting(waiters {}, copied {copied:?}, announcing {announcing:?})",
+            "Starting(waiters {}, copied {copied:?}, claimed {claimed}, announcing {announcing:?}, announced {announced})",
             waiters.len()
         ),
         Phase::Running => "Running".into(),

@@ -549,6 +549,7 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
             snapshot: snapshot(&current),
             epoch: 99,
             stale: Vec::new(),
+            claim: false,
         },
     );
     control(

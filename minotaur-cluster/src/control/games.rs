@@ -32,6 +32,11 @@ pub enum Phase {
         copied: Option<bool>,
         /// Set while peers acknowledge the registration.
         announcing: Option<Corr>,
+        /// Whether every peer acknowledged it.
+        announced: bool,
+        /// Whether its join code is claimed for it (a new game claims it
+        /// while it starts; any other start has it already).
+        claimed: bool,
     },
     /// Its session runs and takes commands.
     Running,

@@ -44,7 +44,7 @@ use crate::membership::{DownReason, MemberId, MemberStatus};
 use crate::placement::{Placement, Rendezvous};
 use crate::registry::{Registration, Table, Time};
 use games::{Copies, CopyBatch};
-use minotaur_core::{EngineError, GameId};
+use minotaur_core::{EngineError, GameId, JoinCode};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,11 +340,11 @@ pub enum Effect {
 /// A request to a peer whose answer is awaited.
 #[derive(Debug, Clone)]
 enum Request {
-    /// A create's join-code claim at the code's home, `to`, after the
-    /// homes in `tried` did not answer.
+    /// A starting new game's join-code claim at the code's home, `to`,
+    /// after the homes in `tried` did not answer.
     Claim {
-        call: CallId,
-        snapshot: Snapshot,
+        id: GameId,
+        code: JoinCode,
         to: MemberId,
         tried: Vec<MemberId>,
     },
@@ -805,14 +805,14 @@ impl Control {
     fn request_failed(&mut self, corr: Corr, request: Request) {
         match request {
             Request::Claim {
-                call,
-                snapshot,
+                id,
+                code,
                 to,
                 mut tried,
             } => {
                 // The next home in line serialises the claims instead.
                 tried.push(to);
-                self.claim(call, snapshot, tried);
+                self.claim(id, code, tried);
             }
             Request::Create {
                 call,
@@ -954,7 +954,8 @@ impl Control {
                 snapshot,
                 epoch,
                 stale,
-            } => self.start(Waiter::Peer(from, corr), snapshot, epoch, stale),
+                claim,
+            } => self.start(Waiter::Peer(from, corr), snapshot, epoch, stale, claim),
             Msg::Started { corr, result } => self.on_started(&from, corr, result),
             Msg::Copy { corr, gen, copies } => self.on_copy(&from, corr, gen, copies),
             Msg::Copied { corr, stored } => self.on_copied(&from, corr, stored),

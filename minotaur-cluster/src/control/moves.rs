@@ -154,6 +154,7 @@ impl Control {
                 snapshot,
                 epoch,
                 stale,
+                claim: false,
             },
         );
         // Unsent to a member cut off but not fenced, the request waits for

@@ -10,7 +10,7 @@ use super::{CallId, Control, Effect, Event, Request, StopReason};
 use crate::membership::MemberId;
 use crate::placement::ranked;
 use crate::registry::Registration;
-use minotaur_core::{EngineError, GameId};
+use minotaur_core::{EngineError, GameId, JoinCode};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,21 +29,20 @@ impl Control {
         if self.registry.by_join_code(&code).is_some_and(|g| g != id) {
             return self.reply(call, Err(EngineError::JoinCodeTaken(code)));
         }
-        self.claim(call, snapshot, Vec::new());
+        self.place_new(call, snapshot, Vec::new());
     }
 
-    /// Claims the game's join code at the code's home member, the first
-    /// member up in rendezvous order of the code, other than those `tried`
-    /// (which did not answer). The home serialises every claim of its
-    /// codes: two simultaneous creates cannot both win.
-    pub(super) fn claim(&mut self, call: CallId, snapshot: Snapshot, tried: Vec<MemberId>) {
-        let (code, id) = (snapshot.join_code.clone(), snapshot.id);
+    /// Claims a starting new game's join code at the code's home, the
+    /// first member up in rendezvous order of the code, other than those
+    /// `tried` (which did not answer). The home serialises every claim of
+    /// its codes: two simultaneous creates cannot both win.
+    pub(super) fn claim(&mut self, id: GameId, code: JoinCode, tried: Vec<MemberId>) {
         let homes = self.members.up().into_iter().filter(|m| !tried.contains(m));
         match ranked(&code, homes).into_iter().next() {
             Some(home) if &home != self.this() => {
                 let corr = self.request(Request::Claim {
-                    call,
-                    snapshot,
+                    id,
+                    code: code.clone(),
                     to: home.clone(),
                     tried,
                 });
@@ -54,25 +53,38 @@ impl Control {
                 }
             }
             _ => {
-                if self.registry.claim(&code, id, self.now) {
-                    self.place_new(call, snapshot, Vec::new());
-                } else {
-                    self.reply(call, Err(EngineError::JoinCodeTaken(code)));
-                }
+                let ok = self.registry.claim(&code, id, self.now);
+                self.claimed(id, code, ok);
             }
         }
     }
 
     pub(super) fn on_claimed(&mut self, corr: Corr, ok: bool) {
-        let Some((Request::Claim { call, snapshot, .. }, _)) = self.requests.remove(&corr) else {
+        let Some((Request::Claim { id, code, .. }, _)) = self.requests.remove(&corr) else {
+            return;
+        };
+        self.claimed(id, code, ok);
+    }
+
+    /// The claim of a starting game's join code held, or another game has
+    /// the code: then the game is not started after all.
+    fn claimed(&mut self, id: GameId, code: JoinCode, ok: bool) {
+        let Some(Owned {
+            phase: Phase::Starting { claimed, .. },
+            ..
+        }) = self.owned.get_mut(&id)
+        else {
             return;
         };
         if ok {
-            self.place_new(call, snapshot, Vec::new());
-        } else {
-            let code = snapshot.join_code;
-            self.reply(call, Err(EngineError::JoinCodeTaken(code)));
+            *claimed = true;
+            return self.check_started(id);
         }
+        self.effect(Effect::StopSession {
+            id,
+            reason: StopReason::NotOwned,
+        });
+        self.session_gone(id, Refusal::CodeTaken(code));
     }
 
     /// Places a new game on a member that takes sessions, other than those
@@ -92,7 +104,7 @@ impl Control {
             .placement
             .place(snapshot.id, &candidates, self.this());
         if &owner == self.this() {
-            return self.start(Waiter::Call(call), snapshot, 1, Vec::new());
+            return self.start(Waiter::Call(call), snapshot, 1, Vec::new(), true);
         }
         let corr = self.request(Request::Create {
             call,
@@ -105,6 +117,7 @@ impl Control {
             snapshot: snapshot.clone(),
             epoch: 1,
             stale: Vec::new(),
+            claim: true,
         };
         if !self.send(&owner, msg) {
             self.requests.remove(&corr);
@@ -117,12 +130,14 @@ impl Control {
     /// Runs a game here under `epoch`, for `waiter`.
     /// `stale` lists the members that may still hold an older copy of it
     /// (it moved here): no write is acknowledged until each dropped it.
+    /// A new game (`claim`) claims its join code meanwhile.
     pub(super) fn start(
         &mut self,
         waiter: Waiter,
         snapshot: Snapshot,
         epoch: u64,
         stale: Vec<StaleCopy>,
+        claim: bool,
     ) {
         let id = snapshot.id;
         if self.leaving {
@@ -154,6 +169,8 @@ impl Control {
                     waiters: vec![waiter],
                     copied: None,
                     announcing: None,
+                    announced: false,
+                    claimed: !claim,
                 },
                 backup: None,
                 copying: None,
@@ -164,9 +181,13 @@ impl Control {
                 stale_copies: Vec::new(),
             },
         );
+        let code = snapshot.join_code.clone();
         self.effect(Effect::StartSession(snapshot.clone()));
         self.copy_out(snapshot, CopyReason::Start, Vec::new());
         self.inherit_stale(id, stale);
+        if claim {
+            self.claim(id, code, Vec::new());
+        }
     }
 
     /// Takes over the list of members that may hold an older copy of a
@@ -224,8 +245,13 @@ impl Control {
         }
     }
 
-    /// Once a starting game's session runs and its copy is placed, it is
-    /// registered here and announced to every peer.
+    /// Once a starting game's session runs, it is registered here and
+    /// announced to every peer: a new game at once, while its first copy
+    /// is on its way (a round trip saved on every create; no write of it
+    /// was acknowledged yet, so losing it with its owner loses nothing); a
+    /// game that lived elsewhere only once its copy is placed, since its
+    /// old owner's copies no longer count once peers know the new owner.
+    /// It runs once both are done.
     fn check_started(&mut self, id: GameId) {
         let Some(owned) = self.owned.get(&id) else {
             return;
@@ -234,22 +260,30 @@ impl Control {
             return;
         }
         let Phase::Starting {
-            copied: Some(copied),
-            announcing: None,
+            copied,
+            announcing,
+            claimed,
             ..
         } = owned.phase
         else {
             return;
         };
         let reg = owned.reg.clone();
+        let new = reg.epoch == 1;
         // A new game is refused if it cannot be copied; one that lived
         // (moved, retaken) must run regardless, or be lost.
-        if !copied && reg.epoch == 1 {
+        if copied == Some(false) && new {
             self.effect(Effect::StopSession {
                 id,
                 reason: StopReason::NotReplicated,
             });
             return self.session_gone(id, Refusal::NotReplicated);
+        }
+        if announcing.is_some() {
+            return self.finish_start(id);
+        }
+        if !claimed || (copied.is_none() && !new) {
+            return;
         }
         self.apply_registration(reg.clone());
         if !self.owned.contains_key(&id) {
@@ -298,15 +332,36 @@ impl Control {
 
     /// Every peer knows of the game (or was given up on): it is running.
     pub(super) fn announced(&mut self, id: GameId, corr: Corr) {
+        if let Some(Owned {
+            phase:
+                Phase::Starting {
+                    announcing: Some(c),
+                    announced,
+                    ..
+                },
+            ..
+        }) = self.owned.get_mut(&id)
+        {
+            if *c == corr {
+                *announced = true;
+                self.finish_start(id);
+            }
+        }
+    }
+
+    /// A starting game whose registration every peer has and whose first
+    /// copy is settled runs from now on.
+    fn finish_start(&mut self, id: GameId) {
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
         let waiters = match &mut owned.phase {
             Phase::Starting {
-                announcing: Some(c),
+                copied: Some(_),
+                announced: true,
                 waiters,
                 ..
-            } if *c == corr => std::mem::take(waiters),
+            } => std::mem::take(waiters),
             _ => return,
         };
         owned.phase = Phase::Running;
@@ -337,6 +392,7 @@ impl Control {
                         "{} cannot reach a majority of the cluster",
                         self.this()
                     )),
+                    Refusal::CodeTaken(code) => EngineError::JoinCodeTaken(code),
                 });
                 self.reply(call, result);
             }
@@ -501,6 +557,7 @@ impl Control {
                 snapshot,
                 epoch,
                 stale: Vec::new(),
+                claim: false,
             },
         );
     }

@@ -76,6 +76,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 snapshot: snapshot(id, 0),
                 epoch: 1,
                 stale: Vec::new(),
+                claim: false,
             },
         },
     );
@@ -96,6 +97,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 snapshot: snapshot(id, 0),
                 epoch: 1,
                 stale: Vec::new(),
+                claim: false,
             },
         },
     );
@@ -108,6 +110,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 snapshot: snapshot(id, 9),
                 epoch: 99,
                 stale: Vec::new(),
+                claim: false,
             },
         },
     );
@@ -554,6 +557,7 @@ fn a_game_handed_over_asks_the_holders_of_older_copies_to_drop_them() {
         snapshot: snapshot(id, 4),
         epoch: 2,
         stale,
+        claim: false,
     };
     a.handle(now, Input::Received { link: 1, msg });
     let asked_to_drop = effects(&mut a).into_iter().any(|e| {

@@ -84,6 +84,8 @@ pub enum Refusal {
     SessionFailed(String),
     /// The receiver cannot prove it belongs to a majority of the cluster.
     NoQuorum,
+    /// Another game holds the new game's join code.
+    CodeTaken(JoinCode),
 }
 
 /// A message between two nodes' controls. The sender is the member at the
@@ -157,6 +159,10 @@ pub enum Msg {
         /// sender's, when it hands the game over): the receiver takes no
         /// write until each dropped it or is fenced.
         stale: Vec<StaleCopy>,
+        /// A new game: the receiver claims its join code at the code's
+        /// home (while the session starts and its first copy is made)
+        /// and announces it only once the claim holds.
+        claim: bool,
     },
     /// Answer to [`Msg::Start`].
     Started {

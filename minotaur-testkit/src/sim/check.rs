@@ -107,6 +107,23 @@ fn one_vote(world: &World) -> Vec<String> {
     out
 }
 
+/// No two games registered anywhere share a join code.
+fn unique_join_codes(world: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, n) in &world.nodes {
+        let mut seen: BTreeMap<&minotaur_core::JoinCode, GameId> = BTreeMap::new();
+        for reg in n.control.registry().iter() {
+            if let Some(other) = seen.insert(&reg.join_code, reg.id) {
+                out.push(format!(
+                    "{name} registers games {other} and {} under join code {}",
+                    reg.id, reg.join_code
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The cluster's shape once settled: one mesh and vote, one registry, one
 /// running owner per game, a current copy of each on a live non-owner and
 /// none left behind, no node still leaving.
@@ -117,6 +134,7 @@ pub(super) fn structure(world: &World, replication: bool) -> Vec<String> {
         out.push(format!("{name} is still leaving"));
     }
     out.extend(one_session_per_game(world));
+    out.extend(unique_join_codes(world));
     let ids = staying(world);
     let nodes: BTreeMap<MemberId, &super::world::Node> = world
         .nodes

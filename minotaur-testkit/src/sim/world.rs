@@ -862,10 +862,16 @@ impl World {
         let via = live[self.rng.random_range(0..live.len())].clone();
         let id = GameId(uuid::Uuid::from_u128(self.rng.random()));
         self.games.push(id);
+        // One create in eight asks for the join code of an earlier one:
+        // at most one of them may get it.
+        let code = match self.rng.random_range(0..8) {
+            0 if index > 0 => self.rng.random_range(0..index),
+            _ => index,
+        };
         let snapshot = Snapshot {
             id,
             version: 0,
-            join_code: format!("G{index:03}").parse::<JoinCode>().expect("code"),
+            join_code: format!("G{code:03}").parse::<JoinCode>().expect("code"),
             users: vec!["ann".into(), "bob".into()],
             active: true,
             state: Vec::new(),
@@ -1209,9 +1215,10 @@ pub(super) fn msg_name(msg: &Msg) -> String {
             snapshot,
             epoch,
             stale,
+            claim,
         } => {
             format!(
-                "Start {corr} {} e{epoch} v{} stale={}",
+                "Start {corr} {} e{epoch} v{} stale={} claim={claim}",
                 snapshot.id,
                 snapshot.version,
                 stale.len()
