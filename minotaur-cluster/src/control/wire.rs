@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 /// a moved game's older copies over with it ([`Msg::Start`]'s `stale`).
 /// Version 6 answers with the engine errors `Leaving` and `BetweenOwners`,
 /// which a version 5 node cannot decode.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// Version 7 answers writes with an [`Ack`](minotaur_core::Ack) unless
+/// the caller asks for the game.
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 6;
+pub const MIN_PROTOCOL_VERSION: u32 = 7;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
