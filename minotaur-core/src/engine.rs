@@ -286,7 +286,8 @@ impl GameEngine {
     /// let attack = Command::RegisterAttack { user: "ann".into(), target: "bob".into() };
     /// let after = engine.apply_once_and_get(game.id, op, attack.clone()).await?;
     /// assert_eq!(after.version, 1);
-    /// assert_eq!(after.players[0].action_points, game.players[0].action_points - 1);
+    /// let paid = game.players[0].action_points - engine.config().attack_cost;
+    /// assert_eq!(after.players[0].action_points, paid);
     /// // A retry applies nothing more, and answers the game as it is.
     /// let again = engine.apply_once_and_get(game.id, op, attack).await?;
     /// assert_eq!(again, after);

@@ -2,7 +2,7 @@
 
 use minotaur_core::codec::{self, CodecError, MAX_DECODE_LEN};
 use minotaur_core::{
-    Command, EngineError, Game, GameConfig, GameError, GameId, Hex, Reply, UserId,
+    Ack, Command, EngineError, Game, GameConfig, GameError, GameId, Hex, Reply, UserId,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -62,7 +62,11 @@ fn commands_replies_and_errors_round_trip() {
         assert_eq!(codec::decode::<Command>(&bytes).unwrap(), command);
     }
     let status = game.player_status(&"bob".into()).unwrap();
-    for reply in [Reply::Game(Box::new(game.clone())), Reply::Status(status)] {
+    for reply in [
+        Reply::Game(Box::new(game.clone())),
+        Reply::Status(status),
+        Reply::Ack(Ack::of(&game)),
+    ] {
         let bytes = codec::encode(&reply).unwrap();
         assert_eq!(codec::decode::<Reply>(&bytes).unwrap(), reply);
     }
