@@ -244,8 +244,7 @@ impl Actor for GameSession {
                     state.ensure_timer(&myself);
                     return Ok(());
                 }
-                if let Err(e) = state.execute(&Command::EndRound, None, Answer::Ack)
-                    .await {
+                if let Err(e) = state.execute(&Command::EndRound, None, Answer::Ack).await {
                     tracing::warn!(game = %state.game.id, error = %e, "round end not saved; retrying");
                     state.arm_timer(&myself, Instant::now() + SINK_RETRY);
                     return Ok(());

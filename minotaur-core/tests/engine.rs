@@ -1,8 +1,8 @@
 //! `GameEngine` on a standalone node: every operation and every error.
 
 use minotaur_core::{
-    clock, Ack, Action, Command, Directory, EngineError, Game, GameConfig, GameEngine, GameError, GameId,
-    GameStatus, Hex, JoinCode, LocalDirectory, MoveError, UserId,
+    clock, Ack, Action, Command, Directory, EngineError, Game, GameConfig, GameEngine, GameError,
+    GameId, GameStatus, Hex, JoinCode, LocalDirectory, MoveError, UserId,
 };
 use std::sync::Arc;
 use uuid::Uuid;

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use minotaur_core::clock;
 use minotaur_core::local::{call_session, call_session_write};
 use minotaur_core::{
-    Ack, Answer, Command, EngineError, EventKind, Game, GameConfig, GameError, GameId, GameSession, GameStatus,
-    Hex, Reply, SessionArgs, SessionMsg, StateSink, UserId,
+    Ack, Answer, Command, EngineError, EventKind, Game, GameConfig, GameError, GameId, GameSession,
+    GameStatus, Hex, Reply, SessionArgs, SessionMsg, StateSink, UserId,
 };
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, ActorStatus, RpcReplyPort};
@@ -92,7 +92,15 @@ async fn write_op(
     command: Command,
     answer: Answer,
 ) -> Result<Reply, EngineError> {
-    call_session_write(actor, GameId(Uuid::nil()), op, command, answer, CALL_TIMEOUT).await
+    call_session_write(
+        actor,
+        GameId(Uuid::nil()),
+        op,
+        command,
+        answer,
+        CALL_TIMEOUT,
+    )
+    .await
 }
 
 /// Lets every ready task run (timers that are due fire, actors drain their

@@ -357,9 +357,7 @@ impl Seen {
                     .or_insert_with(|| log_hash(&actions[..self.version as usize]))
                     == *log
             }
-            Log::Last(entry) => {
-                self.version > 0 && actions[self.version as usize - 1] == *entry
-            }
+            Log::Last(entry) => self.version > 0 && actions[self.version as usize - 1] == *entry,
         }
     }
 }
@@ -440,7 +438,10 @@ impl Tracked {
             ));
         }
         if ack.version == 0 {
-            return Some(format!("game {}: {wrote:?} acknowledged at version 0", self.id));
+            return Some(format!(
+                "game {}: {wrote:?} acknowledged at version 0",
+                self.id
+            ));
         }
         self.saw_version(ack.version, at_ms);
         // The bot is the game's only writer: right after the last state it
