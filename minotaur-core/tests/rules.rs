@@ -1022,7 +1022,7 @@ fn events_are_tagged_with_their_round_and_capped() {
         accepted(&mut game, |g| g.end_round(NOW));
         assert!(game.events.len() <= 3);
         assert_eq!(
-            game.events.back(),
+            game.events.back().map(|e| &**e),
             Some(&Event {
                 round,
                 kind: EventKind::RoundEnded { round }
@@ -1030,7 +1030,7 @@ fn events_are_tagged_with_their_round_and_capped() {
         );
     }
     // The oldest were dropped; the three most recent are kept in order.
-    let kept: Vec<Event> = game.events.iter().cloned().collect();
+    let kept: Vec<Event> = game.events.iter().map(|e| Event::clone(e)).collect();
     assert_eq!(
         kept,
         vec![
