@@ -1405,6 +1405,8 @@ async fn check(
     let mut duplicates = 0i64;
     let mut unreachable = 0;
     let mut acked_checked = 0u64;
+    // Of those, writes whose log was not known (only their entry).
+    let mut acked_by_entry = 0u64;
     for (i, fin) in finals {
         let t = &games[i];
         let fin = match fin {
@@ -1420,6 +1422,7 @@ async fn check(
         for seen in &t.seen {
             if seen.write {
                 acked_checked += 1;
+                acked_by_entry += u64::from(matches!(seen.log, Log::Last(_)));
             }
             if seen.kept_in(&fin.actions, &mut cache) {
                 continue;
@@ -1479,7 +1482,7 @@ async fn check(
         .collect();
 
     lines.push(format!(
-        "games checked {}, acknowledged states checked {acked_checked}, orphan games (creation outcome unknown) {orphans}",
+        "games checked {}, acknowledged states checked {acked_checked} ({acked_by_entry} by their entry only), orphan games (creation outcome unknown) {orphans}",
         games.len()
     ));
     lines.push(format!(
