@@ -8,28 +8,36 @@
 //! | `GET` | `/games/{id}` | | the [`Game`] |
 //! | `GET` | `/games/{id}/confirmed` | | the [`Game`], confirmed as its latest acknowledged state (`503 NoQuorum` when its owner cannot prove it) |
 //! | `GET` | `/games/by-code/{code}` | | the [`Game`] |
-//! | `POST` | `/games/{id}/moves` | [`MoveRequest`] | the [`Game`] after it |
-//! | `POST` | `/games/{id}/attacks` | [`AttackRequest`] | the [`Game`] after it |
-//! | `POST` | `/games/{id}/end-round` | | the [`Game`] after it |
+//! | `POST` | `/games/{id}/moves` | [`MoveRequest`] | its [`Ack`] (`?answer=game`: the [`Game`] after it) |
+//! | `POST` | `/games/{id}/attacks` | [`AttackRequest`] | its [`Ack`] (`?answer=game`: the [`Game`] after it) |
+//! | `POST` | `/games/{id}/end-round` | | its [`Ack`] (`?answer=game`: the [`Game`] after it) |
 //! | `GET` | `/games/{id}/players/{user}` | | the [`PlayerStatus`] |
 //! | `GET` | `/users/{user}/games` | | the user's active [`Game`]s |
 //! | `GET` | `/cluster` | | the [`ClusterStatus`] |
 //! | `GET` | `/metrics` | | Prometheus text format (see [`crate::metrics`]) |
 //!
-//! The three writes (moves, attacks, end-round) take an optional
-//! `Idempotency-Key` header, a UUID the client makes up for one logical
-//! write: sent again with the same key (after a timeout, a dropped
-//! connection, a 503), the write is applied at most once, and the answer
-//! is the game as it is now. A game remembers the keys of its last 32
-//! writes. Without the header a retried request may apply twice.
+//! The three writes (moves, attacks, end-round) answer an [`Ack`]: the
+//! game's id, version, round, round deadline and status after the write.
+//! With the query parameter `?answer=game` they answer the whole [`Game`]
+//! after the write instead (`?answer=ack` is the default; any other value
+//! is a `400 InvalidQuery`).
+//!
+//! The writes take an optional `Idempotency-Key` header, a UUID the client
+//! makes up for one logical write: sent again with the same key (after a
+//! timeout, a dropped connection, a 503), the write is applied at most
+//! once, and the answer is that of the game as it is now. A game remembers
+//! the keys of its last 32 writes. Without the header a retried request
+//! may apply twice.
 //!
 //! Every error is a status code with an [`ErrorBody`] naming it. Bad input
 //! (malformed JSON, wrong types, unknown fields, bodies over
 //! [`MAX_BODY_BYTES`], bad ids, unknown routes or methods) is a 4xx, never
 //! a 5xx; 5xx means the cluster could not answer (timeout, unavailable).
+//!
+//! [`Ack`]: minotaur_core::Ack
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -38,7 +46,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use minotaur_cluster::{MemberStatus, Node};
 use minotaur_core::{
-    Command, EngineError, Game, GameEngine, GameError, GameId, Hex, OpId, PlayerStatus, UserId,
+    Answer, Command, EngineError, Game, GameEngine, GameError, GameId, Hex, OpId, PlayerStatus,
+    UserId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -314,15 +323,50 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// Applies a write, at most once per idempotency key.
+/// The optional `answer` query parameter of a write: `ack` (the default)
+/// or `game`.
+struct WriteAnswer(Answer);
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteAnswer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let invalid =
+            |message: String| ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message);
+        let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|r| invalid(r.body_text()))?;
+        let mut answers = params.iter().filter(|(name, _)| name == "answer");
+        let answer = match answers.next().map(|(_, value)| value.as_str()) {
+            None | Some("ack") => Answer::Ack,
+            Some("game") => Answer::Game,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "answer must be \"ack\" or \"game\", not {:?}",
+                    other.chars().take(64).collect::<String>()
+                )))
+            }
+        };
+        if answers.next().is_some() {
+            return Err(invalid("answer is given more than once".into()));
+        }
+        Ok(WriteAnswer(answer))
+    }
+}
+
+/// Applies a write, at most once per idempotency key, and answers its
+/// [`Ack`](minotaur_core::Ack) or the [`Game`] after it.
 async fn write(
     engine: &GameEngine,
     id: GameId,
     key: IdempotencyKey,
+    answer: WriteAnswer,
     command: Command,
-) -> ApiResult<Game> {
+) -> Result<Response, ApiError> {
     let op = key.0.unwrap_or_else(rand::random);
-    Ok(Json(engine.apply_once(id, op, command).await?))
+    Ok(match answer.0 {
+        Answer::Ack => Json(engine.apply_once(id, op, command).await?).into_response(),
+        Answer::Game => Json(engine.apply_once_and_get(id, op, command).await?).into_response(),
+    })
 }
 
 fn game_id(s: &str) -> Result<GameId, ApiError> {
@@ -380,34 +424,37 @@ async fn register_move(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
+    answer: WriteAnswer,
     ApiJson(req): ApiJson<MoveRequest>,
-) -> ApiResult<Game> {
+) -> Result<Response, ApiError> {
     let command = Command::RegisterMove {
         user: req.user,
         vector: req.vector,
     };
-    write(&app.engine, game_id(&id)?, key, command).await
+    write(&app.engine, game_id(&id)?, key, answer, command).await
 }
 
 async fn register_attack(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
+    answer: WriteAnswer,
     ApiJson(req): ApiJson<AttackRequest>,
-) -> ApiResult<Game> {
+) -> Result<Response, ApiError> {
     let command = Command::RegisterAttack {
         user: req.user,
         target: req.target,
     };
-    write(&app.engine, game_id(&id)?, key, command).await
+    write(&app.engine, game_id(&id)?, key, answer, command).await
 }
 
 async fn end_round(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
-) -> ApiResult<Game> {
-    write(&app.engine, game_id(&id)?, key, Command::EndRound).await
+    answer: WriteAnswer,
+) -> Result<Response, ApiError> {
+    write(&app.engine, game_id(&id)?, key, answer, Command::EndRound).await
 }
 
 async fn player_status(

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{client, url, with_http, Addrs};
-use minotaur_core::{Game, PlayerStatus};
+use minotaur_core::{Ack, Game, GameStatus, PlayerStatus};
 use minotaur_examples::http::{ClusterStatus, ErrorBody, MAX_BODY_BYTES};
 use minotaur_testkit::TestCluster;
 use reqwest::StatusCode;
@@ -79,7 +79,7 @@ async fn every_route_answers_for_games_anywhere_in_the_cluster() -> TestResult {
         .into_iter()
         .find(|d| game.world.walkable(ann + *d))
         .unwrap();
-    let moved: Game = http
+    let moved: Ack = http
         .post(format!("{elsewhere}/games/{}/moves", game.id))
         .json(&json!({"user": "ann", "vector": {"q": step.q, "r": step.r}}))
         .send()
@@ -99,7 +99,7 @@ async fn every_route_answers_for_games_anywhere_in_the_cluster() -> TestResult {
         "NotEnoughActionPoints",
     )
     .await?;
-    let attacked: Game = http
+    let attacked: Ack = http
         .post(format!("{n1}/games/{}/attacks", game.id))
         .json(&json!({"user": "bob", "target": "ann"}))
         .send()
@@ -108,6 +108,7 @@ async fn every_route_answers_for_games_anywhere_in_the_cluster() -> TestResult {
         .json()
         .await?;
     assert_eq!(attacked.version, 2);
+    assert_eq!((attacked.id, attacked.round), (game.id, 1));
 
     let status: PlayerStatus = http
         .get(format!("{n2}/games/{}/players/ann", game.id))
@@ -124,7 +125,7 @@ async fn every_route_answers_for_games_anywhere_in_the_cluster() -> TestResult {
         .await?;
     expect_error(unknown, StatusCode::NOT_FOUND, "PlayerNotFound").await?;
 
-    let ended: Game = http
+    let ended: Ack = http
         .post(format!("{n2}/games/{}/end-round", game.id))
         .send()
         .await?
@@ -132,6 +133,8 @@ async fn every_route_answers_for_games_anywhere_in_the_cluster() -> TestResult {
         .json()
         .await?;
     assert_eq!((ended.round, ended.version), (2, 3));
+    assert_eq!(ended.status, GameStatus::Active);
+    assert!(ended.round_ends_at_ms > game.round_ends_at_ms);
 
     let games: Vec<Game> = http
         .get(format!("{n1}/users/bob/games"))
@@ -418,23 +421,23 @@ async fn a_write_retried_with_its_idempotency_key_applies_once() -> TestResult {
             .send()
     };
     let key = "5f0c6f0e-8d7c-4a51-9b0e-2f4b8e1d2c3a";
-    let first: Game = end_round(&n1, key)
+    let first: Ack = end_round(&n1, key)
         .await?
         .error_for_status()?
         .json()
         .await?;
     // The retry goes to the other node, as a client behind a load balancer's would.
-    let retry: Game = end_round(&n2, key)
+    let retry: Ack = end_round(&n2, key)
         .await?
         .error_for_status()?
         .json()
         .await?;
     assert_eq!(first.round, game.round + 1);
     assert_eq!(retry.round, first.round, "the retry was not applied again");
-    assert_eq!(retry.version, first.version);
+    assert_eq!(retry, first);
 
     let other = "0b9d7f52-3c1e-4e0a-8f7d-6a5b4c3d2e1f";
-    let next: Game = end_round(&n2, other)
+    let next: Ack = end_round(&n2, other)
         .await?
         .error_for_status()?
         .json()
@@ -457,6 +460,125 @@ async fn a_write_retried_with_its_idempotency_key_applies_once() -> TestResult {
         .json()
         .await?;
     assert_eq!(now.round, next.round, "refused requests changed nothing");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// A write answers its small ack by default, the whole game with
+/// `?answer=game`, and a 400 for any other answer asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_answers_an_ack_or_the_game_it_asks_for() -> TestResult {
+    let (cluster, addrs) = cluster().await?;
+    let (n1, n2) = (url(&addrs, "n1"), url(&addrs, "n2"));
+    let http = client();
+    let game: Game = http
+        .post(format!("{n1}/games"))
+        .json(&json!({"join_code": "asks", "users": ["ann", "bob"]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let read = || async {
+        let game: Game = http
+            .get(format!("{n1}/games/{}", game.id))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok::<Game, Box<dyn std::error::Error>>(game)
+    };
+    let attack = |base: &str, query: &str| {
+        http.post(format!("{base}/games/{}/attacks{query}", game.id))
+            .json(&json!({"user": "ann", "target": "bob"}))
+    };
+
+    // By default: the ack, and nothing more.
+    let body: serde_json::Value = attack(&n2, "")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut fields: Vec<&str> = body
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["id", "round", "round_ends_at_ms", "status", "version"],
+        "{body}"
+    );
+    let ack: Ack = serde_json::from_value(body)?;
+    let after = read().await?;
+    assert_eq!(ack, Ack::of(&after));
+    assert_eq!(after.version, 1);
+    // `?answer=ack` is the same.
+    let end_round =
+        |base: &str, query: &str| http.post(format!("{base}/games/{}/end-round{query}", game.id));
+    let ack: Ack = end_round(&n1, "?answer=ack")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!((ack.version, ack.round), (2, 2));
+
+    // `?answer=game`: the whole game after the write, through either node.
+    let whole: Game = attack(&n2, "?answer=game")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(whole.version, 3);
+    assert_eq!(whole.actions.len(), 1, "the attack, registered");
+    assert_eq!(whole, read().await?);
+    // With an Idempotency-Key, a retry answers the game as it is, unchanged.
+    let key = "7c1e0f3a-2b4d-4c6e-8f0a-1b2c3d4e5f60";
+    let keyed = || {
+        http.post(format!("{n1}/games/{}/end-round?answer=game", game.id))
+            .header("Idempotency-Key", key)
+    };
+    let first: Game = keyed().send().await?.error_for_status()?.json().await?;
+    let retry: Game = keyed().send().await?.error_for_status()?.json().await?;
+    assert_eq!((first.version, first.round), (4, 3));
+    assert_eq!(retry, first, "the retry was not applied again");
+
+    // Any other answer is refused before anything is applied.
+    for query in [
+        "?answer=",
+        "?answer=Game",
+        "?answer=everything",
+        "?answer=ack&answer=game",
+        "?answer=%FF",
+    ] {
+        expect_error(
+            attack(&n1, query).send().await?,
+            StatusCode::BAD_REQUEST,
+            "InvalidQuery",
+        )
+        .await
+        .map_err(|e| format!("{query}: {e}"))?;
+        expect_error(
+            end_round(&n2, query).send().await?,
+            StatusCode::BAD_REQUEST,
+            "InvalidQuery",
+        )
+        .await
+        .map_err(|e| format!("{query}: {e}"))?;
+    }
+    let move_to = http
+        .post(format!("{n1}/games/{}/moves?answer=all", game.id))
+        .json(&json!({"user": "ann", "vector": {"q": 1, "r": 0}}))
+        .send()
+        .await?;
+    expect_error(move_to, StatusCode::BAD_REQUEST, "InvalidQuery").await?;
+    assert_eq!(read().await?, first, "refused requests changed nothing");
     cluster.shutdown().await;
     Ok(())
 }

@@ -159,9 +159,11 @@ async fn a_game_survives_its_node_leaving_on_sigterm() -> Result<(), Box<dyn std
         .error_for_status()?
         .json()
         .await?;
+    // Each attack answers the whole game after it (`?answer=game`), to
+    // compare with what survives the leave.
     for (user, target) in [("ann", "bob"), ("bob", "cy")] {
         game = http
-            .post(format!("{}/games/{}/attacks", n1.http, game.id))
+            .post(format!("{}/games/{}/attacks?answer=game", n1.http, game.id))
             .json(&json!({"user": user, "target": target}))
             .send()
             .await?

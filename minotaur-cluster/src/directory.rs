@@ -11,7 +11,9 @@ use crate::router::{command_here, Route};
 use crate::rpc::{self, RpcError};
 use crate::tasks::CallGuard;
 use async_trait::async_trait;
-use minotaur_core::{Command, Directory, EngineError, Game, GameId, JoinCode, OpId, Reply, UserId};
+use minotaur_core::{
+    Answer, Command, Directory, EngineError, Game, GameId, JoinCode, OpId, Reply, UserId,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -46,6 +48,7 @@ impl ClusterDirectory {
         id: GameId,
         command: Command,
         op: Option<OpId>,
+        answer: Answer,
         left: Duration,
     ) -> Result<Route, MemberId> {
         let repeatable = !command.is_write() || op.is_some();
@@ -53,7 +56,12 @@ impl ClusterDirectory {
             return Ok(Route::Retry);
         };
         let request = match op {
-            Some(op) => Request::Write { id, op, command },
+            Some(op) => Request::Write {
+                id,
+                op,
+                command,
+                answer,
+            },
             None => Request::Command { id, command },
         };
         let bytes = match protocol::seal(request) {
@@ -74,12 +82,14 @@ impl ClusterDirectory {
     }
 
     /// Delivers a command to game `id` wherever it lives, following moves
-    /// and waiting out failovers within the call timeout.
+    /// and waiting out failovers within the call timeout. A write `op`
+    /// answers as `answer` asks.
     async fn route(
         &self,
         id: GameId,
         command: Command,
         op: Option<OpId>,
+        answer: Answer,
     ) -> Result<Reply, EngineError> {
         let plane = &self.plane;
         let timeout = plane.config.call_timeout;
@@ -103,13 +113,14 @@ impl ClusterDirectory {
             };
             let left = deadline.saturating_duration_since(Instant::now());
             let route = if owner == plane.this {
-                Ok(command_here(plane, id, command.clone(), op).await)
+                Ok(command_here(plane, id, command.clone(), op, answer).await)
             } else {
                 self.remote(
                     &owner,
                     id,
                     command.clone(),
                     op,
+                    answer,
                     left.max(Duration::from_millis(1)),
                 )
                 .await
@@ -193,7 +204,7 @@ impl Directory for ClusterDirectory {
 
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {
         let _call = self.begin()?;
-        self.route(id, command, None).await
+        self.route(id, command, None, Answer::Ack).await
     }
 
     async fn send_write(
@@ -201,9 +212,10 @@ impl Directory for ClusterDirectory {
         id: GameId,
         op: OpId,
         command: Command,
+        answer: Answer,
     ) -> Result<Reply, EngineError> {
         let _call = self.begin()?;
-        self.route(id, command, Some(op)).await
+        self.route(id, command, Some(op), answer).await
     }
 
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {

@@ -11,7 +11,7 @@
 use crate::control::wire::Msg;
 use crate::membership::MemberId;
 use minotaur_core::codec::{self, CodecError};
-use minotaur_core::{Command, EngineError, GameId, OpId, Reply};
+use minotaur_core::{Answer, Command, EngineError, GameId, OpId, Reply};
 use ractor::RpcReplyPort;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -79,8 +79,8 @@ pub enum Request {
         command: Command,
     },
     /// Apply write `op` to game `id` at most once; answered like
-    /// [`Request::Command`]. Safe to send again when an attempt's fate is
-    /// unknown.
+    /// [`Request::Command`], with what `answer` asks for. Safe to send
+    /// again when an attempt's fate is unknown.
     Write {
         /// The game.
         id: GameId,
@@ -88,6 +88,8 @@ pub enum Request {
         op: OpId,
         /// The write.
         command: Command,
+        /// What the write answers with.
+        answer: Answer,
     },
 }
 

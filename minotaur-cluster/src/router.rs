@@ -7,7 +7,7 @@ use crate::driver::ToDriver;
 use crate::plane::Plane;
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use minotaur_core::local::{call_session, call_session_write};
-use minotaur_core::{Command, EngineError, GameId, OpId, Reply, SessionMsg};
+use minotaur_core::{Answer, Command, EngineError, GameId, OpId, Reply, SessionMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,14 +50,19 @@ impl Actor for Router {
                 Ok(Request::Command { id, command }) => {
                     let plane = plane.clone();
                     plane.tasks.clone().spawn(async move {
-                        let route = command_here(&plane, id, command, None).await;
+                        let route = command_here(&plane, id, command, None, Answer::Ack).await;
                         answer(reply, route.into_response(&plane, id));
                     });
                 }
-                Ok(Request::Write { id, op, command }) => {
+                Ok(Request::Write {
+                    id,
+                    op,
+                    command,
+                    answer: asks,
+                }) => {
                     let plane = plane.clone();
                     plane.tasks.clone().spawn(async move {
-                        let route = command_here(&plane, id, command, Some(op)).await;
+                        let route = command_here(&plane, id, command, Some(op), asks).await;
                         answer(reply, route.into_response(&plane, id));
                     });
                 }
@@ -131,12 +136,14 @@ async fn starting_session(plane: &Plane, id: GameId) -> Option<ActorRef<SessionM
     None
 }
 
-/// Delivers a command to game `id`'s session if it runs here.
+/// Delivers a command to game `id`'s session if it runs here. A write
+/// `op` answers as `answer` asks (a write without an op answers its ack).
 pub(crate) async fn command_here(
     plane: &Plane,
     id: GameId,
     command: Command,
     op: Option<OpId>,
+    answer: Answer,
 ) -> Route {
     let mut session = plane.local.sessions().session(id);
     if session.is_none() {
@@ -145,7 +152,7 @@ pub(crate) async fn command_here(
     if let Some(session) = session {
         let timeout = plane.config.call_timeout;
         let result = match op {
-            Some(op) => call_session_write(&session, id, op, command, timeout).await,
+            Some(op) => call_session_write(&session, id, op, command, answer, timeout).await,
             None => call_session(&session, id, command, timeout).await,
         };
         match result {

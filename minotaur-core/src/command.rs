@@ -4,9 +4,9 @@
 //! across the cluster, so they are plain serializable data.
 
 use crate::error::GameError;
-use crate::game::{Game, PlayerStatus};
+use crate::game::{Game, GameStatus, PlayerStatus};
 use crate::hex::Hex;
-use crate::ids::UserId;
+use crate::ids::{GameId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// The identity of one write, chosen by the engine when a caller asks for
@@ -59,26 +59,86 @@ impl Command {
 
     /// Applies the command to `game` at wall-clock time `now_ms`.
     ///
-    /// On error `game` is unchanged.
+    /// A write answers [`Reply::Ack`], a read of the game [`Reply::Game`],
+    /// [`Command::PlayerStatus`] [`Reply::Status`]. On error `game` is
+    /// unchanged.
     pub fn apply(&self, game: &mut Game, now_ms: u64) -> Result<Reply, GameError> {
         match self {
-            Command::GetGame | Command::GetGameConfirmed => {}
-            Command::EndRound => game.end_round(now_ms)?,
-            Command::RegisterMove { user, vector } => game.register_move(user, *vector)?,
-            Command::RegisterAttack { user, target } => game.register_attack(user, target)?,
+            Command::GetGame | Command::GetGameConfirmed => {
+                return Ok(Reply::Game(Box::new(game.clone())));
+            }
             Command::PlayerStatus { user } => {
                 return game.player_status(user).map(Reply::Status);
             }
+            Command::EndRound => game.end_round(now_ms)?,
+            Command::RegisterMove { user, vector } => game.register_move(user, *vector)?,
+            Command::RegisterAttack { user, target } => game.register_attack(user, target)?,
         }
-        Ok(Reply::Game(Box::new(game.clone())))
+        Ok(Reply::Ack(Ack::of(game)))
     }
+}
+
+/// What a write is answered with: enough for a caller to follow the game
+/// (its version, round and status) without a copy of the whole game.
+///
+/// ```
+/// use minotaur_core::{Ack, Command, GameConfig, GameEngine};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = GameEngine::standalone(GameConfig::default()).await?;
+/// let game = engine.create_game("ACKS", vec!["ann".into(), "bob".into()]).await?;
+/// let ack: Ack = engine.end_round(game.id).await?;
+/// assert_eq!((ack.version, ack.round), (1, 2));
+/// assert_eq!(ack, Ack::of(&engine.get_game(game.id).await?));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The game written to.
+    pub id: GameId,
+    /// The game's [`version`](Game::version) after the write.
+    pub version: u64,
+    /// The round being played after the write (the next one, if the write
+    /// ended a round).
+    pub round: u32,
+    /// When that round ends, in wall-clock milliseconds since the Unix
+    /// epoch ([`Game::round_ends_at_ms`]).
+    pub round_ends_at_ms: u64,
+    /// Whether the game still takes actions, or who won it.
+    pub status: GameStatus,
+}
+
+impl Ack {
+    /// The acknowledgement of `game` as it stands.
+    pub fn of(game: &Game) -> Self {
+        Ack {
+            id: game.id,
+            version: game.version,
+            round: game.round,
+            round_ends_at_ms: game.round_ends_at_ms,
+            status: game.status.clone(),
+        }
+    }
+}
+
+/// What a write answers with, chosen by its caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Answer {
+    /// An [`Ack`]: the game's version, round and status after the write.
+    #[default]
+    Ack,
+    /// The whole game after the write, for a caller that needs it, at the
+    /// cost of a copy of the game and, across the cluster, its bytes.
+    Game,
 }
 
 /// A session's answer to a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
-    /// The game after the command.
+    /// The whole game: the answer to a read, or to a write whose caller
+    /// asked for [`Answer::Game`].
     Game(Box<Game>),
     /// A player's status.
     Status(PlayerStatus),
+    /// A write's acknowledgement (the default [`Answer`]).
+    Ack(Ack),
 }

@@ -8,7 +8,7 @@
 
 use crate::clock;
 use crate::codec::CodecError;
-use crate::command::{Command, OpId, Reply};
+use crate::command::{Ack, Answer, Command, OpId, Reply};
 use crate::config::GameConfig;
 use crate::error::GameError;
 use crate::game::{Game, PlayerStatus};
@@ -80,17 +80,24 @@ pub trait Directory: Send + Sync + 'static {
     async fn start(&self, game: Game) -> Result<(), EngineError>;
     /// Delivers `command` to game `id`'s session and returns its reply.
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError>;
-    /// Delivers write `op`; the session applies it at most once, so the
-    /// directory may deliver it again when it cannot tell whether an attempt
-    /// arrived (its node crashed, say). The default simply sends it once.
+    /// Delivers write `op`, to be answered as `answer` asks; the session
+    /// applies it at most once, so the directory may deliver it again when
+    /// it cannot tell whether an attempt arrived (its node crashed, say).
+    /// The default simply sends it once and, if `answer` asks for the
+    /// game, reads it just after (so another write may come between).
     async fn send_write(
         &self,
         id: GameId,
         op: OpId,
         command: Command,
+        answer: Answer,
     ) -> Result<Reply, EngineError> {
         let _ = op;
-        self.send(id, command).await
+        let reply = self.send(id, command).await?;
+        match answer {
+            Answer::Ack => Ok(reply),
+            Answer::Game => self.send(id, Command::GetGame).await,
+        }
     }
     /// The live game registered under `code`.
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError>;
@@ -112,8 +119,12 @@ pub trait Directory: Send + Sync + 'static {
 ///     .into_iter()
 ///     .find(|d| game.world.walkable(start + *d) && (start + *d).length() < start.length())
 ///     .expect("a free hex inwards");
+/// // A write answers an acknowledgement, not the whole game.
 /// let moved = engine.register_move(game.id, "ann".into(), inwards).await?;
 /// assert_eq!(moved.version, 1);
+/// // The move is paid now and made when the round ends.
+/// let now = engine.get_game(game.id).await?;
+/// assert_eq!(now.players[0].action_points, game.players[0].action_points - 1);
 /// assert_eq!(engine.get_game_by_join_code("abcd").await?.id, game.id);
 /// # Ok(()) }
 /// ```
@@ -201,8 +212,8 @@ impl GameEngine {
     }
 
     /// Resolves the current round now.
-    pub async fn end_round(&self, id: GameId) -> Result<Game, EngineError> {
-        self.game_reply(id, Command::EndRound).await
+    pub async fn end_round(&self, id: GameId) -> Result<Ack, EngineError> {
+        self.write(id, Command::EndRound).await
     }
 
     /// Registers a move of `vector` for `user`.
@@ -211,9 +222,8 @@ impl GameEngine {
         id: GameId,
         user: UserId,
         vector: Hex,
-    ) -> Result<Game, EngineError> {
-        self.game_reply(id, Command::RegisterMove { user, vector })
-            .await
+    ) -> Result<Ack, EngineError> {
+        self.write(id, Command::RegisterMove { user, vector }).await
     }
 
     /// Registers an attack by `user` on `target`.
@@ -222,16 +232,16 @@ impl GameEngine {
         id: GameId,
         user: UserId,
         target: UserId,
-    ) -> Result<Game, EngineError> {
-        self.game_reply(id, Command::RegisterAttack { user, target })
+    ) -> Result<Ack, EngineError> {
+        self.write(id, Command::RegisterAttack { user, target })
             .await
     }
 
     /// Applies write `command` to game `id` at most once for `op`, an id the
     /// caller chose for this one logical write. After an error that leaves
     /// its fate unknown (a timeout, a node that went away), send it again
-    /// with the same `op`: if it was applied, the answer is the game's
-    /// current state and nothing is applied twice.
+    /// with the same `op`: if it was applied, the answer is the [`Ack`] of
+    /// the game's current state and nothing is applied twice.
     ///
     /// A game remembers its last [`MAX_APPLIED_OPS`](crate::session::MAX_APPLIED_OPS)
     /// op ids, so a retry must come before that many other writes reach the
@@ -248,6 +258,7 @@ impl GameEngine {
     /// // The client did not see `first` (say its connection dropped) and retries.
     /// let again = engine.apply_once(game.id, op, Command::EndRound).await?;
     /// assert_eq!(first.round, again.round, "the round ended once");
+    /// assert_eq!(first, again);
     /// # Ok(()) }
     /// ```
     pub async fn apply_once(
@@ -255,11 +266,40 @@ impl GameEngine {
         id: GameId,
         op: OpId,
         command: Command,
+    ) -> Result<Ack, EngineError> {
+        ack_of(self.send_write(id, op, command, Answer::Ack).await?)
+    }
+
+    /// Like [`apply_once`](Self::apply_once), but answers the whole game
+    /// after the write (after the first application, for a retried `op`:
+    /// the game's current state), for a caller that needs more than the
+    /// [`Ack`]. The same at-most-once rules apply, and the same `op` may be
+    /// retried with either method. The game costs a copy in the session
+    /// and, across the cluster, its bytes on the wire.
+    ///
+    /// ```
+    /// use minotaur_core::{Command, GameEngine, GameConfig};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = GameEngine::standalone(GameConfig::default()).await?;
+    /// let game = engine.create_game("GAME", vec!["ann".into(), "bob".into()]).await?;
+    /// let op = 0xfeed;
+    /// let attack = Command::RegisterAttack { user: "ann".into(), target: "bob".into() };
+    /// let after = engine.apply_once_and_get(game.id, op, attack.clone()).await?;
+    /// assert_eq!(after.version, 1);
+    /// let paid = game.players[0].action_points - engine.config().attack_cost;
+    /// assert_eq!(after.players[0].action_points, paid);
+    /// // A retry applies nothing more, and answers the game as it is.
+    /// let again = engine.apply_once_and_get(game.id, op, attack).await?;
+    /// assert_eq!(again, after);
+    /// # Ok(()) }
+    /// ```
+    pub async fn apply_once_and_get(
+        &self,
+        id: GameId,
+        op: OpId,
+        command: Command,
     ) -> Result<Game, EngineError> {
-        if !command.is_write() {
-            return Err(EngineError::Protocol(format!("{command:?} is not a write")));
-        }
-        game_of(self.directory.send_write(id, op, command).await?)
+        game_of(self.send_write(id, op, command, Answer::Game).await?)
     }
 
     /// `user`'s character in game `id`.
@@ -274,7 +314,9 @@ impl GameEngine {
             .await?
         {
             Reply::Status(status) => Ok(status),
-            Reply::Game(_) => Err(EngineError::Protocol("expected a player status".into())),
+            Reply::Game(_) | Reply::Ack(_) => {
+                Err(EngineError::Protocol("expected a player status".into()))
+            }
         }
     }
 
@@ -293,19 +335,41 @@ impl GameEngine {
     }
 
     async fn game_reply(&self, id: GameId, command: Command) -> Result<Game, EngineError> {
-        let reply = if command.is_write() {
-            let op: OpId = rand::random();
-            self.directory.send_write(id, op, command).await?
-        } else {
-            self.directory.send(id, command).await?
-        };
-        game_of(reply)
+        game_of(self.directory.send(id, command).await?)
+    }
+
+    /// A write under a fresh op id, answered with its [`Ack`].
+    async fn write(&self, id: GameId, command: Command) -> Result<Ack, EngineError> {
+        let op: OpId = rand::random();
+        ack_of(self.send_write(id, op, command, Answer::Ack).await?)
+    }
+
+    async fn send_write(
+        &self,
+        id: GameId,
+        op: OpId,
+        command: Command,
+        answer: Answer,
+    ) -> Result<Reply, EngineError> {
+        if !command.is_write() {
+            return Err(EngineError::Protocol(format!("{command:?} is not a write")));
+        }
+        self.directory.send_write(id, op, command, answer).await
     }
 }
 
 fn game_of(reply: Reply) -> Result<Game, EngineError> {
     match reply {
         Reply::Game(game) => Ok(*game),
-        Reply::Status(_) => Err(EngineError::Protocol("expected a game".into())),
+        Reply::Status(_) | Reply::Ack(_) => Err(EngineError::Protocol("expected a game".into())),
+    }
+}
+
+fn ack_of(reply: Reply) -> Result<Ack, EngineError> {
+    match reply {
+        Reply::Ack(ack) => Ok(ack),
+        Reply::Game(_) | Reply::Status(_) => {
+            Err(EngineError::Protocol("expected an acknowledgement".into()))
+        }
     }
 }

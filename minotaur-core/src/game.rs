@@ -37,6 +37,7 @@ use rand::seq::IteratorRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// The hexagonal world a game is played on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,7 +233,10 @@ pub struct Game {
     /// Incremented by every accepted change.
     pub version: u64,
     /// The most recent events, oldest first, at most `config.max_events`.
-    pub events: VecDeque<Event>,
+    /// Shared: a copy of the game (a session copies it for every write)
+    /// shares its events rather than cloning each. Encoded as the events
+    /// themselves.
+    pub events: VecDeque<Arc<Event>>,
     /// Ids of the most recent writes applied, oldest first (kept by the
     /// session, not the rules): a write delivered again after a crash or a
     /// handoff is recognised and not applied twice.
@@ -566,10 +570,10 @@ impl Game {
     }
 
     fn push_event(&mut self, kind: EventKind) {
-        self.events.push_back(Event {
+        self.events.push_back(Arc::new(Event {
             round: self.round,
             kind,
-        });
+        }));
         while self.events.len() > self.config.max_events {
             self.events.pop_front();
         }

@@ -37,7 +37,7 @@ pub mod local;
 pub mod session;
 
 pub use codec::CodecError;
-pub use command::{Command, OpId, Reply};
+pub use command::{Ack, Answer, Command, OpId, Reply};
 pub use config::{ConfigError, GameConfig};
 pub use engine::{Directory, EngineError, GameEngine};
 pub use error::{GameError, MoveError};

@@ -1,7 +1,7 @@
 //! `LocalDirectory`: every session in this process. The directory of a
 //! standalone engine, and the building block a cluster node hosts with.
 
-use crate::command::{Command, OpId, Reply};
+use crate::command::{Answer, Command, OpId, Reply};
 use crate::engine::{Directory, EngineError};
 use crate::game::Game;
 use crate::host::{stop_children, HostArgs, HostEvent, HostMsg, HostedSessions, SessionHost};
@@ -186,12 +186,13 @@ impl Directory for LocalDirectory {
         id: GameId,
         op: OpId,
         command: Command,
+        answer: Answer,
     ) -> Result<Reply, EngineError> {
         let session = self
             .sessions
             .session(id)
             .ok_or(EngineError::GameNotAlive(id))?;
-        call_session_write(&session, id, op, command, self.call_timeout).await
+        call_session_write(&session, id, op, command, answer, self.call_timeout).await
     }
 
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {
@@ -220,16 +221,17 @@ pub async fn call_session(
 }
 
 /// Like [`call_session`] for write `op`, which the session applies at most
-/// once however often it is delivered.
+/// once however often it is delivered, and answers as `answer` asks.
 pub async fn call_session_write(
     session: &ActorRef<SessionMsg>,
     id: GameId,
     op: OpId,
     command: Command,
+    answer: Answer,
     timeout: Duration,
 ) -> Result<Reply, EngineError> {
     deliver(session, id, timeout, |reply| {
-        SessionMsg::Write(op, command, reply)
+        SessionMsg::Write(op, command, answer, reply)
     })
     .await
 }

@@ -5,7 +5,7 @@
 //! acknowledging it, and stops itself once the game has concluded.
 
 use crate::clock;
-use crate::command::{Command, OpId, Reply};
+use crate::command::{Ack, Answer, Command, OpId, Reply};
 use crate::engine::EngineError;
 use crate::game::Game;
 use crate::ids::GameId;
@@ -57,11 +57,19 @@ pub struct SessionArgs {
 
 /// Messages a session handles.
 pub enum SessionMsg {
-    /// Apply a command and reply with its result.
+    /// Apply a command and reply with its result (a write with its
+    /// [`Ack`]).
     Command(Command, RpcReplyPort<Result<Reply, EngineError>>),
-    /// Apply write `op` unless it was applied already (then reply with the
-    /// current game): safe to deliver more than once.
-    Write(OpId, Command, RpcReplyPort<Result<Reply, EngineError>>),
+    /// Apply write `op` unless it was applied already, and reply as the
+    /// [`Answer`] asks: its [`Ack`] or the whole game after it (for a
+    /// repeated op, those of the current game). Safe to deliver more than
+    /// once.
+    Write(
+        OpId,
+        Command,
+        Answer,
+        RpcReplyPort<Result<Reply, EngineError>>,
+    ),
     /// The deadline of `round` has passed.
     RoundTimer {
         /// The round the timer was armed for; stale timers are ignored.
@@ -104,7 +112,13 @@ impl Drop for RoundTimer {
 impl SessionState {
     // Applies a command on a copy, saves the copy, then commits it: a change
     // that cannot be saved never becomes visible.
-    async fn execute(&mut self, command: &Command, op: Option<OpId>) -> Result<Reply, EngineError> {
+    // A write answers as `answer` asks.
+    async fn execute(
+        &mut self,
+        command: &Command,
+        op: Option<OpId>,
+        answer: Answer,
+    ) -> Result<Reply, EngineError> {
         if !command.is_write() {
             if let (Command::GetGameConfirmed, Some(sink)) = (command, &self.sink) {
                 sink.confirm(&self.game).await?;
@@ -112,7 +126,7 @@ impl SessionState {
             return Ok(command.apply(&mut self.game, clock::now_ms())?);
         }
         if op.is_some_and(|op| self.game.applied_ops.contains(&op)) {
-            return Ok(Reply::Game(Box::new(self.game.clone())));
+            return Ok(self.answer(answer));
         }
         let mut next = self.game.clone();
         // Recorded before applying, so the reply shows the state as stored;
@@ -128,7 +142,18 @@ impl SessionState {
             sink.save(&next).await?;
         }
         self.game = next;
-        Ok(reply)
+        Ok(match answer {
+            Answer::Ack => reply,
+            Answer::Game => self.answer(answer),
+        })
+    }
+
+    /// The answer a write gets about the current game.
+    fn answer(&self, answer: Answer) -> Reply {
+        match answer {
+            Answer::Ack => Reply::Ack(Ack::of(&self.game)),
+            Answer::Game => Reply::Game(Box::new(self.game.clone())),
+        }
     }
 
     // Ending a round early moves the deadline later, so a pending timer is
@@ -204,11 +229,11 @@ impl Actor for GameSession {
         let round_before = state.game.round;
         match message {
             SessionMsg::Command(command, reply) => {
-                let result = state.execute(&command, None).await;
+                let result = state.execute(&command, None, Answer::Ack).await;
                 let _ = reply.send(result);
             }
-            SessionMsg::Write(op, command, reply) => {
-                let result = state.execute(&command, Some(op)).await;
+            SessionMsg::Write(op, command, answer, reply) => {
+                let result = state.execute(&command, Some(op), answer).await;
                 let _ = reply.send(result);
             }
             SessionMsg::RoundTimer { round } => {
@@ -219,7 +244,7 @@ impl Actor for GameSession {
                     state.ensure_timer(&myself);
                     return Ok(());
                 }
-                if let Err(e) = state.execute(&Command::EndRound, None).await {
+                if let Err(e) = state.execute(&Command::EndRound, None, Answer::Ack).await {
                     tracing::warn!(game = %state.game.id, error = %e, "round end not saved; retrying");
                     state.arm_timer(&myself, Instant::now() + SINK_RETRY);
                     return Ok(());

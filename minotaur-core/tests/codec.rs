@@ -2,9 +2,10 @@
 
 use minotaur_core::codec::{self, CodecError, MAX_DECODE_LEN};
 use minotaur_core::{
-    Command, EngineError, Game, GameConfig, GameError, GameId, Hex, Reply, UserId,
+    Ack, Command, EngineError, Event, Game, GameConfig, GameError, GameId, Hex, Reply, UserId,
 };
 use proptest::prelude::*;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A game with some history: registrations, events, walls.
@@ -31,6 +32,23 @@ fn sample_game() -> Game {
     game.register_move(&bob, toward_centre).unwrap();
     assert!(!game.events.is_empty() && !game.actions.is_empty());
     game
+}
+
+#[test]
+fn a_games_shared_events_encode_as_the_events_and_are_not_copied() {
+    let game = sample_game();
+    let plain: Vec<Event> = game.events.iter().map(|e| Event::clone(e)).collect();
+    assert_eq!(
+        codec::encode(&game.events).unwrap(),
+        codec::encode(&plain).unwrap()
+    );
+    let copy = game.clone();
+    assert_eq!(copy, game);
+    assert!(game
+        .events
+        .iter()
+        .zip(&copy.events)
+        .all(|(a, b)| Arc::ptr_eq(a, b)));
 }
 
 #[test]
@@ -62,7 +80,11 @@ fn commands_replies_and_errors_round_trip() {
         assert_eq!(codec::decode::<Command>(&bytes).unwrap(), command);
     }
     let status = game.player_status(&"bob".into()).unwrap();
-    for reply in [Reply::Game(Box::new(game.clone())), Reply::Status(status)] {
+    for reply in [
+        Reply::Game(Box::new(game.clone())),
+        Reply::Status(status),
+        Reply::Ack(Ack::of(&game)),
+    ] {
         let bytes = codec::encode(&reply).unwrap();
         assert_eq!(codec::decode::<Reply>(&bytes).unwrap(), reply);
     }

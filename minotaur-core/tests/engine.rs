@@ -1,8 +1,8 @@
 //! `GameEngine` on a standalone node: every operation and every error.
 
 use minotaur_core::{
-    clock, Action, Directory, EngineError, Game, GameConfig, GameEngine, GameError, GameId,
-    GameStatus, Hex, JoinCode, LocalDirectory, MoveError, UserId,
+    clock, Ack, Action, Command, Directory, EngineError, Game, GameConfig, GameEngine, GameError,
+    GameId, GameStatus, Hex, JoinCode, LocalDirectory, MoveError, UserId,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -230,10 +230,11 @@ async fn moves_and_their_errors() {
     assert_eq!(engine.get_game(id).await.unwrap(), game, "all refused");
 
     let step = walkable_step(&game, ann_at);
-    let after = engine.register_move(id, u("ann"), step).await.unwrap();
-    assert_eq!(after.version, 1);
+    let ack = engine.register_move(id, u("ann"), step).await.unwrap();
+    assert_eq!(ack.version, 1);
+    let after = engine.get_game(id).await.unwrap();
+    assert_eq!(ack, Ack::of(&after));
     assert_eq!(after.player(&u("ann")).unwrap().action_points, 1);
-    assert_eq!(engine.get_game(id).await.unwrap(), after);
 
     let status = engine.get_player_status(id, u("ann")).await.unwrap();
     assert_eq!(status.registered, vec![Action::Move { vector: step }]);
@@ -285,11 +286,13 @@ async fn attacks_and_their_errors() {
         engine.register_attack(id, u("zed"), u("ann")).await,
         Err(rule(GameError::PlayerNotFound(u("zed"))))
     );
-    let after = engine
+    let ack = engine
         .register_attack(id, u("ann"), u("bob"))
         .await
         .unwrap();
-    assert_eq!(after.version, 1);
+    assert_eq!(ack.version, 1);
+    let after = engine.get_game(id).await.unwrap();
+    assert_eq!(ack, Ack::of(&after));
     assert_eq!(after.player(&u("ann")).unwrap().action_points, 0);
     assert_eq!(
         engine.register_attack(id, u("ann"), u("cid")).await,
@@ -315,10 +318,13 @@ async fn ending_a_round_and_player_status() {
         .register_move(id, u("bob"), Hex::new(0, -1))
         .await
         .unwrap();
-    let after = engine.end_round(id).await.unwrap();
-    assert_eq!((after.round, after.version), (2, 3));
+    let ack = engine.end_round(id).await.unwrap();
+    assert_eq!((ack.round, ack.version), (2, 3));
+    assert_eq!(ack.status, GameStatus::Active);
+    assert!(ack.round_ends_at_ms >= game.round_ends_at_ms);
+    let after = engine.get_game(id).await.unwrap();
+    assert_eq!(Ack::of(&after), ack);
     assert!(after.actions.is_empty());
-    assert!(after.round_ends_at_ms >= game.round_ends_at_ms);
 
     let bob = engine.get_player_status(id, u("bob")).await.unwrap();
     assert_eq!(bob.user, u("bob"));
@@ -444,13 +450,18 @@ async fn a_concluded_game_is_gone() {
         .register_attack(id, u("ann"), u("bob"))
         .await
         .unwrap();
-    let last = engine.end_round(id).await.unwrap();
+    // The whole game, to try and continue it below.
+    let last = engine
+        .apply_once_and_get(id, 1, Command::EndRound)
+        .await
+        .unwrap();
     assert_eq!(
         last.status,
         GameStatus::Concluded {
             winner: Some(u("ann"))
         }
     );
+    assert_eq!(last.version, 2);
     // The session stopped with its game: the game is no longer alive.
     assert_eq!(
         engine.get_game(id).await,
@@ -519,8 +530,10 @@ async fn a_released_game_continues_on_another_engine() {
 
     let continued = elsewhere.continue_game(snap.clone()).await.unwrap();
     assert_eq!(continued, snap);
-    let after = elsewhere.end_round(game.id).await.unwrap();
-    assert_eq!((after.round, after.version), (2, 2));
+    let ack = elsewhere.end_round(game.id).await.unwrap();
+    assert_eq!((ack.round, ack.version), (2, 2));
+    let after = elsewhere.get_game(game.id).await.unwrap();
+    assert_eq!(Ack::of(&after), ack);
     assert!(after.actions.is_empty());
 }
 
@@ -569,4 +582,57 @@ async fn concurrent_commands_are_applied_one_at_a_time() {
     assert_eq!(end.version, 12);
     assert!(end.players.iter().all(|p| p.action_points == 0));
     assert!(end.players.iter().all(|p| p.actions_accepted == 2));
+}
+
+#[tokio::test]
+async fn a_write_answers_an_ack_or_the_game_it_asks_for() {
+    let engine = engine().await;
+    let game = engine.continue_game(snapshot("ASKS")).await.unwrap();
+    let id = game.id;
+    let attack = Command::RegisterAttack {
+        user: u("ann"),
+        target: u("bob"),
+    };
+    let ack = engine.apply_once(id, 1, attack.clone()).await.unwrap();
+    let after = engine.get_game(id).await.unwrap();
+    assert_eq!(ack, Ack::of(&after));
+    assert_eq!(ack.version, game.version + 1);
+    // The same op, asking for the game: applied once, answered with the game.
+    assert_eq!(
+        engine.apply_once_and_get(id, 1, attack.clone()).await,
+        Ok(after.clone())
+    );
+    // A new op that asks for the game gets it as it stands after the write.
+    let moved = engine
+        .apply_once_and_get(
+            id,
+            2,
+            Command::RegisterMove {
+                user: u("bob"),
+                vector: Hex::new(0, -1),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.version, after.version + 1);
+    assert_eq!(moved.actions.len(), after.actions.len() + 1);
+    assert_eq!(engine.get_game(id).await.unwrap(), moved);
+    // And retried as an ack, the ack of the same state.
+    assert_eq!(
+        engine.apply_once(id, 2, Command::EndRound).await,
+        Ok(Ack::of(&moved)),
+        "an op already applied is not applied again, whatever its command"
+    );
+    // Reads are not writes.
+    for read in [Command::GetGame, Command::PlayerStatus { user: u("ann") }] {
+        assert!(matches!(
+            engine.apply_once(id, 3, read.clone()).await,
+            Err(EngineError::Protocol(_))
+        ));
+        assert!(matches!(
+            engine.apply_once_and_get(id, 3, read).await,
+            Err(EngineError::Protocol(_))
+        ));
+    }
+    assert_eq!(engine.get_game(id).await.unwrap(), moved);
 }

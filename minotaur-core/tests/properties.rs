@@ -2,7 +2,7 @@
 
 use minotaur_core::codec;
 use minotaur_core::{
-    Command, EventKind, Game, GameConfig, GameError, GameId, GameStatus, Hex, Reply, UserId,
+    Ack, Command, EventKind, Game, GameConfig, GameError, GameId, GameStatus, Hex, Reply, UserId,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -172,8 +172,16 @@ fn check_step(
         }
         Ok(reply) => reply,
     };
-    if let Reply::Game(game) = reply {
-        prop_assert_eq!(&**game, after);
+    match reply {
+        Reply::Game(game) => {
+            prop_assert!(!command.is_write(), "a write answered the game");
+            prop_assert_eq!(&**game, after);
+        }
+        Reply::Ack(ack) => {
+            prop_assert!(command.is_write(), "a read answered an ack");
+            prop_assert_eq!(ack, &Ack::of(after));
+        }
+        Reply::Status(_) => {}
     }
     if !command.is_write() {
         prop_assert_eq!(after, before, "a read changed the game");

@@ -2,7 +2,7 @@
 
 use minotaur_core::game::RegisteredAction;
 use minotaur_core::{
-    Action, Command, Event, EventKind, Game, GameConfig, GameError, GameId, GameStatus, Hex,
+    Ack, Action, Command, Event, EventKind, Game, GameConfig, GameError, GameId, GameStatus, Hex,
     JoinCode, MoveError, Reply, UserId,
 };
 use std::collections::BTreeSet;
@@ -1022,7 +1022,7 @@ fn events_are_tagged_with_their_round_and_capped() {
         accepted(&mut game, |g| g.end_round(NOW));
         assert!(game.events.len() <= 3);
         assert_eq!(
-            game.events.back(),
+            game.events.back().map(|e| &**e),
             Some(&Event {
                 round,
                 kind: EventKind::RoundEnded { round }
@@ -1030,7 +1030,7 @@ fn events_are_tagged_with_their_round_and_capped() {
         );
     }
     // The oldest were dropped; the three most recent are kept in order.
-    let kept: Vec<Event> = game.events.iter().cloned().collect();
+    let kept: Vec<Event> = game.events.iter().map(|e| Event::clone(e)).collect();
     assert_eq!(
         kept,
         vec![
@@ -1104,11 +1104,16 @@ fn commands_apply_the_rules() {
         vector: Hex::new(-1, 0),
     };
     assert!(mv.is_write());
-    let Ok(Reply::Game(after)) = mv.apply(&mut game, NOW) else {
-        panic!("a move replies with the game");
+    let Ok(Reply::Ack(ack)) = mv.apply(&mut game, NOW) else {
+        panic!("a move replies with an ack");
     };
-    assert_eq!(*after, game);
+    assert_eq!(ack, Ack::of(&game));
     assert_eq!(game.version, 1);
+    assert_eq!(
+        (ack.id, ack.version, ack.round, ack.round_ends_at_ms),
+        (game.id, 1, 1, game.round_ends_at_ms)
+    );
+    assert_eq!(ack.status, GameStatus::Active);
 
     let attack = Command::RegisterAttack {
         user: bob.clone(),
@@ -1130,13 +1135,11 @@ fn commands_apply_the_rules() {
         Err(GameError::PlayerNotFound(u("zed")))
     );
 
-    let Ok(Reply::Game(after)) = Command::EndRound.apply(&mut game, NOW + 10) else {
-        panic!("a round end replies with the game");
+    let Ok(Reply::Ack(ack)) = Command::EndRound.apply(&mut game, NOW + 10) else {
+        panic!("a round end replies with an ack");
     };
-    assert_eq!(after.round, 2);
-    assert_eq!(
-        after.round_ends_at_ms,
-        NOW + 10 + game.config.round_length_ms
-    );
-    assert_eq!(player(&after, "ann").position, Hex::new(-1, 0));
+    assert_eq!(ack, Ack::of(&game));
+    assert_eq!(ack.round, 2);
+    assert_eq!(ack.round_ends_at_ms, NOW + 10 + game.config.round_length_ms);
+    assert_eq!(player(&game, "ann").position, Hex::new(-1, 0));
 }

@@ -9,10 +9,10 @@
 
 use async_trait::async_trait;
 use minotaur_core::clock;
-use minotaur_core::local::call_session;
+use minotaur_core::local::{call_session, call_session_write};
 use minotaur_core::{
-    Command, EngineError, EventKind, Game, GameConfig, GameError, GameId, GameSession, GameStatus,
-    Hex, Reply, SessionArgs, SessionMsg, StateSink, UserId,
+    Ack, Answer, Command, EngineError, EventKind, Game, GameConfig, GameError, GameId, GameSession,
+    GameStatus, Hex, Reply, SessionArgs, SessionMsg, StateSink, UserId,
 };
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, ActorStatus, RpcReplyPort};
@@ -77,11 +77,30 @@ async fn get(actor: &ActorRef<SessionMsg>) -> Game {
     }
 }
 
-async fn write(actor: &ActorRef<SessionMsg>, command: Command) -> Result<Game, EngineError> {
+/// A write without an op id: answered with its ack.
+async fn write(actor: &ActorRef<SessionMsg>, command: Command) -> Result<Ack, EngineError> {
     match send(actor, command).await? {
-        Reply::Game(game) => Ok(*game),
-        Reply::Status(s) => panic!("expected a game, got {s:?}"),
+        Reply::Ack(ack) => Ok(ack),
+        other => panic!("expected an ack, got {other:?}"),
     }
+}
+
+/// Write `op`, answered as `answer` asks.
+async fn write_op(
+    actor: &ActorRef<SessionMsg>,
+    op: u64,
+    command: Command,
+    answer: Answer,
+) -> Result<Reply, EngineError> {
+    call_session_write(
+        actor,
+        GameId(Uuid::nil()),
+        op,
+        command,
+        answer,
+        CALL_TIMEOUT,
+    )
+    .await
 }
 
 /// Lets every ready task run (timers that are due fire, actors drain their
@@ -320,8 +339,10 @@ async fn release_hands_over_the_full_state_and_stops() {
     // A command queued before the release is applied before it.
     let (tx, rx) = ractor::concurrency::oneshot();
     actor
-        .cast(SessionMsg::Command(
+        .cast(SessionMsg::Write(
+            9,
             attack("bob", "ann"),
+            Answer::Game,
             RpcReplyPort::from(tx),
         ))
         .unwrap();
@@ -378,7 +399,9 @@ async fn a_failing_sink_refuses_the_change() {
     sink.fail.store(false, Ordering::SeqCst);
     let after = write(&actor, step("ann", 0, 1)).await.unwrap();
     assert_eq!(after.version, 1);
-    assert_eq!(sink.saved(), vec![after]);
+    let saved = sink.saved();
+    assert_eq!(saved, vec![get(&actor).await]);
+    assert_eq!(after, Ack::of(&saved[0]));
 }
 
 #[tokio::test(start_paused = true)]
@@ -409,22 +432,30 @@ async fn a_round_end_the_sink_refused_is_retried() {
 async fn the_sink_receives_every_accepted_change() {
     let sink = Arc::new(TestSink::default());
     let (actor, _handle) = spawn(new_game(), Some(sink.clone())).await;
+    // The acks, and the game read after each accepted change.
     let mut replies = Vec::new();
+    let mut games = Vec::new();
     replies.push(write(&actor, step("ann", 0, 1)).await.unwrap());
+    games.push(get(&actor).await);
     assert!(write(&actor, step("ann", 5, 0)).await.is_err());
     assert!(write(&actor, attack("ann", "ann")).await.is_err());
     replies.push(write(&actor, attack("bob", "ann")).await.unwrap());
-    get(&actor).await;
+    games.push(get(&actor).await);
     replies.push(write(&actor, Command::EndRound).await.unwrap());
+    games.push(get(&actor).await);
     replies.push(write(&actor, step("bob", 1, 0)).await.unwrap());
+    games.push(get(&actor).await);
     advance(HOUR + Duration::from_secs(1)).await;
     settle().await;
     let current = get(&actor).await;
     assert_eq!(current.round, 3);
-    replies.push(current);
+    replies.push(Ack::of(&current));
+    games.push(current);
 
     let saved = sink.saved();
-    assert_eq!(saved, replies, "each accepted change, in order");
+    assert_eq!(saved, games, "each accepted change, in order");
+    let acked: Vec<Ack> = saved.iter().map(Ack::of).collect();
+    assert_eq!(acked, replies, "each acknowledged as saved");
     let versions: Vec<u64> = saved.iter().map(|g| g.version).collect();
     assert_eq!(versions, vec![1, 2, 3, 4, 5]);
 }
@@ -433,33 +464,38 @@ async fn the_sink_receives_every_accepted_change() {
 async fn a_write_delivered_twice_is_applied_once() {
     let sink = Arc::new(TestSink::default());
     let (actor, _handle) = spawn(new_game(), Some(sink.clone())).await;
-    let id = GameId(Uuid::nil());
-    let once =
-        minotaur_core::local::call_session_write(&actor, id, 7, step("ann", 0, 1), CALL_TIMEOUT)
-            .await
-            .unwrap();
-    let again =
-        minotaur_core::local::call_session_write(&actor, id, 7, step("ann", 0, 1), CALL_TIMEOUT)
-            .await
-            .unwrap();
+    let once = write_op(&actor, 7, step("ann", 0, 1), Answer::Ack)
+        .await
+        .unwrap();
+    let again = write_op(&actor, 7, step("ann", 0, 1), Answer::Ack)
+        .await
+        .unwrap();
     assert_eq!(once, again, "the repeat answers with the state, unchanged");
     let game = get(&actor).await;
+    assert_eq!(once, Reply::Ack(Ack::of(&game)));
     assert_eq!(game.version, 1);
     assert_eq!(game.player(&u("ann")).unwrap().actions_accepted, 1);
     assert_eq!(sink.saved().len(), 1, "saved once");
-    // Another id is another write; a refused write leaves no id behind.
-    assert!(minotaur_core::local::call_session_write(
-        &actor,
-        id,
-        8,
-        step("ann", 9, 9),
-        CALL_TIMEOUT
-    )
-    .await
-    .is_err());
-    assert_eq!(get(&actor).await.applied_ops, vec![7]);
-    minotaur_core::local::call_session_write(&actor, id, 8, step("bob", 0, 1), CALL_TIMEOUT)
+    // A repeat that asks for the game gets the game, still unchanged.
+    let as_game = write_op(&actor, 7, step("ann", 0, 1), Answer::Game)
         .await
         .unwrap();
+    assert_eq!(as_game, Reply::Game(Box::new(game)));
+    assert_eq!(sink.saved().len(), 1, "saved once");
+    // Another id is another write; a refused write leaves no id behind.
+    assert!(write_op(&actor, 8, step("ann", 9, 9), Answer::Ack)
+        .await
+        .is_err());
+    assert_eq!(get(&actor).await.applied_ops, vec![7]);
+    // A write that asks for the game gets it as committed (and saved).
+    let Reply::Game(after) = write_op(&actor, 8, step("bob", 0, 1), Answer::Game)
+        .await
+        .unwrap()
+    else {
+        panic!("expected the game");
+    };
+    assert_eq!(after.version, 2);
+    assert_eq!(Some(&*after), sink.saved().last());
+    assert_eq!(*after, get(&actor).await);
     assert_eq!(get(&actor).await.applied_ops, vec![7, 8]);
 }

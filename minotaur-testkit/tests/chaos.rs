@@ -15,11 +15,17 @@
 //! ever removes one (`version == actions.len()`). The state after an
 //! accepted command is therefore determined by that log, and an
 //! acknowledged reply at version `v` is an ancestor of the final state iff
-//! its log is a prefix of the final log. Each acknowledgement (and each state
-//! a read returned) is recorded as `(version, hash of its log)` and compared
-//! with the final state's log cut at that version. Commands whose outcome
-//! the client cannot know (timeouts, closed links) are counted as unknown;
-//! a final log longer than acknowledged + unknown commands is a duplicate.
+//! its log is a prefix of the final log. Each state a read returned is
+//! recorded as `(version, hash of its log)` and compared with the final
+//! state's log cut at that version. A write answers an acknowledgement
+//! with the game's version; each game has one writer (its bot), so a write
+//! acknowledged at the version after the last state its bot knows is that
+//! state plus the write: its log is known and recorded the same way. A
+//! write acknowledged after writes of unknown fate is recorded as
+//! `(version, its entry)`, and the final log must hold that entry at that
+//! version. Commands whose outcome the client cannot know (timeouts,
+//! closed links) are counted as unknown; a final log longer than
+//! acknowledged + unknown commands is a duplicate.
 //!
 //! # What is covered
 //! One fault at a time (the schedule settles, including re-replication,
@@ -39,7 +45,9 @@ use minotaur_cluster::placement::ranked;
 use minotaur_cluster::{ClusterEvent, MemberStatus, Node, NodeConfig};
 use minotaur_core::codec;
 use minotaur_core::game::RegisteredAction;
-use minotaur_core::{Action, EngineError, Game, GameConfig, GameEngine, GameId, Hex, UserId};
+use minotaur_core::{
+    Ack, Action, EngineError, Game, GameConfig, GameEngine, GameId, GameStatus, Hex, UserId,
+};
 use minotaur_testkit::fixtures;
 use minotaur_testkit::TestCluster;
 use rand::rngs::SmallRng;
@@ -321,9 +329,37 @@ fn log_hash(actions: &[RegisteredAction]) -> u64 {
 #[derive(Debug, Clone)]
 struct Seen {
     version: u64,
-    log: u64,
+    log: Log,
     at_ms: u64,
     write: bool,
+}
+
+/// What is known of the log of a state seen.
+#[derive(Debug, Clone)]
+enum Log {
+    /// The hash of the whole log.
+    Hash(u64),
+    /// Only its last entry: the write acknowledged at this version.
+    Last(RegisteredAction),
+}
+
+impl Seen {
+    /// Whether the state seen is an ancestor of the final log `actions`;
+    /// `hashes` caches the hashes of its prefixes by length.
+    fn kept_in(&self, actions: &[RegisteredAction], hashes: &mut HashMap<u64, u64>) -> bool {
+        if self.version > actions.len() as u64 {
+            return false;
+        }
+        match &self.log {
+            Log::Hash(log) => {
+                *hashes
+                    .entry(self.version)
+                    .or_insert_with(|| log_hash(&actions[..self.version as usize]))
+                    == *log
+            }
+            Log::Last(entry) => self.version > 0 && actions[self.version as usize - 1] == *entry,
+        }
+    }
 }
 
 /// Everything one client knows about one game.
@@ -344,7 +380,7 @@ impl Tracked {
     fn new(game: Game, at_ms: u64) -> Self {
         let seen = vec![Seen {
             version: game.version,
-            log: log_hash(&game.actions),
+            log: Log::Hash(log_hash(&game.actions)),
             at_ms,
             write: true,
         }];
@@ -362,14 +398,9 @@ impl Tracked {
         }
     }
 
-    /// Records a state; returns an anomaly, if the reply is not what the
-    /// command should have produced.
-    fn observe(
-        &mut self,
-        game: Game,
-        at_ms: u64,
-        wrote: Option<&RegisteredAction>,
-    ) -> Option<String> {
+    /// Records a state a read returned; returns an anomaly, if it is not
+    /// a state of this game's history.
+    fn observe(&mut self, game: Game, at_ms: u64) -> Option<String> {
         if game.id != self.id {
             return Some(format!("asked {} and got game {}", self.id, game.id));
         }
@@ -381,35 +412,77 @@ impl Tracked {
                 game.actions.len()
             ));
         }
-        if let Some(expected) = wrote {
-            if game.actions.last() != Some(expected) {
-                return Some(format!(
-                    "game {}: the acknowledgement of {expected:?} ends with {:?}",
-                    self.id,
-                    game.actions.last()
-                ));
-            }
-        }
-        if game.version < self.max_version {
-            self.regressions.push((
-                at_ms,
-                format!(
-                    "game {} at {at_ms} ms: saw version {} after {}",
-                    self.id, game.version, self.max_version
-                ),
-            ));
-        }
-        self.max_version = self.max_version.max(game.version);
+        self.saw_version(game.version, at_ms);
         self.seen.push(Seen {
             version: game.version,
-            log: log_hash(&game.actions),
+            log: Log::Hash(log_hash(&game.actions)),
             at_ms,
-            write: wrote.is_some(),
+            write: false,
         });
         if game.version >= self.last.version {
             self.last = game;
         }
         None
+    }
+
+    /// Records the acknowledgement of the write `wrote`; returns an
+    /// anomaly, if it is not what the write should have produced.
+    fn acked(&mut self, ack: Ack, at_ms: u64, wrote: &RegisteredAction) -> Option<String> {
+        if ack.id != self.id {
+            return Some(format!("asked {} and got game {}", self.id, ack.id));
+        }
+        if ack.round != self.last.round || ack.status != GameStatus::Active {
+            return Some(format!(
+                "game {}: the acknowledgement of {wrote:?} is in round {} ({:?}), not {} (a round ended?)",
+                self.id, ack.round, ack.status, self.last.round
+            ));
+        }
+        if ack.version == 0 {
+            return Some(format!(
+                "game {}: {wrote:?} acknowledged at version 0",
+                self.id
+            ));
+        }
+        self.saw_version(ack.version, at_ms);
+        // The bot is the game's only writer: right after the last state it
+        // knows, the acknowledged state is that state plus this write. (A
+        // state known from the minority side of a split may not be the
+        // majority's, which may refuse the write where it was accepted:
+        // then only the entry is known.)
+        let mut next = self.last.clone();
+        let applied = match &wrote.action {
+            Action::Move { vector } => next.register_move(&wrote.user, *vector),
+            Action::Attack { target } => next.register_attack(&wrote.user, target),
+        };
+        let log = if ack.version == self.last.version + 1 && applied.is_ok() {
+            let log = Log::Hash(log_hash(&next.actions));
+            self.last = next;
+            log
+        } else {
+            Log::Last(wrote.clone())
+        };
+        self.seen.push(Seen {
+            version: ack.version,
+            log,
+            at_ms,
+            write: true,
+        });
+        None
+    }
+
+    /// Notes a version seen at `at_ms`: one below a version seen before is
+    /// a regression.
+    fn saw_version(&mut self, version: u64, at_ms: u64) {
+        if version < self.max_version {
+            self.regressions.push((
+                at_ms,
+                format!(
+                    "game {} at {at_ms} ms: saw version {version} after {}",
+                    self.id, self.max_version
+                ),
+            ));
+        }
+        self.max_version = self.max_version.max(version);
     }
 }
 
@@ -695,9 +768,9 @@ async fn bot(ctx: Arc<Ctx>, index: usize, mut games: Vec<Tracked>) -> (Vec<Track
                 }
             };
             match tokio::time::timeout(ctx.bound, call).await {
-                Ok(Ok(game)) => {
+                Ok(Ok(ack)) => {
                     tally.acked += 1;
-                    if let Some(a) = t.observe(game, ctx.ms(), Some(&entry)) {
+                    if let Some(a) = t.acked(ack, ctx.ms(), &entry) {
                         tally.anomalies.push(a);
                     }
                 }
@@ -724,7 +797,7 @@ async fn bot(ctx: Arc<Ctx>, index: usize, mut games: Vec<Tracked>) -> (Vec<Track
                         .push(format!("write to {id} via {via} hung past {:?}", ctx.bound));
                 }
             }
-            if games[slot].last.version >= CAP {
+            if games[slot].max_version >= CAP {
                 active.retain(|s| *s != slot);
             }
         } else {
@@ -740,7 +813,7 @@ async fn bot(ctx: Arc<Ctx>, index: usize, mut games: Vec<Tracked>) -> (Vec<Track
             match tokio::time::timeout(ctx.bound, call).await {
                 Ok(Ok(game)) => {
                     tally.reads_ok += 1;
-                    if let Some(a) = t.observe(game, ctx.ms(), None) {
+                    if let Some(a) = t.observe(game, ctx.ms()) {
                         tally.anomalies.push(a);
                     }
                 }
@@ -1332,6 +1405,8 @@ async fn check(
     let mut duplicates = 0i64;
     let mut unreachable = 0;
     let mut acked_checked = 0u64;
+    // Of those, writes whose log was not known (only their entry).
+    let mut acked_by_entry = 0u64;
     for (i, fin) in finals {
         let t = &games[i];
         let fin = match fin {
@@ -1347,13 +1422,9 @@ async fn check(
         for seen in &t.seen {
             if seen.write {
                 acked_checked += 1;
+                acked_by_entry += u64::from(matches!(seen.log, Log::Last(_)));
             }
-            let kept = seen.version <= fin.version
-                && *cache
-                    .entry(seen.version)
-                    .or_insert_with(|| log_hash(&fin.actions[..seen.version as usize]))
-                    == seen.log;
-            if kept {
+            if seen.kept_in(&fin.actions, &mut cache) {
                 continue;
             }
             game_lost = true;
@@ -1411,7 +1482,7 @@ async fn check(
         .collect();
 
     lines.push(format!(
-        "games checked {}, acknowledged states checked {acked_checked}, orphan games (creation outcome unknown) {orphans}",
+        "games checked {}, acknowledged states checked {acked_checked} ({acked_by_entry} by their entry only), orphan games (creation outcome unknown) {orphans}",
         games.len()
     ));
     lines.push(format!(
@@ -1513,7 +1584,7 @@ async fn crash_of_a_node_and_its_backup_together_loses_only_their_games_and_says
                 user: "ann".into(),
                 action: Action::Move { vector: v },
             };
-            assert_eq!(t.observe(after, 0, Some(&entry)), None);
+            assert_eq!(t.acked(after, 0, &entry), None);
         }
         games.push(t);
     }
@@ -1609,10 +1680,9 @@ async fn crash_of_a_node_and_its_backup_together_loses_only_their_games_and_says
                 lost.insert(t.id);
             }
             Some(game) => {
+                let mut cache = HashMap::new();
                 for seen in &t.seen {
-                    let ok = seen.version <= game.version
-                        && log_hash(&game.actions[..seen.version as usize]) == seen.log;
-                    if !ok {
+                    if !seen.kept_in(&game.actions, &mut cache) {
                         hidden.push(format!(
                             "game {} came back without its version-{} state",
                             t.id, seen.version

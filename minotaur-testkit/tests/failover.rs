@@ -1,7 +1,7 @@
 //! Crash failover, rolling restarts under load, redistribution on join.
 
 use minotaur_cluster::Redistribution;
-use minotaur_core::{EngineError, Game, GameId, UserId};
+use minotaur_core::{Command, EngineError, Game, GameId, UserId};
 use minotaur_testkit::fixtures::players_of;
 use minotaur_testkit::TestCluster;
 use std::collections::HashMap;
@@ -24,7 +24,12 @@ async fn crash_failover_keeps_every_acknowledged_move() -> Result<(), Box<dyn st
             .first()
             .copied()
             .expect("a free neighbour");
-        let after = engine.register_move(game.id, user, dir).await?;
+        // The whole game as acknowledged, to compare its actions below.
+        let op = i as u64;
+        let vector = dir;
+        let after = engine
+            .apply_once_and_get(game.id, op, Command::RegisterMove { user, vector })
+            .await?;
         acked.insert(game.id, after);
     }
     let per_node = cluster.sessions_per_node();

@@ -14,7 +14,8 @@ use minotaur_cluster::protocol::{self, Envelope, Notice, Request, Response, Rout
 use minotaur_cluster::{MemberId, NodeConfig, Registration};
 use minotaur_core::codec;
 use minotaur_core::{
-    Command, EngineError, Game, GameConfig, GameEngine, GameError, GameId, Hex, MoveError, UserId,
+    Answer, Command, EngineError, Game, GameConfig, GameEngine, GameError, GameId, GameStatus, Hex,
+    MoveError, UserId,
 };
 use minotaur_testkit::fixtures;
 use minotaur_testkit::TestCluster;
@@ -611,6 +612,7 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
             id: game,
             op: 42,
             command: Command::EndRound,
+            answer: Answer::Game,
         },
     ];
     let notices = vec![
@@ -901,7 +903,11 @@ async fn engine_misuse_routed_to_a_remote_node_gets_typed_errors_and_changes_not
     n1.register_attack(id, ann.clone(), cid.clone())
         .await
         .expect("a fair attack");
-    let after_round = n1.end_round(id).await.expect("round ends");
+    // The whole game after the round, to read ann's and cid's state.
+    let after_round = n1
+        .apply_once_and_get(id, 1, Command::EndRound)
+        .await
+        .expect("round ends");
     assert!(
         !after_round.player(&cid).expect("cid").alive(),
         "cid is out"
@@ -931,7 +937,7 @@ async fn engine_misuse_routed_to_a_remote_node_gets_typed_errors_and_changes_not
     // Actions after conclusion: bob goes down, ann wins, the session stops.
     let concluded = n1.end_round(id).await.expect("round ends");
     assert!(
-        !concluded.is_active(),
+        matches!(concluded.status, GameStatus::Concluded { .. }),
         "the game concluded: {:?}",
         concluded.status
     );

@@ -5,7 +5,7 @@
 
 use minotaur_cluster::{ClusterEvent, Local, NodeConfig};
 use minotaur_core::codec::{CodecError, MAX_DECODE_LEN};
-use minotaur_core::{EngineError, Game, Hex, UserId};
+use minotaur_core::{Ack, EngineError, Hex, UserId};
 use minotaur_testkit::fixtures::quick_failure_detection;
 use minotaur_testkit::TestCluster;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ fn downs(events: &mut Receiver<ClusterEvent>) -> Vec<String> {
     }
 }
 
-fn assert_oversize(result: Result<Game, EngineError>, what: &str) {
+fn assert_oversize(result: Result<Ack, EngineError>, what: &str) {
     match result {
         Err(EngineError::Codec(CodecError::Oversize { len, limit })) => {
             assert!(len > limit, "{what}: len {len}, limit {limit}");

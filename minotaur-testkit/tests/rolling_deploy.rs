@@ -1,7 +1,7 @@
 //! The original's scenario: a session restarts with its state on a node
 //! that joined after it was created, when its first node leaves gracefully.
 
-use minotaur_core::UserId;
+use minotaur_core::{Command, UserId};
 use minotaur_testkit::fixtures::players;
 use minotaur_testkit::TestCluster;
 use std::time::Duration;
@@ -12,8 +12,10 @@ async fn rolling_deploy_restarts_session_on_new_node() -> Result<(), Box<dyn std
     let n1 = cluster.engine("node1")?;
     let game = n1.create_game("ABCD", players()).await?;
     let ann: UserId = "ann".into();
+    // The whole game after the move, to compare with what survives.
+    let vector = game.legal_steps(&ann)[0];
     let moved = n1
-        .register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
+        .apply_once_and_get(game.id, 1, Command::RegisterMove { user: ann, vector })
         .await?;
     assert_eq!(moved.actions.len(), 1);
 
@@ -44,8 +46,10 @@ async fn crash_variant_restores_from_replica() -> Result<(), Box<dyn std::error:
     // The backup moves to node2 as soon as it joins; the next change is
     // copied there before it is acknowledged.
     let ann: UserId = "ann".into();
+    // The whole game after the move, to compare with what survives.
+    let vector = game.legal_steps(&ann)[0];
     let moved = n1
-        .register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
+        .apply_once_and_get(game.id, 1, Command::RegisterMove { user: ann, vector })
         .await?;
     cluster.kill_node("node1").await?;
 

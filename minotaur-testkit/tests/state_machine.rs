@@ -2,7 +2,7 @@
 //! every node, moved on a leave, failed over on a crash.
 
 use minotaur_cluster::ClusterEvent;
-use minotaur_core::UserId;
+use minotaur_core::{Command, UserId};
 use minotaur_testkit::fixtures::players;
 use minotaur_testkit::TestCluster;
 use std::time::Duration;
@@ -47,8 +47,10 @@ async fn a_game_survives_its_node_leaving() -> Result<(), Box<dyn std::error::Er
     let n1 = cluster.engine("node1")?;
     let game = n1.create_game("ABCD", players()).await?;
     let ann: UserId = "ann".into();
+    // The whole game after the move, to compare with what survives.
+    let vector = game.legal_steps(&ann)[0];
     let moved = n1
-        .register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
+        .apply_once_and_get(game.id, 1, Command::RegisterMove { user: ann, vector })
         .await?;
     cluster.add_node("node2").await?;
     cluster.stop_node("node1").await?;
@@ -76,9 +78,12 @@ async fn a_crash_loses_no_acknowledged_write() -> Result<(), Box<dyn std::error:
     }
     let ann: UserId = "ann".into();
     let mut acked = Vec::new();
-    for game in &games {
+    // The whole games as acknowledged, to compare their actions below.
+    for (op, game) in (0u64..).zip(&games) {
+        let user = ann.clone();
+        let vector = game.legal_steps(&ann)[0];
         acked.push(
-            n2.register_move(game.id, ann.clone(), game.legal_steps(&ann)[0])
+            n2.apply_once_and_get(game.id, op, Command::RegisterMove { user, vector })
                 .await?,
         );
     }

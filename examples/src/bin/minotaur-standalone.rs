@@ -1,7 +1,7 @@
 //! A standalone Minotaur engine playing one game to its end: the smallest
 //! runnable tour of the API.
 
-use minotaur_core::{EngineError, GameConfig, GameEngine, GameStatus, Hex, UserId};
+use minotaur_core::{Command, EngineError, GameConfig, GameEngine, GameStatus, Hex, UserId};
 
 #[tokio::main]
 async fn main() -> Result<(), EngineError> {
@@ -35,7 +35,12 @@ async fn main() -> Result<(), EngineError> {
             }
         }
         let ended = state.round;
-        state = engine.end_round(state.id).await?;
+        // A write answers an `Ack` (version, round, status); this one asks
+        // for the whole game after it, to print the players. (Once the game
+        // concludes its session stops, so it could not be read afterwards.)
+        state = engine
+            .apply_once_and_get(state.id, rand::random(), Command::EndRound)
+            .await?;
         let hp: Vec<String> = state
             .players
             .iter()

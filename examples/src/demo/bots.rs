@@ -116,6 +116,7 @@ impl Bots {
 }
 
 /// What a bot does next.
+#[derive(Clone, Copy)]
 enum Intent {
     Move(Hex),
     Attack,
@@ -148,10 +149,23 @@ async fn play(
         };
         stats.sent.fetch_add(1, Ordering::Relaxed);
         match result {
-            Ok(game) => {
+            Ok(ack) => {
                 stats.acked.fetch_add(1, Ordering::Relaxed);
-                ledger.record_ack(game.version);
-                view = game;
+                ledger.record_ack(ack.version);
+                // Within the round the view shows, this write is all that
+                // changed for the bot's choices (the foe's actions land at
+                // the round's end): make it on the view. Once a round
+                // ended, read the game again, as a client would.
+                let made = ack.round == view.round
+                    && match intent {
+                        Intent::Move(vector) => view.register_move(&me, vector).is_ok(),
+                        Intent::Attack => view.register_attack(&me, &foe).is_ok(),
+                    };
+                if !made {
+                    if let Some(game) = refresh(engine, id, stats).await {
+                        view = game;
+                    }
+                }
             }
             Err(EngineError::Rule(GameError::GameConcluded)) => {
                 stats.rejected.fetch_add(1, Ordering::Relaxed);

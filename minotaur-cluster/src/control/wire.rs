@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 /// version 2 node would grant no lease, so it cannot join. Version 5 hands
 /// a moved game's older copies over with it ([`Msg::Start`]'s `stale`).
 /// Version 6 answers with the engine errors `Leaving` and `BetweenOwners`,
-/// which a version 5 node cannot decode. Version 7 sends the control
-/// messages of one driver turn to a peer in one
-/// `Notice::Batch`.
+/// which a version 5 node cannot decode. Version 7 answers writes with an
+/// [`Ack`](minotaur_core::Ack) unless the caller asks for the game, sends
+/// the control messages of one driver turn to a peer in one
+/// `Notice::Batch`, and has a create's owner claim its join code
+/// ([`Msg::Start`]'s `claim`).
 pub const PROTOCOL_VERSION: u32 = 7;
 /// Oldest protocol version this release speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 7;

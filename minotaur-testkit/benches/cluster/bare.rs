@@ -1,11 +1,11 @@
 //! The floors: the same operations done with bare ractor and ractor_cluster,
 //! no Minotaur code involved. Two `NodeServer`s on loopback TCP with one
 //! remotable actor (a remote `call` and `cast` of a given payload size), a
-//! local actor answering a `call` with a game, actor spawns, and a mesh of
-//! bare `NodeServer`s.
+//! local actor holding a game and answering a `call` with its ack, actor
+//! spawns, and a mesh of bare `NodeServer`s.
 
 use futures::StreamExt;
-use minotaur_core::{Game, GameConfig, GameId};
+use minotaur_core::{Ack, Game, GameConfig, GameId};
 use minotaur_testkit::wait::eventually;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -250,20 +250,20 @@ pub fn sample_game(index: u64) -> Game {
     .expect("a valid game")
 }
 
-/// A local actor owning a game, answering a call with a copy of it.
-/// (The game sits in the actor's state; the timer slot is used only by
-/// [`HolderMsg::Rearm`].)
+/// A local actor owning a game, answering a call with its [`Ack`], as a
+/// session answers a write. (The game sits in the actor's state; the timer
+/// slot is used only by [`HolderMsg::Rearm`].)
 pub struct Holder;
 
 type Timer = ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<HolderMsg>>>;
 
 /// The holder's messages.
 pub enum HolderMsg {
-    /// Reply with a copy of the game.
-    Get(RpcReplyPort<Box<Game>>),
-    /// Like a session ending a round: copy the game, reply with a copy,
+    /// Reply with the game's ack.
+    Get(RpcReplyPort<Ack>),
+    /// Like a session ending a round: copy the game, reply with its ack,
     /// and re-arm a 30 s timer (abort the old one, `send_after` a new one).
-    Rearm(RpcReplyPort<Box<Game>>),
+    Rearm(RpcReplyPort<Ack>),
     /// The timer fired (never, within a benchmark).
     Tick,
 }
@@ -292,12 +292,12 @@ impl Actor for Holder {
         let game = &mut state.0;
         match message {
             HolderMsg::Get(reply) => {
-                let _ = reply.send(Box::new(game.clone()));
+                let _ = reply.send(Ack::of(game));
             }
             HolderMsg::Rearm(reply) => {
                 let next = game.clone();
                 *game = next;
-                let _ = reply.send(Box::new(game.clone()));
+                let _ = reply.send(Ack::of(game));
                 if let Some(old) = state.1.take() {
                     old.abort();
                 }
@@ -324,7 +324,7 @@ pub async fn local_call(holder: &ActorRef<HolderMsg>) -> Duration {
 }
 pub async fn local_call_with(
     holder: &ActorRef<HolderMsg>,
-    f: fn(RpcReplyPort<Box<Game>>) -> HolderMsg,
+    f: fn(RpcReplyPort<Ack>) -> HolderMsg,
 ) -> Duration {
     let start = Instant::now();
     match holder.call(f, Some(CALL_TIMEOUT)).await {

@@ -8,7 +8,7 @@ use crate::common::{self, Scale, PARALLEL};
 use crate::report::{median, ms, percentile, Figure, Goal, Report};
 use futures::StreamExt;
 use minotaur_cluster::{ClusterEvent, SplitPolicy};
-use minotaur_core::{Game, GameEngine, GameId};
+use minotaur_core::{Ack, GameEngine, GameId};
 use minotaur_testkit::TestCluster;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -26,7 +26,7 @@ const PROBE: Duration = Duration::from_millis(100);
 async fn games_on_n3(cluster: &TestCluster, n: usize) -> HashMap<GameId, u64> {
     let n3 = cluster.engine("n3").expect("n3");
     let games = common::create_games(std::slice::from_ref(&n3), 'F', n).await;
-    let after: Vec<Game> = futures::stream::iter(games)
+    let after: Vec<Ack> = futures::stream::iter(games)
         .map(|g| {
             let n3 = n3.clone();
             async move { n3.end_round(g.id).await.expect("first round") }
