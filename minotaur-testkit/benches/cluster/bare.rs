@@ -5,7 +5,7 @@
 //! spawns, and a mesh of bare `NodeServer`s.
 
 use futures::StreamExt;
-use minotaur_core::{Ack, Game, GameConfig, GameId};
+use minotaur_core::{Ack, Game, GameConfig, GameId, Hex};
 use minotaur_testkit::wait::eventually;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -250,16 +250,19 @@ pub fn sample_game(index: u64) -> Game {
     .expect("a valid game")
 }
 
-/// A local actor owning a game, answering a call with its [`Ack`], as a
-/// session answers a write. (The game sits in the actor's state; the timer
-/// slot is used only by [`HolderMsg::Rearm`].)
+/// A local actor owning a game, as a game actor written by hand with bare
+/// ractor would: a call applies a move to the game in place (the rules
+/// leave it unchanged when they refuse one) and answers its [`Ack`], as a
+/// session answers a write. (The timer slot is used only by
+/// [`HolderMsg::Rearm`].)
 pub struct Holder;
 
 type Timer = ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<HolderMsg>>>;
 
 /// The holder's messages.
 pub enum HolderMsg {
-    /// Reply with the game's ack.
+    /// Apply Ann's next move (a step off her start, or back) and reply
+    /// with the game's ack; out of action points, end the round first.
     Get(RpcReplyPort<Ack>),
     /// Like a session ending a round: copy the game, reply with its ack,
     /// and re-arm a 30 s timer (abort the old one, `send_after` a new one).
@@ -272,7 +275,7 @@ impl ractor::Message for HolderMsg {}
 
 impl Actor for Holder {
     type Msg = HolderMsg;
-    type State = (Game, Option<Timer>);
+    type State = (Game, Option<Timer>, Option<Hex>);
     type Arguments = Game;
 
     async fn pre_start(
@@ -280,7 +283,7 @@ impl Actor for Holder {
         _myself: ActorRef<HolderMsg>,
         game: Game,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok((game, None))
+        Ok((game, None, None))
     }
 
     async fn handle(
@@ -292,6 +295,24 @@ impl Actor for Holder {
         let game = &mut state.0;
         match message {
             HolderMsg::Get(reply) => {
+                let ann = game.players[0].user.clone();
+                // Out and back: the step back undoes the step out.
+                let vector = match state.2.take() {
+                    Some(out) => Hex::new(-out.q, -out.r),
+                    None => {
+                        let at = game.players[0].position;
+                        let out = Hex::DIRECTIONS
+                            .into_iter()
+                            .find(|d| game.world.walkable(at + *d))
+                            .unwrap_or(Hex::DIRECTIONS[0]);
+                        state.2 = Some(out);
+                        out
+                    }
+                };
+                if game.register_move(&ann, vector).is_err() {
+                    let _ = game.end_round(minotaur_core::clock::now_ms());
+                    let _ = game.register_move(&ann, vector);
+                }
                 let _ = reply.send(Ack::of(game));
             }
             HolderMsg::Rearm(reply) => {
