@@ -221,6 +221,8 @@ struct Running {
     next_stats: Duration,
     /// A digest of what the published members and routers were made from.
     shape: u64,
+    /// The registry's change count when it was last published.
+    published_changes: u64,
     /// Sessions to start once the effects at hand are carried out.
     starting: Vec<Snapshot>,
     /// Control messages to send at the end of this turn, per link: one
@@ -262,6 +264,7 @@ impl Driver {
             drained: false,
             next_stats: Duration::ZERO,
             shape: 0,
+            published_changes: u64::MAX,
             starting: Vec::new(),
             hosting: Hosting::default(),
             outbox: BTreeMap::new(),
@@ -789,16 +792,27 @@ impl Driver {
         out
     }
 
-    /// Publishes what the data plane reads. The registry goes out every
-    /// time (a persistent map: publishing it copies nothing); the members
-    /// and their routers only when they changed, the counts every 50 ms.
+    /// Publishes what the data plane reads: the registry when it changed
+    /// (but for the owner's own version bumps, see [`Table::changes`]), the
+    /// members and their routers when they changed, the counts every
+    /// 50 ms. Readers waiting for a change are told when something went
+    /// out.
+    ///
+    /// [`Table::changes`]: crate::registry::Table::changes
     fn publish(&mut self, st: &mut Running) {
-        self.publish_view(st);
-        self.registry.published();
+        let changes = self.control.registry().changes();
+        let table = changes != st.published_changes;
+        if table {
+            st.published_changes = changes;
+            self.registry.replace(self.control.registry().clone());
+        }
+        if self.publish_view(st) || table {
+            self.registry.published();
+        }
     }
 
-    fn publish_view(&mut self, st: &mut Running) {
-        self.registry.replace(self.control.registry().clone());
+    /// Publishes the members and counts; returns whether anything changed.
+    fn publish_view(&mut self, st: &mut Running) -> bool {
         let members = self.control.members();
         let shape = {
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -812,7 +826,7 @@ impl Driver {
         let now = st.epoch.elapsed();
         let stats_due = now >= st.next_stats;
         if shape == st.shape && !stats_due {
-            return;
+            return false;
         }
         let old = self.view.load_full();
         let (unreplicated, copies, vote) = if stats_due {
@@ -826,7 +840,9 @@ impl Driver {
             (old.unreplicated, old.copies, old.vote.clone())
         };
         if shape == st.shape {
-            if (unreplicated, copies, &vote) != (old.unreplicated, old.copies, &old.vote) {
+            let changed =
+                (unreplicated, copies, &vote) != (old.unreplicated, old.copies, &old.vote);
+            if changed {
                 self.view.store(Arc::new(View {
                     members: old.members.clone(),
                     routers: old.routers.clone(),
@@ -837,7 +853,7 @@ impl Driver {
                     fencing: old.fencing,
                 }));
             }
-            return;
+            return changed;
         }
         st.shape = shape;
         let mut routers = HashMap::new();
@@ -863,5 +879,6 @@ impl Driver {
             vote,
             fencing: self.control.quorum().fencing(),
         }));
+        true
     }
 }

@@ -140,6 +140,9 @@ pub struct Table {
     /// smallest id (two games hold one code only after a split's conflict),
     /// and passes to the next when that one goes.
     by_code: OrdMap<JoinCode, Ids>,
+    /// Counts the changes readers are told of: every one but an owner's
+    /// own version bump (see [`Table::changes`]).
+    changes: u64,
 }
 
 /// A well-spread 64-bit hash of a game id and epoch (splitmix64's
@@ -156,6 +159,7 @@ fn mix(id: GameId, epoch: u64) -> u64 {
 impl Table {
     /// Inserts `reg` into `games`, keeping `owners` in step.
     fn put(&mut self, reg: Arc<Registration>) {
+        self.changes += 1;
         *self.owners.entry(reg.owner.clone()).or_insert(0) += 1;
         if let Some(old) = self.games.insert(reg.id, reg) {
             self.uncount(&old.owner);
@@ -165,6 +169,7 @@ impl Table {
     /// Removes game `id` from `games`, keeping `owners` in step.
     fn take(&mut self, id: GameId) -> Option<Registration> {
         let reg = self.games.remove(&id)?;
+        self.changes += 1;
         self.uncount(&reg.owner);
         Some(Arc::unwrap_or_clone(reg))
     }
@@ -228,6 +233,17 @@ fn drop_id<K: Ord + Clone>(map: &mut OrdMap<K, Ids>, key: &K, id: GameId) -> Opt
 }
 
 impl Table {
+    /// How many changes the table went through, but for the version bumps
+    /// of [`Table::bump_version`]: a node publishes its table to readers
+    /// only when this moved. A version bump alone is the owner recording a
+    /// write; publishing the table for it would copy the map nodes on the
+    /// game's path at the next write (the readers' copy shares them), on
+    /// every write, for a figure that peers' registries do not follow
+    /// either (they learn versions only when the game is announced again).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Where game `id` lives.
     pub fn lookup(&self, id: GameId) -> Option<&Registration> {
         self.games.get(&id).map(|r| &**r)

@@ -1,13 +1,13 @@
 //! The router: the node's one remotable actor. Peers' control messages go
 //! to the driver; commands (the data plane) go straight to the game's
-//! session from a task of their own, so a slow session never blocks the
-//! router, and never wait on the driver.
+//! session, which answers the peer itself, so a slow session never blocks
+//! the router and a command never waits on the driver.
 
 use crate::driver::ToDriver;
 use crate::plane::Plane;
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use minotaur_core::local::{call_session, call_session_write};
-use minotaur_core::{Answer, Command, EngineError, GameId, OpId, Reply, SessionMsg};
+use minotaur_core::{Answer, Command, EngineError, GameId, OpId, Replier, Reply, SessionMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,25 +47,7 @@ impl Actor for Router {
                 }
             },
             RouterMsg::Request(bytes, reply) => match protocol::open::<Request>(&bytes) {
-                Ok(Request::Command { id, command }) => {
-                    let plane = plane.clone();
-                    plane.tasks.clone().spawn(async move {
-                        let route = command_here(&plane, id, command, None, Answer::Ack).await;
-                        answer(reply, route.into_response(&plane, id));
-                    });
-                }
-                Ok(Request::Write {
-                    id,
-                    op,
-                    command,
-                    answer: asks,
-                }) => {
-                    let plane = plane.clone();
-                    plane.tasks.clone().spawn(async move {
-                        let route = command_here(&plane, id, command, Some(op), asks).await;
-                        answer(reply, route.into_response(&plane, id));
-                    });
-                }
+                Ok(request) => deliver(plane, request, reply),
                 Err(e) => answer(
                     reply,
                     Response::Refused(format!("undecodable request: {e}")),
@@ -73,6 +55,72 @@ impl Actor for Router {
             },
         }
         Ok(())
+    }
+}
+
+/// Hands a peer's command to its game's session. A session running here
+/// answers the peer itself, through an [`Answering`]; otherwise a task
+/// waits for a session starting here, or tells where the game went.
+fn deliver(plane: &Arc<Plane>, request: Request, reply: RpcReplyPort<Vec<u8>>) {
+    let (id, command, op, asks) = match request {
+        Request::Command { id, command } => (id, command, None, Answer::Ack),
+        Request::Write {
+            id,
+            op,
+            command,
+            answer,
+        } => (id, command, Some(op), answer),
+    };
+    if let Some(session) = plane.local.sessions().session(id) {
+        let answering = Answering {
+            reply: Some(reply),
+            plane: plane.clone(),
+            id,
+        };
+        let replier = Replier::Callback(Box::new(move |result| answering.result(result)));
+        let message = match op {
+            Some(op) => SessionMsg::Write(op, command, asks, replier),
+            None => SessionMsg::Command(command, replier),
+        };
+        // Refused by a session that stopped meanwhile: the message is
+        // dropped, and its `Answering` answers from the registry.
+        let _ = session.cast(message);
+        return;
+    }
+    let plane = plane.clone();
+    plane.tasks.clone().spawn(async move {
+        let route = command_here(&plane, id, command, op, asks).await;
+        answer(reply, route.into_response(&plane, id));
+    });
+}
+
+/// A peer's command on its way through a session: answers the peer with
+/// the session's result, or, if the session went away without one (it was
+/// released or ended), with where the game is now.
+struct Answering {
+    reply: Option<RpcReplyPort<Vec<u8>>>,
+    plane: Arc<Plane>,
+    id: GameId,
+}
+
+impl Answering {
+    fn result(mut self, result: Result<Reply, EngineError>) {
+        let route = match result {
+            Err(EngineError::GameNotAlive(_)) => gone_from_here(&self.plane, self.id),
+            other => Route::Done(other),
+        };
+        if let Some(reply) = self.reply.take() {
+            answer(reply, route.into_response(&self.plane, self.id));
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let route = gone_from_here(&self.plane, self.id);
+            answer(reply, route.into_response(&self.plane, self.id));
+        }
     }
 }
 
@@ -161,6 +209,11 @@ pub(crate) async fn command_here(
             other => return Route::Done(other),
         }
     }
+    gone_from_here(plane, id)
+}
+
+/// Where to look for game `id`, whose session does not run here (any more).
+fn gone_from_here(plane: &Plane, id: GameId) -> Route {
     match plane.registry.owner_of(id) {
         Some(owner) if owner == plane.this => Route::Retry, // starting, moving or ending
         Some(_) => Route::Elsewhere,

@@ -45,4 +45,4 @@ pub use game::{Action, Event, EventKind, Game, GameStatus, Player, PlayerStatus,
 pub use hex::Hex;
 pub use ids::{GameId, JoinCode, UserId};
 pub use local::LocalDirectory;
-pub use session::{GameSession, SessionArgs, SessionMsg, StateSink};
+pub use session::{GameSession, Replier, SessionArgs, SessionMsg, StateSink};

@@ -215,7 +215,7 @@ pub async fn call_session(
     timeout: Duration,
 ) -> Result<Reply, EngineError> {
     deliver(session, id, timeout, |reply| {
-        SessionMsg::Command(command, reply)
+        SessionMsg::Command(command, reply.into())
     })
     .await
 }
@@ -231,7 +231,7 @@ pub async fn call_session_write(
     timeout: Duration,
 ) -> Result<Reply, EngineError> {
     deliver(session, id, timeout, |reply| {
-        SessionMsg::Write(op, command, answer, reply)
+        SessionMsg::Write(op, command, answer, reply.into())
     })
     .await
 }

@@ -59,17 +59,12 @@ pub struct SessionArgs {
 pub enum SessionMsg {
     /// Apply a command and reply with its result (a write with its
     /// [`Ack`]).
-    Command(Command, RpcReplyPort<Result<Reply, EngineError>>),
+    Command(Command, Replier),
     /// Apply write `op` unless it was applied already, and reply as the
     /// [`Answer`] asks: its [`Ack`] or the whole game after it (for a
     /// repeated op, those of the current game). Safe to deliver more than
     /// once.
-    Write(
-        OpId,
-        Command,
-        Answer,
-        RpcReplyPort<Result<Reply, EngineError>>,
-    ),
+    Write(OpId, Command, Answer, Replier),
     /// The deadline of `round` has passed.
     RoundTimer {
         /// The round the timer was armed for; stale timers are ignored.
@@ -84,6 +79,35 @@ pub enum SessionMsg {
 }
 
 impl ractor::Message for SessionMsg {}
+
+/// Where a session sends a command's result.
+pub enum Replier {
+    /// A caller waiting for it (as [`ActorRef::call`] does).
+    Port(RpcReplyPort<Result<Reply, EngineError>>),
+    /// A function the session calls with it, on its own task: for a
+    /// caller that only forwards the result (a node's router answering a
+    /// peer), which spares a task that would do nothing but wait for it.
+    /// Dropped uncalled if the session stops before the command's turn.
+    Callback(Box<dyn FnOnce(Result<Reply, EngineError>) + Send>),
+}
+
+impl Replier {
+    /// Hands `result` over.
+    pub fn send(self, result: Result<Reply, EngineError>) {
+        match self {
+            Replier::Port(port) => {
+                let _ = port.send(result);
+            }
+            Replier::Callback(callback) => callback(result),
+        }
+    }
+}
+
+impl From<RpcReplyPort<Result<Reply, EngineError>>> for Replier {
+    fn from(port: RpcReplyPort<Result<Reply, EngineError>>) -> Self {
+        Replier::Port(port)
+    }
+}
 
 /// A running session's state.
 pub struct SessionState {
@@ -230,11 +254,11 @@ impl Actor for GameSession {
         match message {
             SessionMsg::Command(command, reply) => {
                 let result = state.execute(&command, None, Answer::Ack).await;
-                let _ = reply.send(result);
+                reply.send(result);
             }
             SessionMsg::Write(op, command, answer, reply) => {
                 let result = state.execute(&command, Some(op), answer).await;
-                let _ = reply.send(result);
+                reply.send(result);
             }
             SessionMsg::RoundTimer { round } => {
                 // This timer is spent (or superseded); forget it so that

@@ -343,7 +343,7 @@ async fn release_hands_over_the_full_state_and_stops() {
             9,
             attack("bob", "ann"),
             Answer::Game,
-            RpcReplyPort::from(tx),
+            RpcReplyPort::from(tx).into(),
         ))
         .unwrap();
     let released = match actor.call(SessionMsg::Release, Some(CALL_TIMEOUT)).await {

@@ -10,6 +10,9 @@
 //! messages, timers and faults is one seed away from being replayed.
 //!
 //! ```
+//! # // The module is public with the `testing` feature only.
+//! # #[cfg(feature = "testing")]
+//! # fn main() {
 //! use minotaur_cluster::control::{Control, ControlConfig, Effect, Input};
 //! use minotaur_cluster::MemberId;
 //! use std::time::Duration;
@@ -18,6 +21,9 @@
 //! n1.handle(Duration::ZERO, Input::LinkUp { link: 7, peer: Some(MemberId::new("n2", 1)) });
 //! // The first thing said over a new link is who we are.
 //! assert!(matches!(n1.poll_effect(), Some(Effect::Send { link: 7, .. })));
+//! # }
+//! # #[cfg(not(feature = "testing"))]
+//! # fn main() {}
 //! ```
 
 mod fencing;

@@ -261,11 +261,13 @@ pub async fn drain(scale: &Scale, report: &mut Report) {
         .collect();
     let drain_ms = ms(drain_to - drain_from);
     report.add(
-        Figure::new("drain_time", drain_ms, "ms", "none", None).note(format!(
-            "one drain; {} sessions on the leaving node, {} clients on the others, replication 1",
-            scale.drain_sessions,
-            scale.clients / 2
-        )),
+        Figure::new("drain_time", drain_ms, "ms", "none", None)
+            .goal(Goal::ValueBelow(500.0))
+            .note(format!(
+                "one drain; {} sessions on the leaving node, {} clients on the others, replication 1",
+                scale.drain_sessions,
+                scale.clients / 2
+            )),
     );
     report.add(
         Figure::new(
@@ -275,6 +277,7 @@ pub async fn drain(scale: &Scale, report: &mut Report) {
             "p99 latency outside the drain",
             Some(percentile(&outside, 99.0)),
         )
+        .goal(Goal::RatioAtMost(2.0))
         .note(format!(
             "{} commands during the drain ({errors} failed), {} outside; medians {:.2} vs {:.2} ms",
             during.len(),

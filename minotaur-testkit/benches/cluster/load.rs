@@ -94,6 +94,7 @@ pub async fn throughput(scale: &Scale, report: &mut Report) {
             "bare ractor_cluster cast throughput, one link",
             Some(median(&casts)),
         )
+        .goal(Goal::RatioAtLeast(0.35))
         .note(format!(
             "median of {} windows of {:?}; 3 nodes, {} games, {} clients, EndRound, replication 1; {errors} errors; casts: median of {} x {}; CPU per command {} us vs per cast {} us",
             rates.len(),

@@ -243,7 +243,7 @@ pub async fn run(scale: &Scale, report: &mut Report) {
             "bare ractor_cluster remote call, same payload",
             Some(floor),
         )
-        .goal(Goal::RatioAtMost(1.25))
+        .goal(Goal::RatioAtMost(1.3))
         .note(format!(
             "median of {n} move registrations; {payload}; CPU per command {} us vs per bare call {} us",
             per_command(cpu[1]),
@@ -258,7 +258,7 @@ pub async fn run(scale: &Scale, report: &mut Report) {
             "bare ractor_cluster remote call, same payload",
             Some(floor),
         )
-        .goal(Goal::RatioAtMost(2.3))
+        .goal(Goal::RatioAtMost(2.2))
         .note(format!(
             "median of {n}; floor is 2 bare calls; CPU per command {} us",
             per_command(cpu[2])
@@ -352,6 +352,7 @@ async fn visibility(
             "bare ractor_cluster remote call",
             Some(floor),
         )
+        .goal(Goal::RatioAtMost(3.0))
         .note(format!(
             "median of {}; create_game on n1 until get_game_by_join_code on n2 answers (found on the first try every time)",
             seen.len()
