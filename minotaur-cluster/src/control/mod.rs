@@ -306,7 +306,7 @@ pub enum Effect {
     /// Ask game `id`'s session to save its current state again (its copy
     /// must move to another member).
     Resave(GameId),
-    /// The outcome of an [`Input::Save`] for game `id`.
+    /// The outcome of a save of game `id` (see [`Input::Saves`]).
     Saved {
         /// The game.
         id: GameId,
