@@ -272,8 +272,7 @@ impl Driver {
         };
         // The control was built at time zero of this clock.
         self.carry_out(&mut st);
-        self.flush(&mut st);
-        self.publish(&mut st);
+        self.end_turn(&mut st);
         loop {
             let wake = st.epoch + self.control.next_wake();
             // What waits in the inbox goes first: a tick or a host event
@@ -309,19 +308,32 @@ impl Driver {
                     self.ping_if_due(&mut st);
                 }
             }
-            self.flush(&mut st);
-            self.publish(&mut st);
+            self.end_turn(&mut st);
         }
     }
 
-    /// Ends a turn: hands the control the saves taken during it, then
-    /// sends what it said, one frame per link.
-    fn flush(&mut self, st: &mut Running) {
+    /// Ends a turn: hands the control the saves taken during it, publishes
+    /// what the data plane reads, then sends what the control said, one
+    /// frame per link. Published before it is sent: a peer that hears this
+    /// node acknowledge a registration may answer its caller at once, and
+    /// the caller may then look the game up here.
+    fn end_turn(&mut self, st: &mut Running) {
+        self.take_saves(st);
+        self.publish(st);
+        self.send_outbox(st);
+    }
+
+    /// Hands the control the saves taken this turn, together.
+    fn take_saves(&mut self, st: &mut Running) {
         if !st.saving.is_empty() {
             let saves = std::mem::take(&mut st.saving);
             self.control.handle(st.now, Input::Saves(saves));
             self.carry_out(st);
         }
+    }
+
+    /// Sends what the control said this turn, one frame per link.
+    fn send_outbox(&mut self, st: &mut Running) {
         for (link, msgs) in std::mem::take(&mut st.outbox) {
             self.send_all(st, link, msgs);
         }
@@ -505,7 +517,8 @@ impl Driver {
             ToDriver::Depart(done) => {
                 self.control.handle(now, Input::Depart);
                 self.carry_out(st);
-                self.flush(st);
+                self.take_saves(st);
+                self.send_outbox(st);
                 let _ = done.send(());
             }
         }

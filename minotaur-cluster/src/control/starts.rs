@@ -330,7 +330,8 @@ impl Control {
         }
     }
 
-    /// Every peer knows of the game (or was given up on): it is running.
+    /// Every peer knows of the game (or was given up on): it runs once its
+    /// first copy is settled too.
     pub(super) fn announced(&mut self, id: GameId, corr: Corr) {
         if let Some(Owned {
             phase:
