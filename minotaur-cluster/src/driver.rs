@@ -8,7 +8,7 @@
 use crate::config::NodeConfig;
 use crate::control::hosting::Hosting;
 use crate::control::inbound::Inbound;
-use crate::control::wire::{Msg, Snapshot};
+use crate::control::wire::{Msg, Snapshot, Update};
 use crate::control::{Control, Effect, Event, Input, LinkId, StopReason};
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::protocol::{self, Notice, RouterMsg};
@@ -17,7 +17,9 @@ use crate::tasks::Tasks;
 use crate::transport;
 use arc_swap::ArcSwap;
 use minotaur_core::host::{EndReason, HostEvent};
-use minotaur_core::{codec, EngineError, Game, GameId, LocalDirectory, SessionMsg};
+use minotaur_core::{
+    codec, Change, CodecError, EngineError, Game, GameId, LocalDirectory, SessionMsg,
+};
 use ractor::{ActorId, ActorRef};
 use ractor_cluster::{NodeServerMessage, NodeSessionMessage};
 use std::collections::{BTreeMap, HashMap};
@@ -63,8 +65,8 @@ pub(crate) enum ToDriver {
     },
     /// A session asks for a change to be kept.
     Save {
-        snapshot: Snapshot,
-        reply: oneshot::Sender<Result<(), EngineError>>,
+        update: Update,
+        reply: oneshot::Sender<Result<Saved, EngineError>>,
     },
     /// A session asks whether its state may be read as the latest
     /// acknowledged one.
@@ -101,6 +103,15 @@ pub(crate) enum ToDriver {
     },
 }
 
+/// How a save went, short of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Saved {
+    /// The change is kept: it may be acknowledged.
+    Kept,
+    /// The change alone was not kept: the session must send the whole game.
+    SendWhole,
+}
+
 /// What the data plane reads, published by the driver.
 pub(crate) struct View {
     pub members: Vec<(MemberId, MemberStatus)>,
@@ -133,7 +144,26 @@ pub(crate) fn snapshot_of(game: &Game) -> Result<Snapshot, EngineError> {
         users: game.players.iter().map(|p| p.user.clone()).collect(),
         active: game.is_active(),
         state: codec::encode(game)?,
+        changes: Vec::new(),
     })
+}
+
+/// The game a snapshot holds: its state with its changes replayed.
+pub(crate) fn game_of(snapshot: &Snapshot) -> Result<Game, EngineError> {
+    let mut game: Game = codec::decode(&snapshot.state)?;
+    let changes = snapshot
+        .changes
+        .iter()
+        .map(|c| codec::decode::<Change>(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Change::replay(&mut game, &changes).map_err(|e| {
+        let why = format!(
+            "the changes of game {} do not follow its state: {e}",
+            snapshot.id
+        );
+        CodecError::Decode(why)
+    })?;
+    Ok(game)
 }
 
 fn phase_name(phase: &crate::control::Phase) -> String {
@@ -213,7 +243,7 @@ struct Running {
     next_link: LinkId,
     next_call: u64,
     calls: HashMap<u64, oneshot::Sender<Result<Registration, EngineError>>>,
-    saves: HashMap<GameId, oneshot::Sender<Result<(), EngineError>>>,
+    saves: HashMap<GameId, oneshot::Sender<Result<Saved, EngineError>>>,
     confirms: HashMap<GameId, Vec<oneshot::Sender<Result<(), EngineError>>>>,
     fetches: HashMap<GameId, Vec<oneshot::Sender<Option<Snapshot>>>>,
     leaving: Vec<oneshot::Sender<()>>,
@@ -230,7 +260,7 @@ struct Running {
     outbox: BTreeMap<LinkId, Vec<Msg>>,
     /// Sessions' saves taken this turn: the control gets them together at
     /// its end, so their copies go to each backup in one request.
-    saving: Vec<Snapshot>,
+    saving: Vec<Update>,
     /// Stops in flight, and the starts that wait for them.
     hosting: Hosting,
 }
@@ -456,9 +486,9 @@ impl Driver {
                 }
             },
             // Kept for the end of the turn, to be copied together.
-            ToDriver::Save { snapshot, reply } => {
-                st.saves.insert(snapshot.id, reply);
-                st.saving.push(snapshot);
+            ToDriver::Save { update, reply } => {
+                st.saves.insert(update.id(), reply);
+                st.saving.push(update);
             }
             ToDriver::Confirm { id, reply } => {
                 st.confirms.entry(id).or_default().push(reply);
@@ -550,12 +580,12 @@ impl Driver {
             while snapshots.peek().is_some() {
                 let mut games = Vec::new();
                 for snapshot in snapshots.by_ref().take(START_CHUNK) {
-                    match codec::decode::<Game>(&snapshot.state) {
+                    match game_of(&snapshot) {
                         Ok(game) => games.push(game),
                         Err(e) => {
                             let input = Input::SessionStarted {
                                 id: snapshot.id,
-                                error: Some(EngineError::from(e).to_string()),
+                                error: Some(e.to_string()),
                             };
                             let _ = tx.send(ToDriver::Input(input));
                         }
@@ -666,7 +696,12 @@ impl Driver {
             }
             Effect::Saved { id, result } => {
                 if let Some(reply) = st.saves.remove(&id) {
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map(|()| Saved::Kept));
+                }
+            }
+            Effect::SendWhole(id) => {
+                if let Some(reply) = st.saves.remove(&id) {
+                    let _ = reply.send(Ok(Saved::SendWhole));
                 }
             }
             Effect::Confirmed { id, result } => {
@@ -783,8 +818,8 @@ impl Driver {
                     o.up,
                     o.backup,
                     o.copying,
-                    o.queued.as_ref().map(|s| s.version),
-                    o.latest.as_ref().map(|s| s.version)
+                    o.queued.as_ref().map(|s| s.version()),
+                    o.latest.as_ref().map(|s| s.version())
                 )
             }
             None => out += "  not owned\n",

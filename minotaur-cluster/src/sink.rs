@@ -1,12 +1,16 @@
 //! Where a node's sessions save their state: to the driver, which keeps a
 //! change only once its copy landed on the game's backup, and asks the
 //! backup for a copy when a session restarts.
+//!
+//! A write is sent as its change alone; the control asks for the whole game
+//! when the backup cannot replay the change on what it holds.
 
-use crate::driver::{snapshot_of, DriverTx, ToDriver, View};
+use crate::control::wire::{Delta, Update};
+use crate::driver::{game_of, snapshot_of, DriverTx, Saved, ToDriver, View};
 use crate::membership::{MemberId, MemberStatus};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use minotaur_core::{codec, EngineError, Game, GameId, StateSink};
+use minotaur_core::{codec, Change, EngineError, Game, GameId, StateSink};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -29,6 +33,25 @@ impl ControlSink {
                 .iter()
                 .any(|(m, status)| *status == MemberStatus::Up && m != &self.this)
     }
+
+    /// Hands `update` to the driver and waits until it is kept (or, with
+    /// no other member up, until it is handed over).
+    async fn keep(&self, update: Update) -> Result<Saved, EngineError> {
+        let stopping = || EngineError::Leaving("the node is stopping".into());
+        let (reply, answer) = oneshot::channel();
+        self.driver
+            .send(ToDriver::Save { update, reply })
+            .map_err(|_| stopping())?;
+        // With no other member up there is nowhere to copy to: the control
+        // records the version (the conflict rule needs it) without the
+        // session waiting for it, which would double a local command's
+        // time. When a member comes up, the control has every game without
+        // a backup saved again, so the copies follow.
+        if self.alone() {
+            return Ok(Saved::Kept);
+        }
+        answer.await.unwrap_or_else(|_| Err(stopping()))
+    }
 }
 
 #[async_trait]
@@ -41,22 +64,32 @@ impl StateSink for ControlSink {
             codec::encoded_len(game)?;
             return Ok(());
         }
-        let snapshot = snapshot_of(game)?;
-        let (reply, answer) = oneshot::channel();
-        self.driver
-            .send(ToDriver::Save { snapshot, reply })
-            .map_err(|_| EngineError::Leaving("the node is stopping".into()))?;
-        // With no other member up there is nowhere to copy to: the control
-        // records the version (the conflict rule needs it) without the
-        // session waiting for it, which would double a local command's
-        // time. When a member comes up, the control has every game without
-        // a backup saved again, so the copies follow.
-        if self.alone() {
+        match self.keep(Update::Whole(snapshot_of(game)?)).await? {
+            Saved::Kept => Ok(()),
+            Saved::SendWhole => Err(EngineError::Unavailable(format!(
+                "state of game {} not copied to a backup",
+                game.id
+            ))),
+        }
+    }
+
+    async fn save_change(&self, game: &Game, change: &Change) -> Result<(), EngineError> {
+        // The whole game must stay within the codec's limit, or it could
+        // not be moved or copied whole later.
+        codec::encoded_len(game)?;
+        if self.factor == 0 {
             return Ok(());
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(EngineError::Leaving("the node is stopping".into())))
+        let delta = Delta {
+            id: game.id,
+            version: game.version,
+            active: game.is_active(),
+            change: codec::encode(change)?,
+        };
+        match self.keep(Update::Delta(delta)).await? {
+            Saved::Kept => Ok(()),
+            Saved::SendWhole => self.save(game).await,
+        }
     }
 
     async fn confirm(&self, game: &Game) -> Result<(), EngineError> {
@@ -75,6 +108,6 @@ impl StateSink for ControlSink {
         let (reply, answer) = oneshot::channel();
         self.driver.send(ToDriver::Fetch { id, reply }).ok()?;
         let snapshot = answer.await.ok()??;
-        codec::decode(&snapshot.state).ok()
+        game_of(&snapshot).ok()
     }
 }

@@ -243,7 +243,7 @@ impl GameEngine {
     /// with the same `op`: if it was applied, the answer is the [`Ack`] of
     /// the game's current state and nothing is applied twice.
     ///
-    /// A game remembers its last [`MAX_APPLIED_OPS`](crate::session::MAX_APPLIED_OPS)
+    /// A game remembers its last [`MAX_APPLIED_OPS`](crate::change::MAX_APPLIED_OPS)
     /// op ids, so a retry must come before that many other writes reach the
     /// game. A write the rules refused is not remembered: retrying it is
     /// judged again against the game as it is then.

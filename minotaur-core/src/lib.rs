@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod change;
 pub mod clock;
 pub mod codec;
 pub mod command;
@@ -36,6 +37,7 @@ pub mod ids;
 pub mod local;
 pub mod session;
 
+pub use change::Change;
 pub use codec::CodecError;
 pub use command::{Ack, Answer, Command, OpId, Reply};
 pub use config::{ConfigError, GameConfig};

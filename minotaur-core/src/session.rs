@@ -4,6 +4,7 @@
 //! saves every accepted change to its [`StateSink`] (if any) *before*
 //! acknowledging it, and stops itself once the game has concluded.
 
+use crate::change::Change;
 use crate::clock;
 use crate::command::{Ack, Answer, Command, OpId, Reply};
 use crate::engine::EngineError;
@@ -19,11 +20,6 @@ use tokio::time::Instant;
 /// How long a session waits before retrying a round end its sink refused.
 const SINK_RETRY: Duration = Duration::from_millis(200);
 
-/// Write ids remembered per game. A retried write arrives within one call
-/// timeout of the first attempt, by when a game has taken a few dozen writes
-/// at most; each id costs 8 bytes in every snapshot.
-pub const MAX_APPLIED_OPS: usize = 32;
-
 /// Durable (or replicated) storage for session state.
 ///
 /// A session calls [`save`](StateSink::save) after applying a change and
@@ -33,6 +29,14 @@ pub const MAX_APPLIED_OPS: usize = 32;
 pub trait StateSink: Send + Sync + 'static {
     /// Stores the latest state of `game`.
     async fn save(&self, game: &Game) -> Result<(), EngineError>;
+    /// Stores `game`, which `change` just made from the state saved
+    /// before: a sink that can keep the change instead of the whole game
+    /// (a backup that replays it) saves bytes. Saves the whole game by
+    /// default.
+    async fn save_change(&self, game: &Game, change: &Change) -> Result<(), EngineError> {
+        let _ = change;
+        self.save(game).await
+    }
     /// The latest stored state of game `id`, used to restart a failed session.
     async fn load(&self, id: GameId) -> Option<Game>;
     /// Confirms that `game`, as this session holds it, is the game's latest
@@ -152,18 +156,16 @@ impl SessionState {
         if op.is_some_and(|op| self.game.applied_ops.contains(&op)) {
             return Ok(self.answer(answer));
         }
+        let change = Change {
+            op,
+            command: command.clone(),
+            at_ms: clock::now_ms(),
+        };
+        // A refused command discards `next`, and its write id with it.
         let mut next = self.game.clone();
-        // Recorded before applying, so the reply shows the state as stored;
-        // a refused command discards `next`, and its id with it.
-        if let Some(op) = op {
-            next.applied_ops.push_back(op);
-            while next.applied_ops.len() > MAX_APPLIED_OPS {
-                next.applied_ops.pop_front();
-            }
-        }
-        let reply = command.apply(&mut next, clock::now_ms())?;
+        let reply = change.apply_in_place(&mut next)?;
         if let Some(sink) = &self.sink {
-            sink.save(&next).await?;
+            sink.save_change(&next, &change).await?;
         }
         self.game = next;
         Ok(match answer {

@@ -2,7 +2,8 @@
 
 use minotaur_core::codec;
 use minotaur_core::{
-    Ack, Command, EventKind, Game, GameConfig, GameError, GameId, GameStatus, Hex, Reply, UserId,
+    Ack, Change, Command, EventKind, Game, GameConfig, GameError, GameId, GameStatus, Hex, Reply,
+    UserId,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -310,6 +311,52 @@ proptest! {
             let before = game.clone();
             prop_assert_eq!(game.end_round(0), Err(GameError::GameConcluded));
             prop_assert_eq!(game, before);
+        }
+    }
+
+    #[test]
+    fn a_backup_fed_changes_equals_its_owner(
+        game in game(),
+        steps in proptest::collection::vec((op(), any::<bool>(), 0u64..=50, any::<bool>()), 1..150),
+    ) {
+        // The owner applies commands as its session does; the backup keeps
+        // the encoded game it last got whole and the encoded changes since,
+        // as a cluster backup does, and is given the whole game again at
+        // random points. Rebuilt from its copy at any point, it equals the
+        // owner.
+        let mut owner = game;
+        let mut base = codec::encode(&owner).expect("encode");
+        let mut changes: Vec<Vec<u8>> = Vec::new();
+        let mut now = 1_000u64;
+        let mut op_id = 0u64;
+        for (step, with_id, pause, whole) in &steps {
+            now += pause;
+            let command = command(&owner, step);
+            if !command.is_write() {
+                continue;
+            }
+            op_id += 1;
+            let change = Change { op: with_id.then_some(op_id), command, at_ms: now };
+            let mut next = owner.clone();
+            if change.apply_in_place(&mut next).is_err() {
+                // Refused: the owner's game is unchanged, nothing is sent.
+                continue;
+            }
+            owner = next;
+            if *whole {
+                base = codec::encode(&owner).expect("encode");
+                changes.clear();
+            } else {
+                changes.push(codec::encode(&change).expect("encode"));
+            }
+            let mut backup: Game = codec::decode(&base).expect("decode");
+            let decoded: Vec<Change> = changes
+                .iter()
+                .map(|c| codec::decode(c).expect("decode"))
+                .collect();
+            Change::replay(&mut backup, &decoded)
+                .map_err(|e| TestCaseError::fail(format!("replay refused: {e}")))?;
+            prop_assert_eq!(&backup, &owner);
         }
     }
 }

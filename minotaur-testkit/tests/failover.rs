@@ -70,6 +70,56 @@ async fn crash_failover_keeps_every_acknowledged_move() -> Result<(), Box<dyn st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_restarted_from_a_copy_built_of_changes_is_the_game_acknowledged(
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Writes reach the backup as changes on top of a whole copy, and a
+    // whole copy again every so often: many writes per game take both
+    // paths before the owner crashes.
+    let cluster = TestCluster::builder().nodes(3).start().await?;
+    let engine = cluster.engine("n1")?;
+    let mut acked = Vec::new();
+    for i in 0..4 {
+        let game = engine
+            .create_game(&format!("CH{i:02}"), players_of(i))
+            .await?;
+        let user: UserId = format!("a{i}").into();
+        for w in 0..75u64 {
+            if w % 3 == 0 {
+                let now = engine.get_game(game.id).await?;
+                if let Some(&vector) = now.legal_steps(&user).first() {
+                    let command = Command::RegisterMove {
+                        user: user.clone(),
+                        vector,
+                    };
+                    engine
+                        .apply_once(game.id, 1000 * i as u64 + w, command)
+                        .await?;
+                    continue;
+                }
+            }
+            engine.end_round(game.id).await?;
+        }
+        acked.push(engine.get_game(game.id).await?);
+    }
+    let owner = cluster.where_is(acked[0].id).expect("an owner");
+    cluster.kill_node(&owner).await?;
+    let survivor = cluster.nodes().into_iter().next().expect("a survivor");
+    let engine = cluster.engine(&survivor)?;
+    for before in &acked {
+        let id = before.id;
+        let game = cluster
+            .eventually(&format!("game {id}"), Duration::from_secs(10), || {
+                let engine = engine.clone();
+                async move { engine.get_game(id).await.map_err(|e| e.to_string()) }
+            })
+            .await?;
+        assert_eq!(&game, before, "game {id} as acknowledged");
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_load_loses_nothing() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = Arc::new(TestCluster::builder().nodes(3).start().await?);
     let engine = cluster.engine("n1")?;

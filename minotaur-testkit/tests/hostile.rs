@@ -9,7 +9,7 @@
 //! corrupted bytes never panics); the core's types are in
 //! `minotaur-core/tests/fuzz.rs`.
 
-use minotaur_cluster::control::wire::{Msg, Snapshot};
+use minotaur_cluster::control::wire::{Delta, Msg, Snapshot, Update};
 use minotaur_cluster::protocol::{self, Envelope, Notice, Request, Response, RouterMsg};
 use minotaur_cluster::{MemberId, NodeConfig, Registration};
 use minotaur_core::codec;
@@ -530,6 +530,7 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
         users: vec!["ann".into(), "bob".into()],
         active: true,
         state: codec::encode(game).expect("encode"),
+        changes: Vec::new(),
     };
     let mut copy = current.clone();
     copy.id = GameId::random();
@@ -539,7 +540,18 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
         Msg::Copy {
             corr: 1,
             gen: 1,
-            copies: vec![(1, snapshot(&copy))],
+            copies: vec![
+                (1, Update::Whole(snapshot(&copy))),
+                (
+                    1,
+                    Update::Delta(Delta {
+                        id: current.id,
+                        version: current.version + 1,
+                        active: true,
+                        change: b"not a change".to_vec(),
+                    }),
+                ),
+            ],
         },
     );
     control(
@@ -645,14 +657,15 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
                 gen: 1,
                 copies: vec![(
                     1,
-                    Snapshot {
+                    Update::Whole(Snapshot {
                         id: game,
                         version: 3,
                         join_code: "ABCD".parse().expect("code"),
                         users: vec!["ann".into()],
                         active: true,
                         state: snapshot.clone(),
-                    },
+                        changes: vec![b"not a change".to_vec()],
+                    }),
                 )],
             },
         },

@@ -2,7 +2,7 @@
 //! (with where their backup copy is and what is in flight for each), and the
 //! copies it holds of other members' games.
 
-use super::wire::{Corr, Snapshot, StaleCopy};
+use super::wire::{Corr, Delta, Snapshot, StaleCopy, Update};
 use super::CallId;
 use crate::membership::MemberId;
 use crate::registry::{Registration, Time};
@@ -70,7 +70,11 @@ pub struct Owned {
     /// copies of one game never race.
     pub copying: Option<Corr>,
     /// A save that arrived while a copy was in flight.
-    pub queued: Option<Box<Snapshot>>,
+    pub queued: Option<Box<Update>>,
+    /// How many changes the backup's copy holds on top of the state last
+    /// copied whole; none when the next copy must be whole (no whole copy
+    /// is known to be there).
+    pub chain: Option<usize>,
     /// Whether its session waits for the outcome of a save.
     pub save_waiting: bool,
     /// Whether its session reported it started (a game restarted here
@@ -80,7 +84,7 @@ pub struct Owned {
     /// The latest state the control saw (a start or a save), kept only
     /// while a copy of it is in flight or queued, or while a restarted
     /// game has no backup yet.
-    pub latest: Option<Box<Snapshot>>,
+    pub latest: Option<Box<Update>>,
     /// Members that may still hold an older copy (the game's copy moved
     /// away from them, or the game moved here from its earlier owner, and
     /// they were not told, or not heard dropping it). While one of them
@@ -113,13 +117,26 @@ pub enum CopyReason {
     Restart,
 }
 
+/// One game's copy in a copy request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copying {
+    /// The game.
+    pub id: GameId,
+    /// The version copied.
+    pub version: u64,
+    /// Why.
+    pub reason: CopyReason,
+    /// Whether only its change was sent.
+    pub delta: bool,
+}
+
 /// A copy request in flight.
 #[derive(Debug, Clone)]
 pub struct CopyBatch {
     /// The member asked to keep the copies.
     pub to: MemberId,
-    /// Each game, the version copied, and why.
-    pub games: Vec<(GameId, u64, CopyReason)>,
+    /// Each game's copy.
+    pub games: Vec<Copying>,
     /// When it is given up.
     pub deadline: Time,
     /// Members already tried for these games, best first.
@@ -171,6 +188,25 @@ impl Copies {
         if !stale {
             self.by_game.insert(key, held);
         }
+    }
+
+    /// Replays `delta` on `owner`'s copy of its game, if that copy is from
+    /// `epoch` and at the version before; returns whether it was. The copy
+    /// then counts as kept in generation `gen`, as a whole one would.
+    pub fn extend(&mut self, owner: &MemberId, epoch: u64, gen: u64, delta: Delta) -> bool {
+        let Some(held) = self.by_game.get_mut(&(delta.id, owner.clone())) else {
+            return false;
+        };
+        if held.epoch != epoch || held.snapshot.version.checked_add(1) != Some(delta.version) {
+            return false;
+        }
+        held.gen = gen;
+        held.pinned = false;
+        let snapshot = &mut held.snapshot;
+        snapshot.version = delta.version;
+        snapshot.active = delta.active;
+        snapshot.changes.push(delta.change);
+        true
     }
 
     /// Forgets `owner`'s copy of game `id`.

@@ -72,6 +72,7 @@ mod tests {
             users: vec![],
             active: true,
             state: vec![],
+            changes: Vec::new(),
         }
     }
 

@@ -54,7 +54,7 @@ use minotaur_core::{EngineError, GameId, JoinCode};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use wire::{Corr, Msg, Snapshot};
+use wire::{Corr, Msg, Snapshot, Update};
 
 /// A link to a peer, numbered by the driver.
 pub type LinkId = u64;
@@ -166,9 +166,10 @@ pub enum Input {
     },
     /// Sessions applied writes and ask for them to be kept (copied to each
     /// game's backup) before acknowledging them; each is answered with an
-    /// [`Effect::Saved`]. Saves taken together go to each backup in one
+    /// [`Effect::Saved`], or [`Effect::SendWhole`] for a change the backup
+    /// cannot take alone. Saves taken together go to each backup in one
     /// request (a group commit).
-    Saves(Vec<Snapshot>),
+    Saves(Vec<Update>),
     /// A session asked for with [`Effect::StartSession`] started, or not.
     SessionStarted {
         /// The game.
@@ -313,6 +314,10 @@ pub enum Effect {
         /// Whether the write may be acknowledged.
         result: Result<(), EngineError>,
     },
+    /// The save of game `id`, sent as an [`Update::Delta`], is not kept:
+    /// its session must send the whole game instead (its backup is new,
+    /// behind, or has enough changes to replay).
+    SendWhole(GameId),
     /// The answer to [`Input::Confirm`].
     Confirmed {
         /// The game.
@@ -964,7 +969,11 @@ impl Control {
             } => self.start(Waiter::Peer(from, corr), snapshot, epoch, stale, claim),
             Msg::Started { corr, result } => self.on_started(&from, corr, result),
             Msg::Copy { corr, gen, copies } => self.on_copy(&from, corr, gen, copies),
-            Msg::Copied { corr, stored } => self.on_copied(&from, corr, stored),
+            Msg::Copied {
+                corr,
+                stored,
+                behind,
+            } => self.on_copied(&from, corr, stored, behind),
             Msg::DropCopy { id, owner, epoch } => {
                 self.copies.drop_copy_upto(id, &owner, epoch);
                 self.send(&from, Msg::Dropped { id, owner });

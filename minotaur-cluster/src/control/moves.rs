@@ -4,7 +4,7 @@
 //! under the next epoch and, if the target cannot be reached, takes it back.
 
 use super::games::{note_stale, CopyReason, Phase};
-use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy};
+use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy, Update};
 use super::{Control, Effect, Event, Request};
 use crate::membership::{MemberId, MemberStatus};
 use crate::registry::Registration;
@@ -281,7 +281,7 @@ impl Control {
         self.apply_registration(reg.clone());
         if self.owned.contains_key(&id) {
             self.notify_all(&reg);
-            self.copy_out(snapshot, CopyReason::Restart, Vec::new());
+            self.copy_out(Update::Whole(snapshot), CopyReason::Restart, Vec::new());
         }
         self.drain_progress();
     }

@@ -6,9 +6,13 @@
 //! One copy request per game is in flight at a time; a save arriving
 //! meanwhile waits for it. So two copies of one game never race, and the
 //! previous backup is told to drop its copy only once the new one is kept.
+//!
+//! A write is copied as its change alone when the backup holds the version
+//! before and fewer than [`MAX_CHAIN`] changes on top of its last whole
+//! copy; otherwise the session is asked for the whole game.
 
-use super::games::{note_stale, CopyBatch, CopyReason, Held, Owned, Phase};
-use super::wire::{Corr, Msg, Snapshot, StaleCopy};
+use super::games::{note_stale, CopyBatch, CopyReason, Copying, Held, Owned, Phase};
+use super::wire::{Corr, Msg, StaleCopy, Update};
 use super::{Control, Effect, Request};
 use crate::membership::MemberId;
 use crate::placement::ranked;
@@ -23,13 +27,18 @@ const COPY_TRIES: usize = 2;
 /// under the codec's limit (a single game may take up to that limit).
 const COPY_BYTES: usize = 1024 * 1024;
 
+/// Changes a backup keeps on top of a game's last whole copy: they bound
+/// what a failover replays, and the bytes a backup holds per game beyond
+/// the whole copy.
+pub const MAX_CHAIN: usize = 32;
+
 /// Splits copies into batches of at most `count` games and, but for a
 /// single larger game, [`COPY_BYTES`] of state.
-fn copy_batches(snapshots: Vec<Snapshot>, count: usize) -> Vec<Vec<Snapshot>> {
+fn copy_batches(updates: Vec<Update>, count: usize) -> Vec<Vec<Update>> {
     let mut batches = Vec::new();
     let (mut batch, mut bytes) = (Vec::new(), 0);
-    for snapshot in snapshots {
-        let size = snapshot.state.len();
+    for snapshot in updates {
+        let size = snapshot.size();
         if !batch.is_empty() && (batch.len() >= count.max(1) || bytes + size > COPY_BYTES) {
             batches.push(std::mem::take(&mut batch));
             bytes = 0;
@@ -58,11 +67,11 @@ impl Control {
 
     /// Sessions' changes, to be kept before they are acknowledged: those
     /// that may be copied now go out together, one request per backup.
-    pub(super) fn save(&mut self, snapshots: Vec<Snapshot>) {
+    pub(super) fn save(&mut self, updates: Vec<Update>) {
         let mut now = BTreeMap::new();
-        for snapshot in snapshots {
-            if let Some(snapshot) = self.save_one(snapshot) {
-                now.insert(snapshot.id, snapshot);
+        for update in updates {
+            if let Some(update) = self.save_one(update) {
+                now.insert(update.id(), update);
             }
         }
         if !now.is_empty() {
@@ -72,8 +81,8 @@ impl Control {
 
     /// Refuses a save, queues it behind its game's copy in flight, or
     /// returns it to be copied now.
-    fn save_one(&mut self, snapshot: Snapshot) -> Option<Snapshot> {
-        let id = snapshot.id;
+    fn save_one(&mut self, snapshot: Update) -> Option<Update> {
+        let id = snapshot.id();
         if !self.owned.contains_key(&id) {
             self.effect(Effect::Saved {
                 id,
@@ -87,7 +96,7 @@ impl Control {
         let acknowledged = self
             .owned
             .get(&id)
-            .is_some_and(|o| snapshot.version <= o.reg.version);
+            .is_some_and(|o| snapshot.version() <= o.reg.version);
         if let Some(refusal) = self.write_refusal(id).filter(|_| !acknowledged) {
             self.effect(Effect::Saved {
                 id,
@@ -106,25 +115,20 @@ impl Control {
 
     /// Sends the copy of an owned game to its best backup not yet tried;
     /// settles it at once when there is none.
-    pub(super) fn copy_out(
-        &mut self,
-        snapshot: Snapshot,
-        reason: CopyReason,
-        tried: Vec<MemberId>,
-    ) {
+    pub(super) fn copy_out(&mut self, update: Update, reason: CopyReason, tried: Vec<MemberId>) {
         let mut batch = BTreeMap::new();
-        batch.insert(snapshot.id, snapshot);
+        batch.insert(update.id(), update);
         self.copy_many(batch, reason, tried);
     }
 
     /// [`Control::copy_out`] for many games: one request per backup.
     pub(super) fn copy_many(
         &mut self,
-        games: BTreeMap<GameId, Snapshot>,
+        games: BTreeMap<GameId, Update>,
         reason: CopyReason,
         tried: Vec<MemberId>,
     ) {
-        let mut by_backup: BTreeMap<MemberId, Vec<Snapshot>> = BTreeMap::new();
+        let mut by_backup: BTreeMap<MemberId, Vec<Update>> = BTreeMap::new();
         for (id, snapshot) in games {
             let target = if self.config.replication_factor == 0 || tried.len() >= COPY_TRIES {
                 None
@@ -132,12 +136,18 @@ impl Control {
                 self.backups(id, &tried).into_iter().next()
             };
             match target {
-                Some(to) => by_backup.entry(to).or_default().push(snapshot),
+                Some(to) if self.takes_alone(&snapshot, &to) => {
+                    by_backup.entry(to).or_default().push(snapshot)
+                }
+                Some(_) => self.send_whole(id),
                 None => {
                     // Nowhere (else) to copy to.
                     let nobody = tried.is_empty() || self.members.up().len() <= 1;
-                    self.copy_settled(id, snapshot.version, reason, None, nobody);
-                    self.keep_uncopied(id, reason, snapshot);
+                    let version = snapshot.version();
+                    self.copy_settled(id, version, reason, None, nobody);
+                    if let Update::Whole(snapshot) = snapshot {
+                        self.keep_uncopied(id, reason, snapshot);
+                    }
                 }
             }
         }
@@ -148,25 +158,56 @@ impl Control {
         }
     }
 
+    /// Whether `update` may go to `to`: a whole game always; a change only
+    /// on top of the version before, kept there, with room in its chain.
+    fn takes_alone(&self, update: &Update, to: &MemberId) -> bool {
+        let Update::Delta(delta) = update else {
+            return true;
+        };
+        self.owned.get(&delta.id).is_some_and(|o| {
+            let before = delta.version.checked_sub(1);
+            o.backup.as_ref().map(|(b, v)| (b, Some(*v))) == Some((to, before))
+                && o.chain.is_some_and(|n| n < MAX_CHAIN)
+        })
+    }
+
+    /// The change saved for game `id` cannot be copied alone: its session
+    /// is asked for the whole game, which answers the save.
+    fn send_whole(&mut self, id: GameId) {
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
+        owned.latest = None;
+        if owned.save_waiting {
+            owned.save_waiting = false;
+            self.effect(super::Effect::SendWhole(id));
+        }
+    }
+
     /// Sends one batch of copies to `to`, as one request.
     fn send_copies(
         &mut self,
         to: &MemberId,
-        snapshots: Vec<Snapshot>,
+        updates: Vec<Update>,
         reason: CopyReason,
         tried: &[MemberId],
     ) {
         let corr = self.corr();
-        let mut entries = Vec::with_capacity(snapshots.len());
-        let mut copies = Vec::with_capacity(snapshots.len());
-        for snapshot in snapshots {
-            let Some(owned) = self.owned.get_mut(&snapshot.id) else {
+        let mut entries = Vec::with_capacity(updates.len());
+        let mut copies = Vec::with_capacity(updates.len());
+        for update in updates {
+            let Some(owned) = self.owned.get_mut(&update.id()) else {
                 continue;
             };
             owned.copying = Some(corr);
-            owned.latest = Some(Box::new(snapshot.clone()));
-            entries.push((snapshot.id, snapshot.version, reason));
-            copies.push((owned.reg.epoch, snapshot));
+            owned.latest = Some(Box::new(update.clone()));
+            entries.push(Copying {
+                id: update.id(),
+                version: update.version(),
+                reason,
+                delta: matches!(update, Update::Delta(_)),
+            });
+            copies.push((owned.reg.epoch, update));
         }
         let mut tried = tried.to_vec();
         tried.push(to.clone());
@@ -185,7 +226,13 @@ impl Control {
         }
     }
 
-    pub(super) fn on_copied(&mut self, from: &MemberId, corr: Corr, stored: bool) {
+    pub(super) fn on_copied(
+        &mut self,
+        from: &MemberId,
+        corr: Corr,
+        stored: bool,
+        behind: Vec<GameId>,
+    ) {
         match self.copy_batches.get(&corr) {
             Some(batch) if &batch.to == from => {}
             _ => return,
@@ -196,10 +243,36 @@ impl Control {
         let Some(batch) = self.copy_batches.remove(&corr) else {
             return;
         };
-        for (id, version, reason) in batch.games {
-            if self.owned.get(&id).is_some_and(|o| o.copying == Some(corr)) {
-                self.copy_settled(id, version, reason, Some(batch.to.clone()), true);
+        for copy in batch.games {
+            if self.owned.get(&copy.id).map(|o| o.copying) != Some(Some(corr)) {
+                continue;
             }
+            if behind.contains(&copy.id) {
+                self.copy_behind(copy.id);
+            } else {
+                let at = Some(batch.to.clone());
+                self.copy_settled(copy.id, copy.version, copy.reason, at, true);
+                if let Some(owned) = self.owned.get_mut(&copy.id) {
+                    owned.chain = match copy.delta {
+                        false => Some(0),
+                        true => owned.chain.map(|n| n + 1),
+                    };
+                }
+            }
+        }
+    }
+
+    /// A game's change reached a backup without the version before: the
+    /// next copy goes whole.
+    fn copy_behind(&mut self, id: GameId) {
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
+        owned.copying = None;
+        owned.chain = None;
+        match owned.queued.take() {
+            Some(next) => self.copy_out(*next, CopyReason::Save, Vec::new()),
+            None => self.send_whole(id),
         }
     }
 
@@ -208,8 +281,8 @@ impl Control {
         let Some(batch) = self.copy_batches.remove(&corr) else {
             return;
         };
-        let mut retry: BTreeMap<CopyReason, BTreeMap<GameId, Snapshot>> = BTreeMap::new();
-        for (id, _, reason) in batch.games {
+        let mut retry: BTreeMap<CopyReason, BTreeMap<GameId, Update>> = BTreeMap::new();
+        for Copying { id, reason, .. } in batch.games {
             let Some(owned) = self.owned.get_mut(&id) else {
                 continue;
             };
@@ -230,7 +303,7 @@ impl Control {
     /// the sweep can copy it as soon as a member can take it, without
     /// waiting for its session (which may be slow to start, and would be
     /// asked to save in vain meanwhile).
-    fn keep_uncopied(&mut self, id: GameId, reason: CopyReason, snapshot: Snapshot) {
+    fn keep_uncopied(&mut self, id: GameId, reason: CopyReason, snapshot: super::Snapshot) {
         if reason != CopyReason::Restart {
             return;
         }
@@ -239,7 +312,7 @@ impl Control {
             // this copy sends the save that waited for it).
             let current = snapshot.version >= owned.reg.version;
             if current && owned.backup.is_none() && owned.copying.is_none() {
-                owned.latest = Some(Box::new(snapshot));
+                owned.latest = Some(Box::new(Update::Whole(snapshot)));
             }
         }
     }
@@ -385,11 +458,16 @@ impl Control {
             .collect();
         let mut kept = BTreeMap::new();
         for id in stale {
-            match self.owned.get_mut(&id).and_then(|o| o.latest.take()) {
-                Some(snapshot) => {
-                    kept.insert(id, *snapshot);
+            match self
+                .owned
+                .get_mut(&id)
+                .and_then(|o| o.latest.take())
+                .map(|u| *u)
+            {
+                Some(whole @ Update::Whole(_)) => {
+                    kept.insert(id, whole);
                 }
-                None => self.effect(Effect::Resave(id)),
+                _ => self.effect(Effect::Resave(id)),
             }
         }
         if !kept.is_empty() {
@@ -422,8 +500,8 @@ impl Control {
                     let version = batch
                         .games
                         .iter()
-                        .find(|(g, _, _)| g == id)
-                        .map_or(0, |(_, v, _)| *v);
+                        .find(|c| c.id == *id)
+                        .map_or(0, |c| c.version);
                     let listed = games.entry(*id).or_insert(version);
                     *listed = (*listed).min(version);
                 }
@@ -561,24 +639,40 @@ impl Control {
         from: &MemberId,
         corr: Corr,
         gen: u64,
-        copies: Vec<(u64, Snapshot)>,
+        copies: Vec<(u64, Update)>,
     ) {
         let stored = self.members.is_live(from);
+        let mut behind = Vec::new();
         if stored {
             let gen = gen.min(self.quorum.generation());
-            for (epoch, snapshot) in copies {
-                self.copies.store(
-                    from.clone(),
-                    Held {
-                        epoch,
-                        snapshot,
-                        gen,
-                        pinned: false,
-                    },
-                );
+            for (epoch, update) in copies {
+                match update {
+                    Update::Whole(snapshot) => self.copies.store(
+                        from.clone(),
+                        Held {
+                            epoch,
+                            snapshot,
+                            gen,
+                            pinned: false,
+                        },
+                    ),
+                    Update::Delta(delta) => {
+                        let id = delta.id;
+                        if !self.copies.extend(from, epoch, gen, delta) {
+                            behind.push(id);
+                        }
+                    }
+                }
             }
         }
-        self.send(from, Msg::Copied { corr, stored });
+        self.send(
+            from,
+            Msg::Copied {
+                corr,
+                stored,
+                behind,
+            },
+        );
     }
 
     /// A failed session wants its backup's copy back.

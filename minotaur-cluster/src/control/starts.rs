@@ -5,7 +5,7 @@
 //! that went down, and a session ending for good.
 
 use super::games::{note_stale, CopyReason, Owned, Phase, Waiter};
-use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy};
+use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy, Update};
 use super::{CallId, Control, Effect, Event, Request, StopReason};
 use crate::membership::MemberId;
 use crate::placement::ranked;
@@ -175,6 +175,7 @@ impl Control {
                 backup: None,
                 copying: None,
                 queued: None,
+                chain: None,
                 save_waiting: false,
                 up: false,
                 latest: None,
@@ -183,7 +184,7 @@ impl Control {
         );
         let code = snapshot.join_code.clone();
         self.effect(Effect::StartSession(snapshot.clone()));
-        self.copy_out(snapshot, CopyReason::Start, Vec::new());
+        self.copy_out(Update::Whole(snapshot), CopyReason::Start, Vec::new());
         self.inherit_stale(id, stale);
         if claim {
             self.claim(id, code, Vec::new());
@@ -506,6 +507,7 @@ impl Control {
                     backup: None,
                     copying: None,
                     queued: None,
+                    chain: None,
                     save_waiting: false,
                     up: false,
                     latest: None,
@@ -516,7 +518,7 @@ impl Control {
             self.apply_registration(reg.clone());
             if self.owned.contains_key(&id) {
                 regs.push((*reg).clone());
-                restarts.insert(id, held.snapshot);
+                restarts.insert(id, Update::Whole(held.snapshot));
             }
         }
         if regs.is_empty() {

@@ -1,7 +1,7 @@
 //! Unit tests of single decisions; the simulator in minotaur-testkit runs
 //! whole clusters of controls through faults.
 
-use super::wire::{Hello, Msg, Refusal, Snapshot};
+use super::wire::{Delta, Hello, Msg, Refusal, Snapshot, Update};
 use super::{Control, ControlConfig, Effect, Input};
 use crate::membership::MemberId;
 use minotaur_core::GameId;
@@ -58,6 +58,7 @@ fn snapshot(id: GameId, version: u64) -> Snapshot {
         users: vec!["ann".into()],
         active: true,
         state: vec![1, 2, 3],
+        changes: Vec::new(),
     }
 }
 
@@ -149,7 +150,7 @@ fn copies_from_a_linked_peer_that_never_said_hello_are_not_kept() {
             msg: Msg::Copy {
                 corr: 1,
                 gen: 1,
-                copies: vec![(1, snapshot(GameId::random(), 3))],
+                copies: vec![(1, Update::Whole(snapshot(GameId::random(), 3)))],
             },
         },
     );
@@ -260,7 +261,7 @@ fn a_session_that_comes_up_after_its_game_was_lost_is_stopped() {
             msg: Msg::Copy {
                 corr: 1,
                 gen: 1,
-                copies: vec![(1, snapshot(id, 3))],
+                copies: vec![(1, Update::Whole(snapshot(id, 3)))],
             },
         },
     );
@@ -427,7 +428,7 @@ fn a_backup_names_the_games_it_holds_no_copy_of() {
             msg: Msg::Copy {
                 corr: 1,
                 gen: 1,
-                copies: vec![(1, snapshot(kept, 2))],
+                copies: vec![(1, Update::Whole(snapshot(kept, 2)))],
             },
         },
     );
@@ -457,6 +458,70 @@ fn a_backup_names_the_games_it_holds_no_copy_of() {
         })
         .collect();
     assert_eq!(missing, vec![vec![lost]]);
+}
+
+#[test]
+fn a_backup_replays_changes_on_the_version_before_and_names_those_it_cannot() {
+    let mut a = control("a");
+    let now = Duration::from_millis(1);
+    link_to(&mut a, now, &[(1, "b")]);
+    let (id, other) = (GameId::random(), GameId::random());
+    let delta = |id, version: u64, epoch| {
+        (
+            epoch,
+            Update::Delta(Delta {
+                id,
+                version,
+                active: version < 4,
+                change: vec![version as u8],
+            }),
+        )
+    };
+    let copy = |corr, copies| Input::Received {
+        link: 1,
+        msg: Msg::Copy {
+            corr,
+            gen: 1,
+            copies,
+        },
+    };
+    a.handle(now, copy(1, vec![(1, Update::Whole(snapshot(id, 2)))]));
+    effects(&mut a);
+    // On the version before, from the same epoch: kept. A gap, another
+    // epoch, or a game with no copy here: named behind.
+    a.handle(
+        now,
+        copy(
+            2,
+            vec![delta(id, 3, 1), delta(id, 5, 1), delta(other, 1, 1)],
+        ),
+    );
+    a.handle(now, copy(3, vec![delta(id, 4, 2)]));
+    a.handle(now, copy(4, vec![delta(id, 4, 1)]));
+    let answers: Vec<(u64, Vec<GameId>)> = effects(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                msg:
+                    Msg::Copied {
+                        corr,
+                        stored: true,
+                        behind,
+                    },
+                ..
+            } => Some((corr, behind)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec![(2, vec![id, other]), (3, vec![id]), (4, vec![])]
+    );
+    let (_, _, held) = a.copies().find(|(g, _, _)| **g == id).expect("held");
+    assert_eq!(held.snapshot.version, 4);
+    assert!(!held.snapshot.active);
+    assert_eq!(held.snapshot.state, vec![1, 2, 3]);
+    assert_eq!(held.snapshot.changes, vec![vec![3], vec![4]]);
 }
 
 /// A quorum of n1 in which n1, n2 and n3 vote.

@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 /// [`Ack`](minotaur_core::Ack) unless the caller asks for the game, sends
 /// the control messages of one driver turn to a peer in one
 /// `Notice::Batch`, and has a create's owner claim its join code
-/// ([`Msg::Start`]'s `claim`).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// ([`Msg::Start`]'s `claim`). Version 8 copies a write to the backup as
+/// its change ([`Update::Delta`]) when the backup holds the version
+/// before.
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 7;
+pub const MIN_PROTOCOL_VERSION: u32 = 8;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
@@ -41,6 +43,11 @@ pub struct StaleCopy {
 
 /// One game's state as the control sees it: the session's encoded state,
 /// plus the few facts the control needs without decoding it.
+///
+/// A backup keeps the state its owner last sent whole and the changes its
+/// owner sent since ([`Delta`]s): `state` is then the game at version
+/// `version - changes.len()`, and replaying `changes` on it gives the game
+/// at `version`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The game.
@@ -56,6 +63,65 @@ pub struct Snapshot {
     pub active: bool,
     /// The encoded state, opaque to the control.
     pub state: Vec<u8>,
+    /// Encoded changes that follow `state`, opaque to the control.
+    pub changes: Vec<Vec<u8>>,
+}
+
+impl Snapshot {
+    /// Bytes of state it carries.
+    pub fn size(&self) -> usize {
+        self.state.len() + self.changes.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// One accepted write of a game, to be replayed on its backup's copy at
+/// the version before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The game.
+    pub id: GameId,
+    /// The version the write made.
+    pub version: u64,
+    /// Whether the game is still being played after it.
+    pub active: bool,
+    /// The encoded change, opaque to the control.
+    pub change: Vec<u8>,
+}
+
+/// A game's change as its owner's control keeps and copies it: the whole
+/// game, or only the write when the backup holds the version before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Update {
+    /// The whole game.
+    Whole(Snapshot),
+    /// One write on top of the version before.
+    Delta(Delta),
+}
+
+impl Update {
+    /// The game.
+    pub fn id(&self) -> GameId {
+        match self {
+            Update::Whole(s) => s.id,
+            Update::Delta(d) => d.id,
+        }
+    }
+
+    /// The version it brings the game to.
+    pub fn version(&self) -> u64 {
+        match self {
+            Update::Whole(s) => s.version,
+            Update::Delta(d) => d.version,
+        }
+    }
+
+    /// Bytes of state it carries.
+    pub fn size(&self) -> usize {
+        match self {
+            Update::Whole(s) => s.size(),
+            Update::Delta(d) => d.change.len(),
+        }
+    }
 }
 
 /// Who a node is and whom it knows: the first message over a new link.
@@ -181,8 +247,8 @@ pub enum Msg {
         /// copy sent before a lapse the receiver went through counts as
         /// current only once confirmed by a [`Msg::Holdings`].
         gen: u64,
-        /// Each game's registration epoch and state.
-        copies: Vec<(u64, Snapshot)>,
+        /// Each game's registration epoch and its state or change.
+        copies: Vec<(u64, Update)>,
     },
     /// Answer to [`Msg::Copy`]: every copy is kept (`true`), or none is
     /// (the receiver does not count the sender a live member).
@@ -191,6 +257,9 @@ pub enum Msg {
         corr: Corr,
         /// Whether the copies are kept.
         stored: bool,
+        /// Games whose [`Delta`] was not kept: the receiver holds no copy
+        /// of the version before. They must be sent whole.
+        behind: Vec<GameId>,
     },
     /// Forget `owner`'s copy of game `id` if it is from `epoch` or
     /// earlier: the game's copy moved away from the receiver, or the game

@@ -8,7 +8,7 @@ use super::schedule::{Pace, Schedule, Step};
 use super::trace::Trace;
 use minotaur_cluster::control::hosting::Hosting;
 use minotaur_cluster::control::inbound::Inbound;
-use minotaur_cluster::control::wire::{Msg, Snapshot};
+use minotaur_cluster::control::wire::{Delta, Msg, Snapshot, Update};
 use minotaur_cluster::control::{Control, ControlConfig, Effect, Input, LinkId};
 use minotaur_cluster::MemberId;
 use minotaur_core::{GameId, JoinCode};
@@ -521,7 +521,7 @@ impl World {
             // session asked for: the driver reports it started.
             std::collections::btree_map::Entry::Occupied(_) => None,
             std::collections::btree_map::Entry::Vacant(slot) => {
-                let ops = decode_ops(&snapshot.state);
+                let ops = ops_of(&snapshot);
                 slot.insert(Session {
                     snapshot,
                     ops,
@@ -629,6 +629,20 @@ impl World {
                 if let Some(s) = n.sessions.get_mut(&id) {
                     s.resave = true;
                     self.pump(node, id);
+                }
+            }
+            Effect::SendWhole(id) => {
+                // The change alone was refused: the same save, whole.
+                let n = self.nodes.get_mut(node).expect("node");
+                let whole = n.sessions.get(&id).and_then(|s| {
+                    let (_, next) = s.saving.as_ref()?;
+                    Some(state_of(&s.snapshot, next))
+                });
+                if let Some(whole) = whole {
+                    self.trace.line(self.now, node, || {
+                        format!("save {id} v{} whole", whole.version)
+                    });
+                    self.input(node, Input::Saves(vec![Update::Whole(whole)]));
                 }
             }
             Effect::Saved { id, result } => {
@@ -786,20 +800,26 @@ impl World {
                 self.ack(write);
                 return self.pump(node, id);
             }
+            // A write goes as its change, as a node's sessions send it.
             let mut next = s.ops.clone();
             next.push(write.op);
-            let snapshot = state_of(&s.snapshot, &next);
+            let delta = Delta {
+                id,
+                version: next.len() as u64,
+                active: true,
+                change: write.op.to_le_bytes().to_vec(),
+            };
             s.saving = Some((Some(write), next));
-            snapshot
+            Update::Delta(delta)
         } else if s.resave {
             s.resave = false;
             let snapshot = state_of(&s.snapshot, &s.ops);
             s.saving = Some((None, s.ops.clone()));
-            snapshot
+            Update::Whole(snapshot)
         } else {
             return;
         };
-        let (sid, sv) = (snapshot.id, snapshot.version);
+        let (sid, sv) = (snapshot.id(), snapshot.version());
         self.trace
             .line(self.now, node, || format!("save {sid} v{sv}"));
         self.input(node, Input::Saves(vec![snapshot]));
@@ -875,6 +895,7 @@ impl World {
             users: vec!["ann".into(), "bob".into()],
             active: true,
             state: Vec::new(),
+            changes: Vec::new(),
         };
         self.trace
             .line(self.now, &via, || format!("client create {id}"));
@@ -1172,8 +1193,16 @@ fn state_of(base: &Snapshot, ops: &[u64]) -> Snapshot {
     Snapshot {
         version: ops.len() as u64,
         state,
+        changes: Vec::new(),
         ..base.clone()
     }
+}
+
+/// The writes a snapshot holds: those of its state, then its changes.
+fn ops_of(snapshot: &Snapshot) -> Vec<u64> {
+    let mut ops = decode_ops(&snapshot.state);
+    ops.extend(snapshot.changes.iter().flat_map(|c| decode_ops(c)));
+    ops
 }
 
 fn decode_ops(state: &[u8]) -> Vec<u64> {
