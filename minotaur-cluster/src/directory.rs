@@ -4,11 +4,11 @@
 //! out failovers within the call timeout. Creates go to the driver.
 
 use crate::driver::ToDriver;
+use crate::exchange::RpcError;
 use crate::membership::MemberId;
 use crate::plane::Plane;
-use crate::protocol::{self, Request, Response};
+use crate::protocol::{Request, Response};
 use crate::router::{command_here, Route};
-use crate::rpc::{self, RpcError};
 use crate::tasks::CallGuard;
 use async_trait::async_trait;
 use minotaur_core::{
@@ -52,9 +52,9 @@ impl ClusterDirectory {
         left: Duration,
     ) -> Result<Route, MemberId> {
         let repeatable = !command.is_write() || op.is_some();
-        let Some(router) = self.plane.view.load().routers.get(owner).cloned() else {
+        if !self.plane.view.load().routers.contains_key(owner) {
             return Ok(Route::Retry);
-        };
+        }
         let request = match op {
             Some(op) => Request::Write {
                 id,
@@ -64,11 +64,7 @@ impl ClusterDirectory {
             },
             None => Request::Command { id, command },
         };
-        let bytes = match protocol::seal(request) {
-            Ok(bytes) => bytes,
-            Err(e) => return Ok(Route::Done(Err(EngineError::Codec(e)))),
-        };
-        match rpc::call(&router, bytes, left, owner).await {
+        match self.plane.exchange.call(owner, request, left).await {
             Ok(Response::Command(result)) => Ok(Route::Done(result)),
             Ok(Response::Moved(to)) => Err(to),
             Ok(Response::NotHere) => Ok(Route::Retry),

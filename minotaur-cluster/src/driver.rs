@@ -10,6 +10,7 @@ use crate::control::hosting::Hosting;
 use crate::control::inbound::Inbound;
 use crate::control::wire::{Msg, Snapshot, Update};
 use crate::control::{Control, Effect, Event, Input, LinkId, StopReason};
+use crate::exchange::Exchange;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::protocol::{self, Notice, RouterMsg};
 use crate::registry::{Registration, Registry};
@@ -199,6 +200,7 @@ pub(crate) struct Driver {
     pub inbox: mpsc::UnboundedReceiver<(Instant, ToDriver)>,
     pub host_events: mpsc::UnboundedReceiver<HostEvent>,
     pub tx: DriverTx,
+    pub exchange: Arc<Exchange>,
 }
 
 /// The driver's inbox. Each message is stamped when it is sent, and the
@@ -435,6 +437,9 @@ impl Driver {
                 // A peer whose name is no member id is not closed out (its
                 // requests get answers) but never becomes a member.
                 let member = peer.parse::<MemberId>().ok();
+                if let Some(member) = &member {
+                    self.exchange.link_up(member.clone(), router.clone());
+                }
                 let link = st.next_link;
                 st.next_link += 1;
                 st.by_session.insert(session.get_id(), link);
@@ -455,7 +460,11 @@ impl Driver {
             }
             ToDriver::LinkClosed(session) => {
                 if let Some(link) = st.by_session.remove(&session) {
-                    st.links.remove(&link);
+                    if let Some(closed) = st.links.remove(&link) {
+                        let member = closed.peer.parse::<MemberId>().ok();
+                        self.exchange
+                            .link_closed(member.as_ref(), closed.router.get_id());
+                    }
                     st.outbox.remove(&link);
                     st.inbound.closed(link);
                     self.control.handle(now, Input::LinkDown { link });

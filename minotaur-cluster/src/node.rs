@@ -6,6 +6,7 @@ use crate::config::{NodeConfig, Transport};
 use crate::control::{Control, ControlConfig};
 use crate::directory::ClusterDirectory;
 use crate::driver::{Driver, DriverTx, View};
+use crate::exchange::Exchange;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::plane::Plane;
 use crate::protocol::RouterMsg;
@@ -334,6 +335,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         .map_err(|e| fail("session host", e.to_string()))?;
     let (events, _) = broadcast::channel(4096);
     let tasks = Tasks::new(span.clone());
+    let exchange = Arc::new(Exchange::new(this.clone(), tasks.clone()));
     let plane = Arc::new(Plane {
         this: this.clone(),
         config: config.clone(),
@@ -346,6 +348,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         events: events.clone(),
         tasks: tasks.clone(),
         calls: Arc::default(),
+        exchange: exchange.clone(),
         span: span.clone(),
     });
     let (router, _) = Actor::spawn(Some(transport::router_name(&this)), Router, plane.clone())
@@ -370,6 +373,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         inbox,
         host_events,
         tx: tx.clone(),
+        exchange,
     };
     tasks.spawn(driver.run());
     tasks.spawn(links::run_link_events(plane.clone(), link_events));

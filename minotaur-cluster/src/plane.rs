@@ -5,6 +5,7 @@
 
 use crate::config::NodeConfig;
 use crate::driver::{DriverTx, ToDriver, View};
+use crate::exchange::Exchange;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::protocol::RouterMsg;
 use crate::registry::Registry;
@@ -31,6 +32,7 @@ pub(crate) struct Plane {
     pub events: broadcast::Sender<ClusterEvent>,
     pub tasks: Tasks,
     pub calls: Arc<Calls>,
+    pub exchange: Arc<Exchange>,
     pub span: tracing::Span,
 }
 

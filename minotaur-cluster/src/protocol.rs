@@ -1,18 +1,18 @@
 //! The wire protocol between nodes.
 //!
-//! Each node has exactly one remotable actor, its router, whose message has
-//! two variants that carry opaque bytes: a one-way [`Notice`] and a
-//! [`Request`] answered by a [`Response`]. The bytes are an [`Envelope`]
-//! encoded with the core codec, so a decode failure is a value, never a
-//! panic, and ractor's variant-name tags never change between releases.
-//! New variants are added at the end of the enums; a peer that cannot decode
-//! one answers [`Response::Refused`].
+//! Each node has exactly one remotable actor, its router, whose one message
+//! carries opaque bytes: a one-way [`Notice`]. Control messages travel in
+//! notices, and so does the data plane: [`Request`]s numbered by their
+//! sender and the [`Response`]s that repeat the number
+//! ([`Notice::Data`]). The bytes are an [`Envelope`] encoded with the core
+//! codec, so a decode failure is a value, never a panic, and ractor's
+//! variant-name tags never change between releases. A notice that does not
+//! decode is dropped and logged.
 
 use crate::control::wire::Msg;
 use crate::membership::MemberId;
 use minotaur_core::codec::{self, CodecError};
 use minotaur_core::{Answer, Command, EngineError, GameId, OpId, Reply};
-use ractor::RpcReplyPort;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -23,9 +23,6 @@ pub use crate::control::wire::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub enum RouterMsg {
     /// A one-way [`Notice`], encoded.
     Notice(Vec<u8>),
-    /// A [`Request`], encoded; answered with an encoded [`Response`].
-    #[rpc]
-    Request(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// Every payload is wrapped with the sender's protocol version.
@@ -67,9 +64,9 @@ pub fn open<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     codec::decode::<Envelope<T>>(bytes).map(|e| e.body)
 }
 
-/// A request to a peer's router: the data plane. Control messages are
-/// one-way [`Notice`]s; only a command waits for its answer.
-#[derive(Debug, Serialize, Deserialize)]
+/// A request to a peer's router: the data plane, a command to a game the
+/// peer hosts. Answered by a [`Response`] with the request's number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     /// Deliver a command to a game hosted by the receiver.
     Command {
@@ -103,7 +100,7 @@ pub enum Response {
     /// The receiver does not host the game (it may be moving or starting):
     /// look again.
     NotHere,
-    /// The request could not be understood or is not accepted.
+    /// The request is not accepted.
     Refused(String),
 }
 
@@ -126,5 +123,16 @@ pub enum Notice {
         from: MemberId,
         /// The messages, oldest first.
         msgs: Vec<Msg>,
+    },
+    /// The data plane: the sender's requests, each with a number its
+    /// response repeats, and its responses to the receiver's requests.
+    /// Whatever the sender had queued for the receiver goes in one frame.
+    Data {
+        /// The sender.
+        from: MemberId,
+        /// Requests, oldest first.
+        requests: Vec<(u64, Request)>,
+        /// Responses to the receiver's requests, by their numbers.
+        responses: Vec<(u64, Response)>,
     },
 }

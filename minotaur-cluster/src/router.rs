@@ -1,14 +1,16 @@
 //! The router: the node's one remotable actor. Peers' control messages go
 //! to the driver; commands (the data plane) go straight to the game's
-//! session, which answers the peer itself, so a slow session never blocks
+//! session, which answers the peer itself (through the node's
+//! [`Exchange`](crate::exchange::Exchange)), so a slow session never blocks
 //! the router and a command never waits on the driver.
 
 use crate::driver::ToDriver;
+use crate::membership::MemberId;
 use crate::plane::Plane;
 use crate::protocol::{self, Notice, Request, Response, RouterMsg};
 use minotaur_core::local::{call_session, call_session_write};
 use minotaur_core::{Answer, Command, EngineError, GameId, OpId, Replier, Reply, SessionMsg};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,26 +44,48 @@ impl Actor for Router {
                 Ok(Notice::Batch { from, msgs }) => {
                     let _ = plane.driver.send(ToDriver::Controls { from, msgs });
                 }
+                Ok(Notice::Data {
+                    from,
+                    requests,
+                    responses,
+                }) => {
+                    if !responses.is_empty() {
+                        plane.exchange.answered(&from, responses);
+                    }
+                    for (n, request) in requests {
+                        let reply = Respond {
+                            to: from.clone(),
+                            n,
+                        };
+                        deliver(plane, request, reply);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(parent: &plane.span, error = %e, "dropping an undecodable notice")
                 }
-            },
-            RouterMsg::Request(bytes, reply) => match protocol::open::<Request>(&bytes) {
-                Ok(request) => deliver(plane, request, reply),
-                Err(e) => answer(
-                    reply,
-                    Response::Refused(format!("undecodable request: {e}")),
-                ),
             },
         }
         Ok(())
     }
 }
 
+/// Where a peer's request is answered: its sender, and the number its
+/// response repeats.
+struct Respond {
+    to: MemberId,
+    n: u64,
+}
+
+impl Respond {
+    fn send(self, plane: &Plane, response: Response) {
+        plane.exchange.respond(&self.to, self.n, response);
+    }
+}
+
 /// Hands a peer's command to its game's session. A session running here
 /// answers the peer itself, through an [`Answering`]; otherwise a task
 /// waits for a session starting here, or tells where the game went.
-fn deliver(plane: &Arc<Plane>, request: Request, reply: RpcReplyPort<Vec<u8>>) {
+fn deliver(plane: &Arc<Plane>, request: Request, reply: Respond) {
     let (id, command, op, asks) = match request {
         Request::Command { id, command } => (id, command, None, Answer::Ack),
         Request::Write {
@@ -90,7 +114,7 @@ fn deliver(plane: &Arc<Plane>, request: Request, reply: RpcReplyPort<Vec<u8>>) {
     let plane = plane.clone();
     plane.tasks.clone().spawn(async move {
         let route = command_here(&plane, id, command, op, asks).await;
-        answer(reply, route.into_response(&plane, id));
+        reply.send(&plane, route.into_response(&plane, id));
     });
 }
 
@@ -98,7 +122,7 @@ fn deliver(plane: &Arc<Plane>, request: Request, reply: RpcReplyPort<Vec<u8>>) {
 /// the session's result, or, if the session went away without one (it was
 /// released or ended), with where the game is now.
 struct Answering {
-    reply: Option<RpcReplyPort<Vec<u8>>>,
+    reply: Option<Respond>,
     plane: Arc<Plane>,
     id: GameId,
 }
@@ -110,7 +134,7 @@ impl Answering {
             other => Route::Done(other),
         };
         if let Some(reply) = self.reply.take() {
-            answer(reply, route.into_response(&self.plane, self.id));
+            reply.send(&self.plane, route.into_response(&self.plane, self.id));
         }
     }
 }
@@ -119,16 +143,8 @@ impl Drop for Answering {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
             let route = gone_from_here(&self.plane, self.id);
-            answer(reply, route.into_response(&self.plane, self.id));
+            reply.send(&self.plane, route.into_response(&self.plane, self.id));
         }
-    }
-}
-
-fn answer(reply: RpcReplyPort<Vec<u8>>, response: Response) {
-    let bytes = protocol::seal(response)
-        .or_else(|e| protocol::seal(Response::Command(Err(EngineError::Codec(e)))));
-    if let Ok(bytes) = bytes {
-        let _ = reply.send(bytes);
     }
 }
 

@@ -14,8 +14,8 @@ use minotaur_cluster::protocol::{self, Envelope, Notice, Request, Response, Rout
 use minotaur_cluster::{MemberId, NodeConfig, Registration};
 use minotaur_core::codec;
 use minotaur_core::{
-    Answer, Command, EngineError, Game, GameConfig, GameEngine, GameError, GameId, GameStatus, Hex,
-    MoveError, UserId,
+    Ack, Answer, Command, EngineError, Game, GameConfig, GameEngine, GameError, GameId, GameStatus,
+    Hex, MoveError, Reply, UserId,
 };
 use minotaur_testkit::fixtures;
 use minotaur_testkit::TestCluster;
@@ -221,7 +221,8 @@ struct Intruder {
 
 impl Intruder {
     async fn start(cookie: &str) -> Intruder {
-        let name = format!("intruder{:08x}", rand::random::<u32>());
+        // Named like a member, so that a node answers its requests.
+        let name = MemberId::new(format!("intruder{:08x}", rand::random::<u32>()), 1).to_string();
         let server = NodeServer::new(
             0,
             cookie.to_string(),
@@ -297,32 +298,96 @@ async fn a_peer_with_the_wrong_cookie_is_refused_and_reaches_nothing() {
 }
 
 /// Holds the node's handshake calls without answering, so the link stays up
-/// until the handshake deadline: time for the payloads below.
+/// until the handshake deadline: time for the payloads below. The notices
+/// it gets are handed to the test.
 struct SilentRouter;
 
 impl Actor for SilentRouter {
     type Msg = RouterMsg;
-    type State = Vec<RpcReplyPort<Vec<u8>>>;
-    type Arguments = ();
+    type State = UnboundedSender<Vec<u8>>;
+    type Arguments = UnboundedSender<Vec<u8>>;
 
     async fn pre_start(
         &self,
         _: ActorRef<RouterMsg>,
-        _: (),
+        notices: UnboundedSender<Vec<u8>>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(Vec::new())
+        Ok(notices)
     }
 
     async fn handle(
         &self,
         _: ActorRef<RouterMsg>,
         message: RouterMsg,
-        held: &mut Self::State,
+        notices: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let RouterMsg::Request(_, port) = message {
-            held.push(port);
-        }
+        let RouterMsg::Notice(bytes) = message;
+        let _ = notices.send(bytes);
         Ok(())
+    }
+}
+
+/// The intruder's side of a link into a node: the stub of the node's
+/// router, and the notices the node sent back.
+struct Inside {
+    intruder: Intruder,
+    router: ActorRef<RouterMsg>,
+    silent: ractor::ActorCell,
+    notices: UnboundedReceiver<Vec<u8>>,
+    me: MemberId,
+    next: u64,
+}
+
+impl Inside {
+    /// Sends `request` as the intruder, and waits up to two seconds for
+    /// the node's response.
+    async fn request(&mut self, request: Request) -> Option<Response> {
+        self.request_within(request, Duration::from_secs(2)).await
+    }
+
+    /// Sends `request` until the node answers, at most five seconds: the
+    /// node answers only once it has taken the link up, which the
+    /// intruder may see first.
+    async fn first_request(&mut self, request: impl Fn() -> Request) -> Option<Response> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let answer = self
+                .request_within(request(), Duration::from_millis(200))
+                .await;
+            if answer.is_some() {
+                return answer;
+            }
+        }
+        None
+    }
+
+    async fn request_within(&mut self, request: Request, within: Duration) -> Option<Response> {
+        self.next += 1;
+        let n = self.next;
+        let bytes = protocol::seal(Notice::Data {
+            from: self.me.clone(),
+            requests: vec![(n, request)],
+            responses: Vec::new(),
+        })
+        .expect("encode");
+        self.router.cast(RouterMsg::Notice(bytes)).expect("cast");
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let bytes = tokio::time::timeout(left, self.notices.recv())
+                .await
+                .ok()??;
+            if let Ok(Notice::Data { responses, .. }) = protocol::open::<Notice>(&bytes) {
+                if let Some((_, response)) = responses.into_iter().find(|(m, _)| *m == n) {
+                    return Some(response);
+                }
+            }
+        }
+    }
+
+    fn stop(self) {
+        self.silent.stop(None);
+        self.intruder.stop();
     }
 }
 
@@ -336,16 +401,14 @@ enum Alien {
 }
 
 /// An authenticated bare peer and the stub of node `target`'s router.
-async fn inside(
-    cluster: &TestCluster,
-    target: &str,
-) -> (Intruder, ActorRef<RouterMsg>, ractor::ActorCell) {
+async fn inside(cluster: &TestCluster, target: &str) -> Inside {
     let cookie = cluster.config_for("x").cookie;
     let mut intruder = Intruder::start(&cookie).await;
+    let (tx, notices) = unbounded_channel();
     let (silent, _) = Actor::spawn(
         Some(format!("minotaur-router/{}", intruder.name)),
         SilentRouter,
-        (),
+        tx,
     )
     .await
     .expect("silent router");
@@ -372,17 +435,18 @@ async fn inside(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let stub = ActorRef::from(stub.expect("the node's router is advertised"));
-    (intruder, stub, silent.get_cell())
-}
-
-async fn request(stub: &ActorRef<RouterMsg>, bytes: Vec<u8>) -> CallResult<Vec<u8>> {
-    stub.call(
-        |port| RouterMsg::Request(bytes, port),
-        Some(Duration::from_secs(2)),
-    )
-    .await
-    .expect("the stub takes the call")
+    let router = ActorRef::from(stub.expect("the node's router is advertised"));
+    let me = intruder.name.parse().expect("named like a member");
+    Inside {
+        intruder,
+        router,
+        silent: silent.get_cell(),
+        notices,
+        me,
+        // Far from the numbers of the fuzzed samples' requests, whose
+        // responses come back here too.
+        next: 1 << 40,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,51 +454,54 @@ async fn malformed_payloads_in_an_authenticated_session_get_errors_and_change_no
     let (cluster, game) = two_nodes().await;
     let before = fixtures::panics();
     let owner = cluster.where_is(game.id).expect("hosted");
-    let (intruder, router, silent) = inside(&cluster, &owner).await;
+    let mut inside = inside(&cluster, &owner).await;
+    let router = inside.router.clone();
 
     // A well-formed request works: this peer is authenticated.
-    let ok = protocol::seal(Request::Command {
+    let get = || Request::Command {
         id: game.id,
         command: Command::GetGame,
+    };
+    match inside.first_request(get).await {
+        Some(Response::Command(Ok(_))) => {}
+        other => panic!("a valid request gets its answer: {other:?}"),
+    }
+    let ok = protocol::seal(Notice::Data {
+        from: inside.me.clone(),
+        requests: vec![(1_000, get())],
+        responses: Vec::new(),
     })
     .expect("encode");
-    match request(&router, ok.clone()).await {
-        CallResult::Success(bytes) => match protocol::open::<Response>(&bytes) {
-            Ok(Response::Command(Ok(_))) => {}
-            other => panic!("a valid request: {other:?}"),
-        },
-        other => panic!("a valid request gets an answer: {other:?}"),
-    }
 
-    // Garbage, truncations, and a valid notice sent as a request: each is
-    // refused with an error the sender can decode.
+    // Garbage, truncations, a request with trailing bytes, and a message
+    // that is no notice: each is dropped (logged), never answered.
     let mut bad: Vec<Vec<u8>> = vec![Vec::new(), vec![0xff; 3], rng_bytes(1, 300)];
-    for cut in [1, ok.len() / 2, ok.len() - 1] {
+    for cut in [1, 5, ok.len() / 2, ok.len() - 1] {
         bad.push(ok[..cut].to_vec());
     }
     let mut trailing = ok.clone();
     trailing.extend_from_slice(b"extra");
     bad.push(trailing);
-    bad.push(
-        protocol::seal(Notice::Control {
-            from: MemberId::new("nobody", 1),
-            msg: Msg::Ping,
-        })
-        .expect("encode"),
-    );
+    bad.push(protocol::seal(Response::NotHere).expect("encode"));
+    let sent = bad.len();
     for bytes in bad {
-        match request(&router, bytes.clone()).await {
-            CallResult::Success(answer) => match protocol::open::<Response>(&answer) {
-                Ok(Response::Refused(_)) => {}
-                other => panic!("{} bad bytes: {other:?}", bytes.len()),
-            },
-            other => panic!("{} bad bytes got no answer: {other:?}", bytes.len()),
-        }
-    }
-
-    // Undecodable notices are dropped (logged), never answered.
-    for bytes in [rng_bytes(2, 64), ok[..5].to_vec(), Vec::new()] {
         router.cast(RouterMsg::Notice(bytes)).expect("cast");
+    }
+    // Responses to requests this node never sent, or from a peer it never
+    // asked, are dropped too.
+    let stray = protocol::seal(Notice::Data {
+        from: inside.me.clone(),
+        requests: Vec::new(),
+        responses: vec![
+            (1, Response::NotHere),
+            (u64::MAX, Response::Refused("x".into())),
+        ],
+    })
+    .expect("encode");
+    router.cast(RouterMsg::Notice(stray)).expect("cast");
+    match inside.request(get()).await {
+        Some(Response::Command(Ok(_))) => {}
+        other => panic!("the link still serves: {other:?}"),
     }
     // Message variants the router does not know: dropped by ractor; a call
     // gets no answer, so the caller's timeout (or the dropped port) is its
@@ -468,7 +535,7 @@ async fn malformed_payloads_in_an_authenticated_session_get_errors_and_change_no
                         .iter()
                         .filter(|l| l.contains("undecodable notice"))
                         .count();
-                    if n >= 3 {
+                    if n >= sent {
                         Ok(())
                     } else {
                         Err(format!("{n} logged"))
@@ -487,8 +554,7 @@ async fn malformed_payloads_in_an_authenticated_session_get_errors_and_change_no
     assert_eq!(after.version, game.version, "nothing changed the game");
     still_serving(&cluster, &game).await;
     assert_eq!(fixtures::panics(), before, "no panic");
-    silent.stop(None);
-    intruder.stop();
+    inside.stop();
     cluster.shutdown().await;
 }
 
@@ -515,8 +581,8 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
     let held = node.replicas_held();
     // The silent router never answers the node's Hello: the peer is linked
     // and authenticated, but never becomes a member.
-    let (intruder, router, silent) = inside(&cluster, &owner).await;
-    let me = MemberId::new(intruder.name.clone(), 1);
+    let inside = inside(&cluster, &owner).await;
+    let (router, me) = (inside.router.clone(), inside.me.clone());
     let current = cluster
         .engine(&owner)
         .expect("engine")
@@ -584,13 +650,12 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
     assert_eq!(ended.round, current.round + 1);
     assert_eq!(cluster.where_is_all(game.id), vec![owner.clone()]);
     still_serving(&cluster, &game).await;
-    silent.stop(None);
-    intruder.stop();
+    inside.stop();
     cluster.shutdown().await;
 }
 
 /// Valid wire values whose encodings the fuzzers below corrupt.
-fn samples(game: GameId) -> Vec<Vec<u8>> {
+fn samples(game: GameId, from: &MemberId) -> Vec<Vec<u8>> {
     let member = MemberId::new("n9", 9);
     let reg = Registration {
         id: game,
@@ -612,6 +677,13 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
     )
     .expect("encode");
     let reg2 = reg.clone();
+    let ack = Ack {
+        id: game,
+        version: 4,
+        round: 2,
+        round_ends_at_ms: 99,
+        status: GameStatus::Active,
+    };
     let requests = vec![
         Request::Command {
             id: game,
@@ -677,10 +749,24 @@ fn samples(game: GameId) -> Vec<Vec<u8>> {
             },
         },
     ];
+    let data = Notice::Data {
+        from: from.clone(),
+        requests: requests
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(n, r)| (n as u64, r))
+            .collect(),
+        responses: vec![
+            (1, Response::NotHere),
+            (2, Response::Command(Ok(Reply::Ack(ack)))),
+        ],
+    };
     let mut out: Vec<Vec<u8>> = requests
         .into_iter()
         .map(|r| protocol::seal(r).expect("encode"))
         .collect();
+    out.push(protocol::seal(data).expect("encode"));
     out.extend(
         notices
             .into_iter()
@@ -722,32 +808,30 @@ fn payloads(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
 async fn fuzzed_router_messages_never_panic_a_live_node() {
     let (cluster, game) = two_nodes().await;
     let before = fixtures::panics();
-    let (intruder, router, silent) = inside(&cluster, "n1").await;
-    let strategy = payloads(samples(GameId::random()));
+    let mut inside = inside(&cluster, "n1").await;
+    let strategy = payloads(samples(GameId::random(), &inside.me));
     let mut runner = TestRunner::deterministic();
-    let mut unanswered = 0;
-    for i in 0..200 {
+    for _ in 0..200 {
         let bytes = strategy.new_tree(&mut runner).expect("a value").current();
-        if i % 2 == 0 {
-            router.cast(RouterMsg::Notice(bytes)).expect("cast");
-            continue;
-        }
-        match request(&router, bytes).await {
-            CallResult::Success(answer) => {
-                assert!(
-                    protocol::open::<Response>(&answer).is_ok(),
-                    "every answer decodes"
-                );
-            }
-            _ => unanswered += 1,
-        }
+        inside.router.cast(RouterMsg::Notice(bytes)).expect("cast");
     }
-    // A request whose corrupted Start snapshot still decodes may wait on a
-    // replication call; everything else is answered at once.
-    assert!(
-        unanswered <= 5,
-        "{unanswered} of 100 requests got no answer"
-    );
+    // Every response the node sent back decodes.
+    while let Ok(bytes) = inside.notices.try_recv() {
+        assert!(
+            protocol::open::<Notice>(&bytes).is_ok(),
+            "every notice the node sends decodes"
+        );
+    }
+    // The link still serves.
+    let probe = Request::Command {
+        id: game.id,
+        command: Command::GetGame,
+    };
+    // (The game may live on the other node: then it says where.)
+    match inside.first_request(|| probe.clone()).await {
+        Some(Response::Command(Ok(_)) | Response::Moved(_)) => {}
+        other => panic!("the link still serves: {other:?}"),
+    }
     let after = cluster
         .engine("n2")
         .expect("engine")
@@ -766,8 +850,7 @@ async fn fuzzed_router_messages_never_panic_a_live_node() {
     assert_eq!(after.version, game.version);
     still_serving(&cluster, &game).await;
     assert_eq!(fixtures::panics(), before, "no panic");
-    silent.stop(None);
-    intruder.stop();
+    inside.stop();
     cluster.shutdown().await;
 }
 
@@ -1041,7 +1124,7 @@ proptest! {
     /// values, never panics; an untouched encoding round-trips.
     #[test]
     fn corrupted_cluster_messages_decode_without_panicking(
-        bytes in payloads(samples(GameId(uuid::Uuid::from_u128(42))))
+        bytes in payloads(samples(GameId(uuid::Uuid::from_u128(42)), &MemberId::new("n8", 8)))
     ) {
         let _ = protocol::open::<Request>(&bytes);
         let _ = protocol::open::<Response>(&bytes);
@@ -1051,7 +1134,7 @@ proptest! {
 
 #[test]
 fn valid_cluster_messages_round_trip() {
-    let samples = samples(GameId(uuid::Uuid::from_u128(7)));
+    let samples = samples(GameId(uuid::Uuid::from_u128(7)), &MemberId::new("n8", 8));
     let decoded = samples
         .iter()
         .filter(|b| {

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 /// `Notice::Batch`, and has a create's owner claim its join code
 /// ([`Msg::Start`]'s `claim`). Version 8 copies a write to the backup as
 /// its change ([`Update::Delta`]) when the backup holds the version
-/// before.
+/// before, and carries commands and their responses in notices
+/// (`Notice::Data`), batched per peer, instead of ractor calls.
 pub const PROTOCOL_VERSION: u32 = 8;
 /// Oldest protocol version this release speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 8;
