@@ -198,16 +198,7 @@ impl Node {
     /// member whose session the copy is of. Empty once the node has
     /// stopped.
     pub async fn restartable_copies(&self) -> Vec<(GameId, MemberId)> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if self
-            .plane
-            .driver
-            .send(crate::driver::ToDriver::Restartable(reply))
-            .is_err()
-        {
-            return Vec::new();
-        }
-        answer.await.unwrap_or_default()
+        self.ask_driver(crate::driver::ToDriver::Restartable).await
     }
 
     /// Everything this node's control plane knows of game `id` (its
@@ -228,13 +219,15 @@ impl Node {
     }
 
     /// Asks the driver for a description; empty once the node has stopped.
-    async fn ask_driver(
+    /// Asks the driver, with `ask`, for something it answers; the default
+    /// once the node has stopped.
+    async fn ask_driver<T: Default>(
         &self,
-        ask: impl FnOnce(tokio::sync::oneshot::Sender<String>) -> crate::driver::ToDriver,
-    ) -> String {
+        ask: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::driver::ToDriver,
+    ) -> T {
         let (reply, answer) = tokio::sync::oneshot::channel();
         if self.plane.driver.send(ask(reply)).is_err() {
-            return String::new();
+            return T::default();
         }
         answer.await.unwrap_or_default()
     }

@@ -230,11 +230,15 @@ pub async fn drain(scale: &Scale, report: &mut Report) {
     // Let the load settle before the window "outside the drain" starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let outside_from = Instant::now();
+    let cpu_outside_from = common::cpu_time();
     tokio::time::sleep(scale.drain_outside).await;
     let n3 = cluster.node("n3").expect("n3");
     let drain_from = Instant::now();
+    let cpu_drain_from = common::cpu_time();
     n3.leave().await;
     let drain_to = Instant::now();
+    let cpu_drain = common::cpu_time() - cpu_drain_from;
+    let cpu_outside = cpu_drain_from - cpu_outside_from;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
@@ -260,13 +264,27 @@ pub async fn drain(scale: &Scale, report: &mut Report) {
         .map(|s| ms(s.latency))
         .collect();
     let drain_ms = ms(drain_to - drain_from);
+    // Where the drain's time goes: the CPU the process used during it,
+    // less what the commands started meanwhile cost at the rate measured
+    // outside it, is the moves' own CPU.
+    let commands_outside = samples
+        .iter()
+        .filter(|s| s.started >= outside_from && s.started < drain_from)
+        .count();
+    let per_command = cpu_outside.as_secs_f64() / commands_outside.max(1) as f64;
+    let moves_cpu = (cpu_drain.as_secs_f64() - per_command * during.len() as f64).max(0.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     report.add(
         Figure::new("drain_time", drain_ms, "ms", "none", None)
             .goal(Goal::ValueBelow(500.0))
             .note(format!(
-                "one drain; {} sessions on the leaving node, {} clients on the others, replication 1",
+                "one drain; {} sessions on the leaving node, {} clients on the others, replication 1; \
+                 CPU busy {:.0} % of {cores} cores during it; CPU per move {:.1} us (net of the commands, at {:.1} us each)",
                 scale.drain_sessions,
-                scale.clients / 2
+                scale.clients / 2,
+                100.0 * cpu_drain.as_secs_f64() / ((drain_to - drain_from).as_secs_f64() * cores),
+                moves_cpu * 1e6 / scale.drain_sessions.max(1) as f64,
+                per_command * 1e6,
             )),
     );
     report.add(
