@@ -476,11 +476,16 @@ impl Driver {
                 }
             }
             ToDriver::Controls { from, msgs } => {
+                // One input, so that what the messages lead to goes out
+                // together.
                 let from = from.to_string();
-                for msg in msgs {
-                    if let Some((link, msg)) = st.inbound.attribute(&from, msg) {
-                        self.control.handle(now, Input::Received { link, msg });
-                    }
+                let inputs: Vec<Input> = msgs
+                    .into_iter()
+                    .filter_map(|msg| st.inbound.attribute(&from, msg))
+                    .map(|(link, msg)| Input::Received { link, msg })
+                    .collect();
+                if !inputs.is_empty() {
+                    self.control.handle(now, Input::Batch(inputs));
                 }
             }
             ToDriver::Create { game, reply } => match snapshot_of(&game) {
@@ -600,6 +605,7 @@ impl Driver {
                         }
                     }
                 }
+                let mut started_here = Vec::new();
                 for (id, started) in local.start_many_saved(games).await {
                     // A session of the game already running here is what
                     // the control asked for (a start repeated, or one
@@ -608,8 +614,11 @@ impl Driver {
                         Ok(()) | Err(EngineError::AlreadyRunning(_)) => None,
                         Err(e) => Some(e.to_string()),
                     };
-                    let _ = tx.send(ToDriver::Input(Input::SessionStarted { id, error }));
+                    started_here.push(Input::SessionStarted { id, error });
                 }
+                // Reported together, so that the games they make ready are
+                // announced together.
+                let _ = tx.send(ToDriver::Input(Input::Batch(started_here)));
             }
         });
     }

@@ -150,6 +150,11 @@ pub enum Input {
         /// The address dialled.
         addr: String,
     },
+    /// Several inputs, handled in order as one: the copies and
+    /// announcements they lead to go out together, one message per peer
+    /// (the driver hands over a peer's frame, or the sessions started
+    /// together, this way).
+    Batch(Vec<Input>),
     /// A message arrived over a link.
     Received {
         /// The link.
@@ -366,9 +371,9 @@ enum Request {
         to: MemberId,
         refused: Vec<MemberId>,
     },
-    /// A starting game's registration, acknowledged by `waiting`.
+    /// Starting games' registrations, acknowledged by `waiting`.
     Announce {
-        id: GameId,
+        ids: Vec<GameId>,
         waiting: BTreeSet<MemberId>,
     },
     /// A game moving to another member (see [`Phase::Moving`]).
@@ -433,6 +438,12 @@ pub struct Control {
     /// handled): a split's heal settles thousands of conflicts at once,
     /// which would otherwise be a message per game and peer.
     notices: BTreeMap<MemberId, Vec<Registration>>,
+    /// First copies of games started during the input at hand, sent
+    /// together when it is handled (one `Copy` per backup).
+    starting_copies: BTreeMap<GameId, Update>,
+    /// Starting games ready to be announced, announced together when the
+    /// input at hand is handled (one `Registered` per peer).
+    to_announce: BTreeSet<GameId>,
 }
 
 /// Ticks between sweeps that re-place backup copies and tell backups what
@@ -476,6 +487,8 @@ impl Control {
             now,
             effects: VecDeque::new(),
             notices: BTreeMap::new(),
+            starting_copies: BTreeMap::new(),
+            to_announce: BTreeSet::new(),
         };
         for seed in control.config.seeds.clone() {
             control.dial(&seed);
@@ -486,7 +499,21 @@ impl Control {
     /// Handles one input at time `now` (never earlier than the last one's).
     pub fn handle(&mut self, now: Time, input: Input) {
         self.now = self.now.max(now);
+        self.take(input);
+        self.run_timers();
+        self.send_batched();
+        while let Some(peer) = self.notices.keys().next().cloned() {
+            self.flush_notices(&peer);
+        }
+    }
+
+    fn take(&mut self, input: Input) {
         match input {
+            Input::Batch(inputs) => {
+                for input in inputs {
+                    self.take(input);
+                }
+            }
             Input::Tick => {}
             Input::LinkUp { link, peer } => self.on_link_up(link, peer),
             Input::LinkDown { link } => self.on_link_down(link),
@@ -504,10 +531,6 @@ impl Control {
                 self.departed = true;
                 self.broadcast(Msg::Bye);
             }
-        }
-        self.run_timers();
-        while let Some(peer) = self.notices.keys().next().cloned() {
-            self.flush_notices(&peer);
         }
     }
 
@@ -849,7 +872,11 @@ impl Control {
                     self.place_new(call, snapshot, refused);
                 }
             }
-            Request::Announce { id, .. } => self.announced(id, corr),
+            Request::Announce { ids, .. } => {
+                for id in ids {
+                    self.announced(id, corr);
+                }
+            }
             Request::Move { id } => self.move_failed(id, corr),
             Request::Place {
                 snapshot,

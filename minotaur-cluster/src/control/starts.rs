@@ -184,7 +184,7 @@ impl Control {
         );
         let code = snapshot.join_code.clone();
         self.effect(Effect::StartSession(snapshot.clone()));
-        self.copy_out(Update::Whole(snapshot), CopyReason::Start, Vec::new());
+        self.starting_copies.insert(id, Update::Whole(snapshot));
         self.inherit_stale(id, stale);
         if claim {
             self.claim(id, code, Vec::new());
@@ -286,26 +286,65 @@ impl Control {
         if !claimed || (copied.is_none() && !new) {
             return;
         }
-        self.apply_registration(reg.clone());
-        if !self.owned.contains_key(&id) {
-            return; // it lost to a registration that outranks it
+        self.to_announce.insert(id);
+    }
+
+    /// Sends the first copies of the games started, and announces the
+    /// games ready, during the input just handled: together, one message
+    /// per backup or peer and batch, rather than one per game.
+    pub(super) fn send_batched(&mut self) {
+        if !self.starting_copies.is_empty() {
+            let copies = std::mem::take(&mut self.starting_copies);
+            self.copy_many(copies, CopyReason::Start, Vec::new());
         }
+        let ready = std::mem::take(&mut self.to_announce);
+        let mut regs = Vec::new();
+        for id in ready {
+            // Still starting and not yet announced (it may have failed, or
+            // been announced, since it was found ready).
+            let ready = matches!(
+                self.owned.get(&id).map(|o| &o.phase),
+                Some(Phase::Starting {
+                    announcing: None,
+                    ..
+                })
+            );
+            if !ready {
+                continue;
+            }
+            let reg = self.owned[&id].reg.clone();
+            self.apply_registration(reg.clone());
+            if self.owned.contains_key(&id) {
+                regs.push((*reg).clone()); // else it lost to one that outranks it
+            }
+        }
+        for chunk in regs.chunks(self.config.batch.max(1)) {
+            self.announce(chunk.to_vec());
+        }
+    }
+
+    /// Tells every peer of starting games' registrations, and waits for
+    /// each to acknowledge them.
+    fn announce(&mut self, regs: Vec<Registration>) {
+        let ids: Vec<GameId> = regs.iter().map(|r| r.id).collect();
         let waiting: std::collections::BTreeSet<MemberId> = self.members.peers().cloned().collect();
         let corr = self.request(Request::Announce {
-            id,
+            ids: ids.clone(),
             waiting: waiting.clone(),
         });
-        if let Some(Owned {
-            phase: Phase::Starting { announcing, .. },
-            ..
-        }) = self.owned.get_mut(&id)
-        {
-            *announcing = Some(corr);
+        for id in &ids {
+            if let Some(Owned {
+                phase: Phase::Starting { announcing, .. },
+                ..
+            }) = self.owned.get_mut(id)
+            {
+                *announcing = Some(corr);
+            }
         }
         for peer in &waiting {
             let msg = Msg::Registered {
                 corr: Some(corr),
-                regs: vec![(*reg).clone()],
+                regs: regs.clone(),
             };
             if !self.send(peer, msg) {
                 self.registered_ack(peer, corr);
@@ -313,21 +352,25 @@ impl Control {
         }
         if waiting.is_empty() {
             self.requests.remove(&corr);
-            self.announced(id, corr);
+            for id in ids {
+                self.announced(id, corr);
+            }
         }
     }
 
     pub(super) fn registered_ack(&mut self, from: &MemberId, corr: Corr) {
         let done = match self.requests.get_mut(&corr) {
-            Some((Request::Announce { id, waiting }, _)) => {
+            Some((Request::Announce { ids, waiting }, _)) => {
                 waiting.remove(from);
-                waiting.is_empty().then_some(*id)
+                waiting.is_empty().then(|| ids.clone())
             }
             _ => None,
         };
-        if let Some(id) = done {
+        if let Some(ids) = done {
             self.requests.remove(&corr);
-            self.announced(id, corr);
+            for id in ids {
+                self.announced(id, corr);
+            }
         }
     }
 
