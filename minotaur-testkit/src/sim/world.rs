@@ -32,12 +32,14 @@ pub(super) enum Event {
     /// The next items of the plan are due.
     Plan,
     Step(Step),
-    /// A message from the member `from` arrives at `to` over `link`.
+    /// Messages from the member `from` arrive at `to` over `link`, in one
+    /// frame: what its control said over that link while handling one
+    /// input, as a node's driver sends it.
     Deliver {
         to: String,
         from: String,
         link: LinkId,
-        msg: Msg,
+        msgs: Vec<Msg>,
     },
     /// `link` to the member `peer` is ready at `to`.
     LinkUp {
@@ -156,6 +158,9 @@ pub(super) struct World {
     pub stalls: BTreeMap<(String, String), Duration>,
     /// Messages a partition holds back: sender, link, message.
     held: Vec<(String, LinkId, Msg)>,
+    /// Messages a control said while its effects are carried out, per
+    /// sender and link, sent as one frame each once they are.
+    outbox: BTreeMap<(String, LinkId), Vec<Msg>>,
     pub trace: Trace,
     /// Games whose create was acknowledged, with the time.
     pub created: BTreeMap<GameId, Duration>,
@@ -220,6 +225,7 @@ impl World {
             one_way: BTreeSet::new(),
             stalls: BTreeMap::new(),
             held: Vec::new(),
+            outbox: BTreeMap::new(),
             trace,
             created: BTreeMap::new(),
             acked: Vec::new(),
@@ -376,16 +382,27 @@ impl World {
                 to,
                 from,
                 link,
-                msg,
+                msgs,
             } => {
                 if self.links.get(&link).is_some_and(|l| l.open) {
                     let Some(n) = self.nodes.get_mut(&to) else {
                         return;
                     };
-                    if let Some((link, msg)) = n.inbound.attribute(&from, msg) {
-                        self.trace
-                            .line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
-                        self.input(&to, Input::Received { link, msg });
+                    let mut inputs: Vec<Input> = msgs
+                        .into_iter()
+                        .filter_map(|msg| n.inbound.attribute(&from, msg))
+                        .map(|(link, msg)| {
+                            self.trace
+                                .line(self.now, &to, || format!("recv {link} {}", msg_name(&msg)));
+                            Input::Received { link, msg }
+                        })
+                        .collect();
+                    // A frame of several messages is one input, as the
+                    // driver hands it over.
+                    match inputs.len() {
+                        0 => {}
+                        1 => self.input(&to, inputs.remove(0)),
+                        _ => self.input(&to, Input::Batch(inputs)),
                     }
                 }
             }
@@ -560,6 +577,7 @@ impl World {
             };
             self.effect(node, effect);
         }
+        self.send_outbox(node, None);
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };
@@ -591,12 +609,20 @@ impl World {
     fn effect(&mut self, node: &str, effect: Effect) {
         let inc = self.nodes[node].inc;
         match effect {
-            Effect::Send { link, msg } => self.send(node, link, msg),
+            Effect::Send { link, msg } => self
+                .outbox
+                .entry((node.to_string(), link))
+                .or_default()
+                .push(msg),
             Effect::Dial { addr } => {
                 let to = addr.trim_start_matches("addr-").to_string();
                 self.dial(node, &to);
             }
-            Effect::CloseLink { link } => self.close_link(link),
+            Effect::CloseLink { link } => {
+                // What was said over it goes first, as the driver does.
+                self.send_outbox(node, Some(link));
+                self.close_link(link)
+            }
             Effect::StartSession(snapshot) => {
                 self.nodes
                     .get_mut(node)
@@ -969,12 +995,31 @@ impl World {
             })
     }
 
-    fn send(&mut self, from: &str, link: LinkId, msg: Msg) {
+    /// Sends what `node` said, over `link` or every link, one frame per
+    /// link.
+    fn send_outbox(&mut self, node: &str, link: Option<LinkId>) {
+        let keys: Vec<(String, LinkId)> = self
+            .outbox
+            .keys()
+            .filter(|(n, l)| n == node && link.is_none_or(|link| *l == link))
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some(msgs) = self.outbox.remove(&key) {
+                // A node gone meanwhile said nothing.
+                if self.nodes.contains_key(node) {
+                    self.send(node, key.1, msgs);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, from: &str, link: LinkId, msgs: Vec<Msg>) {
         let Some(l) = self.links.get(&link).filter(|l| l.open) else {
             return;
         };
         if self.quiet_from.is_some_and(|t| self.now >= t) {
-            if let Some(kind) = busy_kind(&msg) {
+            for kind in msgs.iter().filter_map(busy_kind) {
                 *self
                     .late_traffic
                     .entry((from.to_string(), kind))
@@ -989,7 +1034,9 @@ impl World {
         // An open TCP connection loses nothing: what a partition blocks
         // arrives once it heals, unless the link closes first.
         if self.blocked(from, &to) {
-            self.held.push((from.to_string(), link, msg));
+            for msg in msgs {
+                self.held.push((from.to_string(), link, msg));
+            }
             return;
         }
         let mut at = self.now + self.delay();
@@ -1011,7 +1058,7 @@ impl World {
                 to,
                 from,
                 link,
-                msg,
+                msgs,
             },
         );
     }
@@ -1156,7 +1203,7 @@ impl World {
                 self.partitions.clear();
                 self.one_way.clear();
                 for (from, link, msg) in std::mem::take(&mut self.held) {
-                    self.send(&from, link, msg);
+                    self.send(&from, link, vec![msg]);
                 }
                 let now = self.now;
                 for u in self.uncovered.iter_mut() {
