@@ -212,6 +212,16 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// CPU time (user + system) this process has used so far.
+/// The system's monotonic clock in seconds, as `perf record -k
+/// CLOCK_MONOTONIC` stamps its samples: to name a window of a run to
+/// `perf report --time`.
+pub fn monotonic_secs() -> f64 {
+    // SAFETY: clock_gettime only writes into the struct we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 pub fn cpu_time() -> Duration {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -235,8 +235,15 @@ pub async fn drain(scale: &Scale, report: &mut Report) {
     let n3 = cluster.node("n3").expect("n3");
     let drain_from = Instant::now();
     let cpu_drain_from = common::cpu_time();
+    let mono_from = common::monotonic_secs();
     n3.leave().await;
     let drain_to = Instant::now();
+    // For `perf record -k CLOCK_MONOTONIC` then `perf report --time A,B`:
+    // a profile of the drain alone.
+    eprintln!(
+        "  (drain window, CLOCK_MONOTONIC: {mono_from:.6},{:.6})",
+        common::monotonic_secs()
+    );
     let cpu_drain = common::cpu_time() - cpu_drain_from;
     let cpu_outside = cpu_drain_from - cpu_outside_from;
     tokio::time::sleep(Duration::from_millis(300)).await;
