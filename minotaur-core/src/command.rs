@@ -6,13 +6,9 @@
 use crate::error::GameError;
 use crate::game::{Game, GameStatus, PlayerStatus};
 use crate::hex::Hex;
+pub use crate::ids::OpId;
 use crate::ids::{GameId, UserId};
 use serde::{Deserialize, Serialize};
-
-/// The identity of one write, chosen by the engine when a caller asks for
-/// it: a write delivered twice (retried after its node crashed, say) is
-/// applied once.
-pub type OpId = u64;
 
 /// A request to one game's session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

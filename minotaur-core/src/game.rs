@@ -240,7 +240,7 @@ pub struct Game {
     /// Ids of the most recent writes applied, oldest first (kept by the
     /// session, not the rules): a write delivered again after a crash or a
     /// handoff is recognised and not applied twice.
-    pub applied_ops: VecDeque<crate::command::OpId>,
+    pub applied_ops: VecDeque<crate::ids::OpId>,
 }
 
 impl Game {

@@ -6,6 +6,11 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
+/// The identity of one write, chosen by the engine when a caller asks for
+/// it: a write delivered twice (retried after its node crashed, say) is
+/// applied once.
+pub type OpId = u64;
+
 /// A game's unique id (a random UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct GameId(pub Uuid);
