@@ -246,20 +246,18 @@ impl Control {
         }
     }
 
-    /// Once a starting game's session runs, it is registered here and
-    /// announced to every peer: a new game at once, while its first copy
-    /// is on its way (a round trip saved on every create; no write of it
-    /// was acknowledged yet, so losing it with its owner loses nothing); a
-    /// game that lived elsewhere only once its copy is placed, since its
-    /// old owner's copies no longer count once peers know the new owner.
-    /// It runs once both are done.
+    /// A starting game is registered here and announced to every peer: a
+    /// new game as soon as its join code is claimed, while its session
+    /// starts and its first copy is on its way (no write of it was
+    /// acknowledged yet, so losing it with its owner loses nothing); a game
+    /// that lived elsewhere only once its session runs and its copy is
+    /// placed, since its old owner's copies no longer count once peers know
+    /// the new owner. It runs once its session runs and both are done.
     fn check_started(&mut self, id: GameId) {
         let Some(owned) = self.owned.get(&id) else {
             return;
         };
-        if !owned.up {
-            return;
-        }
+        let up = owned.up;
         let Phase::Starting {
             copied,
             announcing,
@@ -269,11 +267,10 @@ impl Control {
         else {
             return;
         };
-        let reg = owned.reg.clone();
-        let new = reg.epoch == 1;
+        let new = owned.reg.epoch == 1;
         // A new game is refused if it cannot be copied; one that lived
         // (moved, retaken) must run regardless, or be lost.
-        if copied == Some(false) && new {
+        if up && copied == Some(false) && new {
             self.effect(Effect::StopSession {
                 id,
                 reason: StopReason::NotReplicated,
@@ -283,7 +280,9 @@ impl Control {
         if announcing.is_some() {
             return self.finish_start(id);
         }
-        if !claimed || (copied.is_none() && !new) {
+        // A command that finds a new game before its session runs waits
+        // for the session on the owner (`router::starting_session`).
+        if !claimed || (!new && (!up || copied.is_none())) {
             return;
         }
         self.to_announce.insert(id);
@@ -400,6 +399,9 @@ impl Control {
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
+        if !owned.up {
+            return; // its session reporting it started finishes it
+        }
         let waiters = match &mut owned.phase {
             Phase::Starting {
                 copied: Some(_),
