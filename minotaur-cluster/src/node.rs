@@ -16,6 +16,7 @@ use crate::sink::ControlSink;
 use crate::tasks::Tasks;
 use crate::{links, transport};
 use arc_swap::ArcSwap;
+use minotaur_core::local::HostOptions;
 use minotaur_core::{GameEngine, GameId, LocalDirectory};
 use ractor::{Actor, ActorRef};
 use ractor_cluster::NodeServerMessage;
@@ -323,7 +324,13 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         this: this.clone(),
         view: view.clone(),
     });
-    let local = LocalDirectory::start_with(Some(sink), Some(host_tx), config.max_restarts, false)
+    let options = HostOptions {
+        events: Some(host_tx),
+        max_restarts: config.max_restarts,
+        unique_join_codes: false,
+        ..HostOptions::default()
+    };
+    let local = LocalDirectory::start_with(Some(sink), options)
         .await
         .map_err(|e| fail("session host", e.to_string()))?;
     let (events, _) = broadcast::channel(4096);

@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 /// at most; each id costs 8 bytes in every snapshot.
 pub const MAX_APPLIED_OPS: usize = 32;
 
+/// The most round ends [`Change::rounds_due`] returns at once: a game left
+/// for a year with one-second rounds is caught up over several calls, each
+/// a fraction of a second.
+pub const MAX_ROUNDS_DUE: usize = 10_000;
+
 /// One accepted write: the command, its write id if the caller gave one,
 /// and when it was applied.
 ///
@@ -66,6 +71,53 @@ impl Change {
             }
         }
         self.command.apply(game, self.at_ms)
+    }
+
+    /// The round ends due by `now_ms`: one [`Command::EndRound`] at each
+    /// deadline that has passed, each at the moment it was due, so a round
+    /// ends with the same result and at the same moment whether its session
+    /// ran a timer for it or the game lay passivated and is caught up
+    /// later. Applying them in order makes `game` current, unless more
+    /// than [`MAX_ROUNDS_DUE`] are due: the rest are then due next time.
+    ///
+    /// ```
+    /// use minotaur_core::{Change, Game, GameConfig, GameId};
+    ///
+    /// let users = vec!["ann".into(), "bob".into()];
+    /// let config = GameConfig { round_length_ms: 1_000, ..GameConfig::default() };
+    /// let mut game = Game::new(GameId::random(), "DUE1".parse()?, users, config, 0)?;
+    /// let due = Change::rounds_due(&game, 3_500);
+    /// assert_eq!(due.iter().map(|c| c.at_ms).collect::<Vec<_>>(), [1_000, 2_000, 3_000]);
+    /// Change::replay(&mut game, &due)?;
+    /// assert_eq!((game.round, game.round_ends_at_ms), (4, 4_000));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rounds_due(game: &Game, now_ms: u64) -> Vec<Change> {
+        let mut due = Vec::new();
+        if !game.is_active() || game.round_ends_at_ms > now_ms {
+            return due;
+        }
+        // Only the deadlines matter here; the rules decide on a copy
+        // whether the game concludes on the way.
+        let mut next = game.clone();
+        while next.is_active() && next.round_ends_at_ms <= now_ms {
+            let at_ms = next.round_ends_at_ms;
+            let change = Change {
+                op: None,
+                command: Command::EndRound,
+                at_ms,
+            };
+            if change.apply_in_place(&mut next).is_err() {
+                break;
+            }
+            due.push(change);
+            // A round length of zero (a hand-made snapshot) would never
+            // catch up.
+            if due.len() >= MAX_ROUNDS_DUE || next.round_ends_at_ms <= at_ms {
+                break;
+            }
+        }
+        due
     }
 
     /// Applies `changes`, in order, to `game`: what a backup does to rebuild

@@ -1,11 +1,14 @@
 //! Hosting sessions in this process: a supervisor actor that starts them,
-//! restarts a failed one from its last saved state (up to a limit), and a
-//! shared table to find them without a message round trip.
+//! restarts a failed one from its last saved state (up to a limit),
+//! passivates idle ones when it is their owner, and a shared table to find
+//! them without a message round trip.
 
+use crate::codec;
 use crate::engine::EngineError;
 use crate::game::Game;
 use crate::ids::{GameId, JoinCode, UserId};
-use crate::session::{GameSession, SessionArgs, SessionMsg, StateSink};
+use crate::session::{GameSession, Idle, SessionArgs, SessionMsg, StateSink, PASSIVATED};
+use ractor::rpc::CallResult;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
@@ -26,9 +29,18 @@ pub struct Hosted {
     pub users: Vec<UserId>,
 }
 
+/// A passivated game: its encoded state and the keys it is known by.
+struct Dormant {
+    state: Box<[u8]>,
+    users: Box<[UserId]>,
+}
+
 #[derive(Default)]
 struct Table {
     by_id: HashMap<GameId, Hosted>,
+    /// Games passivated by the host itself (a standalone engine's).
+    dormant: HashMap<GameId, Dormant>,
+    /// Join codes of running and dormant games.
     by_code: HashMap<JoinCode, GameId>,
     by_actor: HashMap<ActorId, GameId>,
     /// Callers waiting for a game's session to come up.
@@ -113,27 +125,39 @@ impl HostedSessions {
         true
     }
 
-    /// The hosted game with this join code.
+    /// The hosted game with this join code (running or dormant).
     pub fn by_join_code(&self, code: &JoinCode) -> Option<GameId> {
         self.read().by_code.get(code).copied()
     }
 
-    /// Hosted games `user` plays in.
+    /// Hosted games `user` plays in (running or dormant).
     pub fn of_user(&self, user: &UserId) -> Vec<GameId> {
-        self.read()
-            .by_id
-            .iter()
-            .filter(|(_, h)| h.users.contains(user))
+        let t = self.read();
+        let running = t.by_id.iter().filter(|(_, h)| h.users.contains(user));
+        let dormant = t.dormant.iter().filter(|(_, d)| d.users.contains(user));
+        running
             .map(|(id, _)| *id)
+            .chain(dormant.map(|(id, _)| *id))
             .collect()
     }
 
-    /// Ids of all hosted games.
+    /// Whether game `id` is passivated here, by the host itself: the next
+    /// [`HostMsg::Activate`] starts it again.
+    pub fn is_dormant(&self, id: GameId) -> bool {
+        self.read().dormant.contains_key(&id)
+    }
+
+    /// Number of games the host passivated itself.
+    pub fn dormant(&self) -> usize {
+        self.read().dormant.len()
+    }
+
+    /// Ids of all games whose session runs here.
     pub fn ids(&self) -> Vec<GameId> {
         self.read().by_id.keys().copied().collect()
     }
 
-    /// Number of hosted games.
+    /// Number of games whose session runs here.
     pub fn len(&self) -> usize {
         self.read().by_id.len()
     }
@@ -158,6 +182,7 @@ impl HostedSessions {
     pub(crate) fn clear(&self) -> Vec<(GameId, Hosted)> {
         let mut t = self.write();
         t.by_code.clear();
+        t.dormant.clear();
         t.by_actor.clear();
         t.waiting.clear();
         for (_, waiting) in t.leaving.drain() {
@@ -174,11 +199,38 @@ impl HostedSessions {
             let _ = gone.send(());
         }
         let id = t.by_actor.remove(&actor)?;
+        // A session started for the game since (it woke from dormancy) is
+        // not this one.
+        if t.by_id.get(&id)?.actor.get_id() != actor {
+            return None;
+        }
         let hosted = t.by_id.remove(&id)?;
-        if t.by_code.get(&hosted.join_code) == Some(&id) {
+        if t.by_code.get(&hosted.join_code) == Some(&id) && !t.dormant.contains_key(&id) {
             t.by_code.remove(&hosted.join_code);
         }
         Some((id, hosted))
+    }
+
+    /// Keeps `game`, whose session is stopping, as its encoded state.
+    fn put_to_sleep(&self, game: &Game) -> Result<(), EngineError> {
+        let state = codec::encode(game)
+            .map_err(|e| EngineError::Unavailable(format!("game not passivated: {e}")))?;
+        let dormant = Dormant {
+            state: state.into_boxed_slice(),
+            users: game.players.iter().map(|p| p.user.clone()).collect(),
+        };
+        let mut t = self.write();
+        t.by_code.insert(game.join_code.clone(), game.id);
+        t.dormant.insert(game.id, dormant);
+        Ok(())
+    }
+
+    /// The state of dormant game `id`, which leaves the dormant set.
+    fn wake(&self, id: GameId) -> Option<Result<Game, EngineError>> {
+        let dormant = self.write().dormant.remove(&id)?;
+        Some(codec::decode(&dormant.state).map_err(|e| {
+            EngineError::Unavailable(format!("passivated game {id} does not decode: {e}"))
+        }))
     }
 }
 
@@ -215,6 +267,9 @@ pub enum EndReason {
     Failed(String),
     /// The session was stopped from outside (e.g. the host shut down).
     Stopped,
+    /// The session was idle and handed its state back
+    /// ([`SessionMsg::Passivate`]).
+    Passivated,
 }
 
 /// Reported by a host when one of its sessions ends.
@@ -245,6 +300,13 @@ pub struct HostArgs {
     /// Whether `Start` refuses a join code already hosted here. A cluster
     /// node turns this off: its registry owns join-code uniqueness.
     pub unique_join_codes: bool,
+    /// How long a session may go without a command before it is idle;
+    /// `None`: sessions never are.
+    pub idle_after: Option<Duration>,
+    /// Who is told of an idle session. `None`: the host passivates it
+    /// itself and keeps its state (a standalone engine); a cluster node's
+    /// control decides instead, since it owns where each game lives.
+    pub on_idle: Option<Arc<dyn Fn(GameId) + Send + Sync>>,
 }
 
 /// Requests to a host.
@@ -258,7 +320,16 @@ pub enum HostMsg {
         Vec<Game>,
         RpcReplyPort<Vec<(GameId, Result<(), EngineError>)>>,
     ),
+    /// A session of the host's own is idle: passivate it (when the host
+    /// decides).
+    Idle(GameId),
+    /// Start game `id` again if the host passivated it; answered once its
+    /// session runs (at once if it does already).
+    Activate(GameId, RpcReplyPort<Result<(), EngineError>>),
 }
+
+/// How long the host waits for a session to hand its state back.
+const PASSIVATE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ractor::Message for HostMsg {}
 
@@ -266,6 +337,8 @@ impl ractor::Message for HostMsg {}
 pub struct HostState {
     args: HostArgs,
     restarts: HashMap<GameId, u32>,
+    /// Given to every session.
+    idle: Option<Idle>,
 }
 
 impl HostState {
@@ -278,6 +351,7 @@ impl HostState {
         let args = SessionArgs {
             game,
             sink: self.args.sink.clone(),
+            idle: self.idle.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, GameSession, args, myself.get_cell())
             .await
@@ -298,12 +372,31 @@ impl HostState {
     /// code free where the host polices codes.
     fn admit(&self, game: &Game) -> Result<(), EngineError> {
         let sessions = &self.args.sessions;
-        if sessions.session(game.id).is_some() {
+        if sessions.session(game.id).is_some() || sessions.is_dormant(game.id) {
             Err(EngineError::AlreadyRunning(game.id))
         } else if self.args.unique_join_codes && sessions.by_join_code(&game.join_code).is_some() {
             Err(EngineError::JoinCodeTaken(game.join_code.clone()))
         } else {
             Ok(())
+        }
+    }
+
+    /// Asks game `id`'s idle session for its state and keeps it dormant.
+    /// A session that took a command meanwhile goes on running.
+    async fn passivate(&self, id: GameId) {
+        let Some(session) = self.args.sessions.session(id) else {
+            return;
+        };
+        let game = match session
+            .call(SessionMsg::Passivate, Some(PASSIVATE_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(Some(game))) => game,
+            _ => return,
+        };
+        // The session passivates only a game that encodes.
+        if let Err(e) = self.args.sessions.put_to_sleep(&game) {
+            tracing::error!(game = %id, error = %e, "passivated game lost");
         }
     }
 
@@ -325,12 +418,22 @@ impl Actor for SessionHost {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<HostMsg>,
+        myself: ActorRef<HostMsg>,
         args: HostArgs,
     ) -> Result<HostState, ActorProcessingErr> {
+        let idle = args.idle_after.map(|after| Idle {
+            after,
+            notify: match &args.on_idle {
+                Some(notify) => notify.clone(),
+                None => Arc::new(move |id| {
+                    let _ = myself.cast(HostMsg::Idle(id));
+                }),
+            },
+        });
         Ok(HostState {
             args,
             restarts: HashMap::new(),
+            idle,
         })
     }
 
@@ -376,6 +479,20 @@ impl Actor for SessionHost {
                 results.extend(spawned);
                 let _ = reply.send(results);
             }
+            HostMsg::Idle(id) => {
+                if state.args.on_idle.is_none() {
+                    state.passivate(id).await;
+                }
+            }
+            HostMsg::Activate(id, reply) => {
+                let result = match state.args.sessions.wake(id) {
+                    Some(Ok(game)) => state.spawn(&myself, game).await,
+                    Some(Err(e)) => Err(e),
+                    None if state.args.sessions.session(id).is_some() => Ok(()),
+                    None => Err(EngineError::GameNotAlive(id)),
+                };
+                let _ = reply.send(result);
+            }
         }
         Ok(())
     }
@@ -413,6 +530,7 @@ impl Actor for SessionHost {
                     let reason = match reason.as_deref() {
                         Some("concluded") => EndReason::Concluded,
                         Some("released") => EndReason::Released,
+                        Some(PASSIVATED) => EndReason::Passivated,
                         _ => EndReason::Stopped,
                     };
                     state.report(id, hosted.join_code, reason);

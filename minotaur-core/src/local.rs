@@ -20,6 +20,35 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often one game's session is restarted after failures by default.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 
+/// How a [`LocalDirectory`]'s host runs its sessions.
+pub struct HostOptions {
+    /// Told whenever a session ends.
+    pub events: Option<UnboundedSender<HostEvent>>,
+    /// How often one game's session is restarted after failures.
+    pub max_restarts: u32,
+    /// Whether a create is refused for a join code in use here (a cluster
+    /// node leaves that to its registry).
+    pub unique_join_codes: bool,
+    /// How long a game may go without a command before its session is
+    /// passivated; `None` (the default): never.
+    pub idle_after: Option<Duration>,
+    /// Who decides about an idle session (see [`HostArgs::on_idle`]);
+    /// `None`: the host passivates it.
+    pub on_idle: Option<Arc<dyn Fn(GameId) + Send + Sync>>,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            events: None,
+            max_restarts: DEFAULT_MAX_RESTARTS,
+            unique_join_codes: true,
+            idle_after: None,
+            on_idle: None,
+        }
+    }
+}
+
 /// Sessions hosted in this process.
 pub struct LocalDirectory {
     host: ActorRef<HostMsg>,
@@ -31,24 +60,47 @@ pub struct LocalDirectory {
 impl LocalDirectory {
     /// Starts a host whose sessions save to `sink` (if any).
     pub async fn start(sink: Option<Arc<dyn StateSink>>) -> Result<Self, EngineError> {
-        Self::start_with(sink, None, DEFAULT_MAX_RESTARTS, true).await
+        Self::start_with(sink, HostOptions::default()).await
     }
 
-    /// Starts a host, reporting ended sessions to `events`; with
-    /// `unique_join_codes` off, join codes are left to the caller to police.
+    /// Starts a host with `options`.
+    ///
+    /// Passivating idle games: after a second without a command, a game's
+    /// session stops and the game is kept as its encoded state; the next
+    /// command starts it again, and finds the rounds that ended meanwhile.
+    ///
+    /// ```
+    /// use minotaur_core::local::{HostOptions, LocalDirectory};
+    /// use minotaur_core::{Directory, GameConfig, GameEngine};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = HostOptions { idle_after: Some(Duration::from_secs(1)), ..HostOptions::default() };
+    /// let directory = Arc::new(LocalDirectory::start_with(None, options).await?);
+    /// let engine = GameEngine::new(directory.clone(), GameConfig::default());
+    /// let game = engine.create_game("IDLE", vec!["ann".into(), "bob".into()]).await?;
+    /// # tokio::time::pause();
+    /// tokio::time::sleep(Duration::from_secs(3)).await;
+    /// # for _ in 0..100 { if directory.sessions().is_dormant(game.id) { break } tokio::task::yield_now().await; }
+    /// assert!(directory.sessions().is_dormant(game.id));
+    /// // Woken by the next command, invisibly to the caller.
+    /// assert_eq!(engine.get_game(game.id).await?.id, game.id);
+    /// assert!(!directory.sessions().is_dormant(game.id));
+    /// # Ok(()) }
+    /// ```
     pub async fn start_with(
         sink: Option<Arc<dyn StateSink>>,
-        events: Option<UnboundedSender<HostEvent>>,
-        max_restarts: u32,
-        unique_join_codes: bool,
+        options: HostOptions,
     ) -> Result<Self, EngineError> {
         let sessions = HostedSessions::default();
         let args = HostArgs {
             sessions: sessions.clone(),
             sink: sink.clone(),
-            events,
-            max_restarts,
-            unique_join_codes,
+            events: options.events,
+            max_restarts: options.max_restarts,
+            unique_join_codes: options.unique_join_codes,
+            idle_after: options.idle_after,
+            on_idle: options.on_idle,
         };
         let (host, _) = Actor::spawn(None, SessionHost, args)
             .await
@@ -141,6 +193,36 @@ impl LocalDirectory {
         }
     }
 
+    /// Game `id`'s session, started again first if the host passivated it.
+    async fn running(&self, id: GameId) -> Result<ActorRef<SessionMsg>, EngineError> {
+        // Dormant first: a session that just passivated is listed until
+        // the host hears it stopped.
+        if self.sessions.is_dormant(id) {
+            self.activate(id).await?;
+        }
+        self.sessions
+            .session(id)
+            .ok_or(EngineError::GameNotAlive(id))
+    }
+
+    /// Starts game `id` again if the host passivated it.
+    async fn activate(&self, id: GameId) -> Result<(), EngineError> {
+        match self
+            .host
+            .call(
+                |reply| HostMsg::Activate(id, reply),
+                Some(self.call_timeout),
+            )
+            .await
+        {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("activating game {id}"))),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(EngineError::Leaving("session host stopped".into()))
+            }
+        }
+    }
+
     /// Stops every session and the host, waiting for them. Afterwards no
     /// session is listed in [`sessions`](Self::sessions).
     pub async fn shutdown(&self) {
@@ -174,11 +256,14 @@ impl Directory for LocalDirectory {
     }
 
     async fn send(&self, id: GameId, command: Command) -> Result<Reply, EngineError> {
-        let session = self
-            .sessions
-            .session(id)
-            .ok_or(EngineError::GameNotAlive(id))?;
-        call_session(&session, id, command, self.call_timeout).await
+        let session = self.running(id).await?;
+        match call_session(&session, id, command.clone(), self.call_timeout).await {
+            Err(EngineError::GameNotAlive(_)) if self.sessions.is_dormant(id) => {
+                let session = self.running(id).await?;
+                call_session(&session, id, command, self.call_timeout).await
+            }
+            other => other,
+        }
     }
 
     async fn send_write(
@@ -188,11 +273,17 @@ impl Directory for LocalDirectory {
         command: Command,
         answer: Answer,
     ) -> Result<Reply, EngineError> {
-        let session = self
-            .sessions
-            .session(id)
-            .ok_or(EngineError::GameNotAlive(id))?;
-        call_session_write(&session, id, op, command, answer, self.call_timeout).await
+        let session = self.running(id).await?;
+        let timeout = self.call_timeout;
+        // The session passivated while the write was on its way: a write
+        // it stopped before is applied by the next one, once.
+        match call_session_write(&session, id, op, command.clone(), answer, timeout).await {
+            Err(EngineError::GameNotAlive(_)) if self.sessions.is_dormant(id) => {
+                let session = self.running(id).await?;
+                call_session_write(&session, id, op, command, answer, timeout).await
+            }
+            other => other,
+        }
     }
 
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError> {

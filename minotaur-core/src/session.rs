@@ -2,10 +2,13 @@
 //!
 //! It applies commands one at a time, ends rounds when their deadline passes,
 //! saves every accepted change to its [`StateSink`] (if any) *before*
-//! acknowledging it, and stops itself once the game has concluded.
+//! acknowledging it, and stops itself once the game has concluded. With an
+//! [`Idle`] policy it tells its owner when no command came for a while, and
+//! hands its game back when asked to passivate.
 
 use crate::change::Change;
 use crate::clock;
+use crate::codec;
 use crate::command::{Ack, Answer, Command, OpId, Reply};
 use crate::engine::EngineError;
 use crate::game::Game;
@@ -19,6 +22,13 @@ use tokio::time::Instant;
 
 /// How long a session waits before retrying a round end its sink refused.
 const SINK_RETRY: Duration = Duration::from_millis(200);
+
+/// How much later a round timer that fired before its deadline (the wall
+/// clock counts whole milliseconds) looks again.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// The stop reason of a session that passivated.
+pub const PASSIVATED: &str = "passivated";
 
 /// Durable (or replicated) storage for session state.
 ///
@@ -57,6 +67,20 @@ pub struct SessionArgs {
     pub game: Game,
     /// Where accepted changes are saved before they are acknowledged.
     pub sink: Option<Arc<dyn StateSink>>,
+    /// When the session counts as idle, and whom it tells.
+    pub idle: Option<Idle>,
+}
+
+/// A session's idle policy: after `after` without a command (a read or a
+/// write; round ends do not count), the session calls `notify` with its
+/// game's id, and again every `after` while it stays idle. Its owner may
+/// then send it [`SessionMsg::Passivate`].
+#[derive(Clone)]
+pub struct Idle {
+    /// How long without a command makes the session idle.
+    pub after: Duration,
+    /// Told the id of a game whose session is idle.
+    pub notify: Arc<dyn Fn(GameId) + Send + Sync>,
 }
 
 /// Messages a session handles.
@@ -80,6 +104,13 @@ pub enum SessionMsg {
     /// Save the current state again (its backup copy is moving to another
     /// member). Queued behind commands, so it never overlaps their saves.
     Resave,
+    /// Time to see whether the session is idle.
+    IdleCheck,
+    /// Stop and reply with the complete state, unless a command came within
+    /// the [`Idle`] policy's `after` (then reply `None` and go on). A
+    /// session without a policy always stops. Its game is passivated: kept
+    /// as its state alone until the next command restarts it.
+    Passivate(RpcReplyPort<Option<Game>>),
 }
 
 impl ractor::Message for SessionMsg {}
@@ -121,11 +152,28 @@ pub struct SessionState {
     /// per round from the game's wall-clock deadline).
     deadline: Instant,
     timer: Option<RoundTimer>,
+    idle: Option<Idle>,
+    /// When the last command came.
+    used: Instant,
+    /// The pending idle check.
+    idle_check: Option<Aborting>,
+}
+
+type TimerTask = JoinHandle<Result<(), MessagingErr<SessionMsg>>>;
+
+/// Aborts a timer task when dropped (a killed session drops its state
+/// without running `post_stop`).
+struct Aborting(TimerTask);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The pending round timer and when it fires.
 struct RoundTimer {
-    handle: JoinHandle<Result<(), MessagingErr<SessionMsg>>>,
+    handle: TimerTask,
     fires_at: Instant,
 }
 
@@ -147,11 +195,29 @@ impl SessionState {
         op: Option<OpId>,
         answer: Answer,
     ) -> Result<Reply, EngineError> {
+        // A command sees the rounds that ended before it, whether or not
+        // their timer has fired yet (or the game was passivated). A read
+        // sees them without saving them: whoever restores the game ends
+        // them the same way. One that concluded the game finds it gone, as
+        // it would had the timer stopped the session.
+        let now = clock::now_ms();
+        let due = Change::rounds_due(&self.game, now);
+        if !due.is_empty() {
+            let mut view = self.game.clone();
+            Change::replay(&mut view, &due)?;
+            if !command.is_write() && view.is_active() {
+                return Ok(command.apply(&mut view, now)?);
+            }
+            self.commit_rounds(view, &due).await?;
+            if !self.game.is_active() {
+                return Err(EngineError::GameNotAlive(self.game.id));
+            }
+        }
         if !command.is_write() {
             if let (Command::GetGameConfirmed, Some(sink)) = (command, &self.sink) {
                 sink.confirm(&self.game).await?;
             }
-            return Ok(command.apply(&mut self.game, clock::now_ms())?);
+            return Ok(command.apply(&mut self.game, now)?);
         }
         if op.is_some_and(|op| self.game.applied_ops.contains(&op)) {
             return Ok(self.answer(answer));
@@ -159,7 +225,7 @@ impl SessionState {
         let change = Change {
             op,
             command: command.clone(),
-            at_ms: clock::now_ms(),
+            at_ms: now,
         };
         // A refused command discards `next`, and its write id with it.
         let mut next = self.game.clone();
@@ -172,6 +238,50 @@ impl SessionState {
             Answer::Ack => reply,
             Answer::Game => self.answer(answer),
         })
+    }
+
+    /// Ends the rounds whose deadline has passed, each at its deadline
+    /// ([`Change::rounds_due`]), and saves the result.
+    async fn catch_up(&mut self) -> Result<(), EngineError> {
+        let due = Change::rounds_due(&self.game, clock::now_ms());
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.game.clone();
+        Change::replay(&mut next, &due)?;
+        self.commit_rounds(next, &due).await
+    }
+
+    /// Saves `next`, which the round ends `due` made of the game (one
+    /// change alone, several as the whole game), then makes it current.
+    async fn commit_rounds(&mut self, next: Game, due: &[Change]) -> Result<(), EngineError> {
+        if let Some(sink) = &self.sink {
+            match due {
+                [one] => sink.save_change(&next, one).await?,
+                _ => sink.save(&next).await?,
+            }
+        }
+        self.game = next;
+        Ok(())
+    }
+
+    /// Whether no command came within the idle policy's period (always,
+    /// without a policy).
+    fn is_idle(&self) -> bool {
+        self.idle
+            .as_ref()
+            .is_none_or(|idle| self.used.elapsed() >= idle.after)
+    }
+
+    /// Arms the next idle check: when the session would turn idle, or one
+    /// period from now if it is idle already (its owner did not passivate
+    /// it, so it asks again later).
+    fn arm_idle_check(&mut self, myself: &ActorRef<SessionMsg>) {
+        let Some(idle) = &self.idle else { return };
+        let due = (self.used + idle.after).saturating_duration_since(Instant::now());
+        let delay = if due.is_zero() { idle.after } else { due };
+        let handle = myself.send_after(delay, || SessionMsg::IdleCheck);
+        self.idle_check = Some(Aborting(handle));
     }
 
     /// The answer a write gets about the current game.
@@ -231,9 +341,13 @@ impl Actor for GameSession {
             sink: args.sink,
             deadline: Instant::now(),
             timer: None,
+            idle: args.idle,
+            used: Instant::now(),
+            idle_check: None,
         };
         // A deadline that passed while the game was elsewhere fires at once.
         state.round_began(&myself);
+        state.arm_idle_check(&myself);
         Ok(state)
     }
 
@@ -243,6 +357,7 @@ impl Actor for GameSession {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         state.cancel_timer();
+        state.idle_check = None;
         Ok(())
     }
 
@@ -255,10 +370,12 @@ impl Actor for GameSession {
         let round_before = state.game.round;
         match message {
             SessionMsg::Command(command, reply) => {
+                state.used = Instant::now();
                 let result = state.execute(&command, None, Answer::Ack).await;
                 reply.send(result);
             }
             SessionMsg::Write(op, command, answer, reply) => {
+                state.used = Instant::now();
                 let result = state.execute(&command, Some(op), answer).await;
                 reply.send(result);
             }
@@ -270,11 +387,43 @@ impl Actor for GameSession {
                     state.ensure_timer(&myself);
                     return Ok(());
                 }
-                if let Err(e) = state.execute(&Command::EndRound, None, Answer::Ack).await {
+                if let Err(e) = state.catch_up().await {
                     tracing::warn!(game = %state.game.id, error = %e, "round end not saved; retrying");
                     state.arm_timer(&myself, Instant::now() + SINK_RETRY);
                     return Ok(());
                 }
+                if state.game.round == round && state.game.is_active() {
+                    // Fired a moment early: not due yet.
+                    state.arm_timer(&myself, state.deadline.max(Instant::now()) + TIMER_SLACK);
+                    return Ok(());
+                }
+            }
+            SessionMsg::IdleCheck => {
+                state.idle_check = None;
+                if state.is_idle() {
+                    if let Some(idle) = &state.idle {
+                        (idle.notify)(state.game.id);
+                    }
+                }
+                state.arm_idle_check(&myself);
+                return Ok(());
+            }
+            SessionMsg::Passivate(reply) => {
+                if !state.is_idle() {
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
+                if let Err(e) = codec::encoded_len(&state.game) {
+                    // Kept as its state, it could not be read back.
+                    tracing::warn!(game = %state.game.id, error = %e, "session not passivated");
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
+                state.cancel_timer();
+                state.idle_check = None;
+                let _ = reply.send(Some(state.game.clone()));
+                myself.stop(Some(PASSIVATED.into()));
+                return Ok(());
             }
             SessionMsg::Resave => {
                 if let Some(sink) = &state.sink {

@@ -7,6 +7,7 @@
 //! backend would.
 
 use minotaur_core::host::{EndReason, HostEvent};
+use minotaur_core::local::HostOptions;
 use minotaur_core::{
     EngineError, Game, GameConfig, GameEngine, GameId, Hex, LocalDirectory, StateSink, UserId,
 };
@@ -46,7 +47,12 @@ const MAX_RESTARTS: u32 = 2;
 
 async fn engine(store: Arc<FlakyStore>) -> (GameEngine, mpsc::UnboundedReceiver<HostEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let local = LocalDirectory::start_with(Some(store), Some(tx), MAX_RESTARTS, true)
+    let options = HostOptions {
+        events: Some(tx),
+        max_restarts: MAX_RESTARTS,
+        ..HostOptions::default()
+    };
+    let local = LocalDirectory::start_with(Some(store), options)
         .await
         .expect("host starts");
     let config = GameConfig {
