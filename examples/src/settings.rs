@@ -123,6 +123,11 @@ pub struct Settings {
     /// games over once its lease has run out.
     #[arg(long, value_enum, default_value_t)]
     pub split: SplitKind,
+    /// Passivate a game after this many milliseconds without a command:
+    /// its session stops and its owner keeps it as its encoded state until
+    /// the next command wakes it. Off unless given.
+    #[arg(long, value_name = "MS")]
+    pub idle_after_ms: Option<u64>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing
     /// directives such as "info,minotaur_cluster=debug".
     #[arg(long, value_name = "FILTER", default_value = "info")]
@@ -277,6 +282,12 @@ impl Settings {
                 reason: format!("{}: only 0 or 1 is supported", self.replication),
             });
         }
+        if self.idle_after_ms == Some(0) {
+            return Err(SettingsError::Invalid {
+                name: "idle_after_ms",
+                reason: "0: give a period of 1 ms or more, or none to keep sessions running".into(),
+            });
+        }
         self.tls_files()?;
         let mut check = NodeConfig::new(self.name.clone(), self.cookie.clone());
         check.allow_weak_cookie = self.dev;
@@ -314,6 +325,7 @@ impl Settings {
         config.replication_factor = self.replication.into();
         config.split = self.split.policy();
         config.allow_weak_cookie = self.dev;
+        config.idle_after = self.idle_after_ms.map(std::time::Duration::from_millis);
         if let Some((ca, cert, key, name)) = self.tls_files()? {
             let read = |path: &Path| {
                 std::fs::read(path).map_err(|source| SettingsError::ReadFile {
@@ -426,6 +438,18 @@ mod tests {
         assert_eq!(s.replication, 1);
         assert_eq!(s.log_level, "info");
         assert!(s.seeds.is_empty());
+        assert_eq!(s.node_config().unwrap().idle_after, None);
+    }
+
+    #[test]
+    fn idle_games_passivate_when_asked() {
+        let s = parse(&["--name", "n1", "--cookie", COOKIE, "--idle-after-ms", "500"]).unwrap();
+        let cfg = s.node_config().unwrap();
+        assert_eq!(cfg.idle_after, Some(std::time::Duration::from_millis(500)));
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--idle-after-ms", "0"]),
+            "idle_after_ms",
+        );
     }
 
     #[test]

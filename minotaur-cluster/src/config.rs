@@ -145,6 +145,14 @@ pub struct NodeConfig {
     pub transport: Transport,
     /// Restarts of a failed session actor before it is given up.
     pub max_restarts: u32,
+    /// How long a game may go without a command (a read or a write) before
+    /// its session is passivated: stopped, with the game kept by its owner
+    /// as its encoded state, still registered and copied to its backup. The
+    /// next command through any node starts it again on its owner, with the
+    /// rounds that ended meanwhile ended at their deadlines. A failover
+    /// then restarts the games it takes over passive too. `None` (the
+    /// default): sessions run until their game concludes.
+    pub idle_after: Option<Duration>,
     /// Development flag: accept a short or well-known cookie (never an
     /// empty one). Off by default; production clusters want a long random
     /// cookie, since it is the only thing keeping strangers out.
@@ -178,6 +186,7 @@ impl NodeConfig {
             call_timeout: Duration::from_secs(5),
             transport: Transport::Tcp,
             max_restarts: minotaur_core::local::DEFAULT_MAX_RESTARTS,
+            idle_after: None,
             allow_weak_cookie: false,
             tls: None,
         }

@@ -97,6 +97,8 @@ pub(crate) enum ToDriver {
     /// List the copies this node could restart a game from now, with
     /// their owners.
     Restartable(oneshot::Sender<Vec<(GameId, MemberId)>>),
+    /// List the games owned here that are passive.
+    Passive(oneshot::Sender<Vec<GameId>>),
     /// Describe everything this node knows of a game (for diagnosis).
     Explain {
         id: GameId,
@@ -176,11 +178,15 @@ fn phase_name(phase: &crate::control::Phase) -> String {
             announcing,
             announced,
             claimed,
+            asleep,
         } => format!(
-            "Starting(waiters {}, copied {copied:?}, claimed {claimed}, announcing {announcing:?}, announced {announced})",
-            waiters.len()
+            "Starting(waiters {}, copied {copied:?}, claimed {claimed}, announcing {announcing:?}, announced {announced}, passive {})",
+            waiters.len(),
+            asleep.is_some()
         ),
         Phase::Running => "Running".into(),
+        Phase::Passivating { wake } => format!("Passivating(wake {wake})"),
+        Phase::Passive(snapshot) => format!("Passive(version {})", snapshot.version),
         Phase::Releasing => "Releasing".into(),
         Phase::Moving { to, epoch, .. } => format!("Moving(to {to}, epoch {epoch})"),
     }
@@ -550,6 +556,9 @@ impl Driver {
             ToDriver::Explain { id, reply } => {
                 let _ = reply.send(self.explain(st, id));
             }
+            ToDriver::Passive(reply) => {
+                let _ = reply.send(self.control.passive().collect());
+            }
             ToDriver::Restartable(reply) => {
                 let copies = self
                     .control
@@ -705,6 +714,32 @@ impl Driver {
                     gone(&local, &session).await;
                     let _ = tx.send(ToDriver::Stopped(id));
                     let _ = tx.send(ToDriver::Input(Input::SessionReleased { id, snapshot }));
+                });
+            }
+            Effect::Passivate(id) => {
+                let tx = self.tx.clone();
+                let Some(session) = self.local.sessions().session(id) else {
+                    let input = Input::SessionPassivated { id, snapshot: None };
+                    let _ = tx.send(ToDriver::Input(input));
+                    return;
+                };
+                // A passivated game may be woken at once: counted as
+                // stopping, so its next start waits for this session to go.
+                st.hosting.stop_begins(id);
+                let local = self.local.clone();
+                self.tasks.spawn(async move {
+                    let snapshot = match local.passivate_session(id, &session).await {
+                        Ok(Some(game)) => snapshot_of(&game).ok(),
+                        _ => None,
+                    };
+                    // The state is final once the session replied: the
+                    // control has it at once, while the session exits.
+                    let stopped = snapshot.is_some();
+                    let _ = tx.send(ToDriver::Input(Input::SessionPassivated { id, snapshot }));
+                    if stopped {
+                        gone(&local, &session).await;
+                    }
+                    let _ = tx.send(ToDriver::Stopped(id));
                 });
             }
             Effect::Resave(id) => {

@@ -3,9 +3,9 @@
 //! killed.
 
 use crate::config::{NodeConfig, Transport};
-use crate::control::{Control, ControlConfig};
+use crate::control::{Control, ControlConfig, Input};
 use crate::directory::ClusterDirectory;
-use crate::driver::{Driver, DriverTx, View};
+use crate::driver::{Driver, DriverTx, ToDriver, View};
 use crate::exchange::Exchange;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::plane::Plane;
@@ -219,7 +219,13 @@ impl Node {
             .await
     }
 
-    /// Asks the driver for a description; empty once the node has stopped.
+    /// Ids of the games this node owns that are passive: their session was
+    /// stopped after [`NodeConfig::idle_after`] without a command, and the
+    /// next command starts it again. Empty once the node has stopped.
+    pub async fn passive(&self) -> Vec<GameId> {
+        self.ask_driver(crate::driver::ToDriver::Passive).await
+    }
+
     /// Asks the driver, with `ask`, for something it answers; the default
     /// once the node has stopped.
     async fn ask_driver<T: Default>(
@@ -277,6 +283,7 @@ fn control_config(config: &NodeConfig) -> ControlConfig {
         placement: config.placement.clone(),
         redistribution: config.redistribution,
         seeds: config.seeds.clone(),
+        passivate: config.idle_after.is_some(),
         ..ControlConfig::default()
     }
 }
@@ -328,7 +335,14 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         events: Some(host_tx),
         max_restarts: config.max_restarts,
         unique_join_codes: false,
-        ..HostOptions::default()
+        idle_after: config.idle_after,
+        // The control decides: it owns where each game lives.
+        on_idle: Some(Arc::new({
+            let driver = tx.clone();
+            move |id| {
+                let _ = driver.send(ToDriver::Input(Input::Idle(id)));
+            }
+        })),
     };
     let local = LocalDirectory::start_with(Some(sink), options)
         .await

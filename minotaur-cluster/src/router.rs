@@ -4,6 +4,7 @@
 //! [`Exchange`](crate::exchange::Exchange)), so a slow session never blocks
 //! the router and a command never waits on the driver.
 
+use crate::control::Input;
 use crate::driver::ToDriver;
 use crate::membership::MemberId;
 use crate::plane::Plane;
@@ -176,11 +177,14 @@ impl Route {
 }
 
 /// The session of a game registered here that is not running yet: it is
-/// starting (after a failover or a move) or leaving. Waits for it a
-/// little, looking at the registry again whenever it changes, in case the
-/// game went elsewhere.
+/// passive (the control starts it), starting (after a failover or a move)
+/// or leaving. Waits for it a little, looking at the registry again
+/// whenever it changes, in case the game went elsewhere.
 async fn starting_session(plane: &Plane, id: GameId) -> Option<ActorRef<SessionMsg>> {
     let here = || plane.registry.owner_of(id).is_some_and(|o| o == plane.this);
+    if here() {
+        let _ = plane.driver.send(ToDriver::Input(Input::Activate(id)));
+    }
     let deadline = Instant::now() + STARTING_WAIT;
     let mut changes = plane.registry.changes();
     while here() {

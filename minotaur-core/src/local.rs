@@ -144,6 +144,24 @@ impl LocalDirectory {
         }
     }
 
+    /// Asks game `id`'s idle `session` to passivate: `Some(game)` once it
+    /// stopped, `None` if it declined (a command came meanwhile) or was
+    /// gone. The caller keeps the game (a cluster node's control does).
+    pub async fn passivate_session(
+        &self,
+        id: GameId,
+        session: &ActorRef<SessionMsg>,
+    ) -> Result<Option<Game>, EngineError> {
+        match session
+            .call(SessionMsg::Passivate, Some(self.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success(game)) => Ok(game),
+            Ok(CallResult::Timeout) => Err(EngineError::Timeout(format!("passivating game {id}"))),
+            Ok(CallResult::SenderError) | Err(_) => Ok(None),
+        }
+    }
+
     /// Starts a session for `game` whose state the caller has already
     /// saved (the cluster copies it to a backup member first).
     /// [`Directory::start`] saves it to the sink, then does this.

@@ -19,7 +19,8 @@ impl TestCluster {
     /// long that took.
     ///
     /// Settled means: every running node sees exactly the running nodes,
-    /// every game runs on exactly one node and every node's registry names
+    /// every game runs (or is passive) on exactly one node and every node's
+    /// registry names
     /// that node as its owner; with majority fencing on, every node counts
     /// exactly the running nodes as voters, holds its lease and confirms no
     /// game ([`Node::vote`]); and (with replication on and two nodes or
@@ -129,9 +130,10 @@ fn unsettled_vote(nodes: &[Arc<Node>]) -> Option<String> {
 
 /// The first thing found unsettled, and the game it concerns if one does.
 async fn unsettled(nodes: &[Arc<Node>]) -> Option<(String, Option<GameId>)> {
+    // A passive game is held by its owner as much as a running one.
     let mut hosts: HashMap<GameId, Vec<&Node>> = HashMap::new();
     for node in nodes {
-        for id in node.hosted() {
+        for id in node.hosted().into_iter().chain(node.passive().await) {
             hosts.entry(id).or_default().push(node);
         }
     }

@@ -101,8 +101,11 @@ fn chaos_rules() -> GameConfig {
     }
 }
 
-fn configure(cfg: &mut NodeConfig) {
+fn configure(cfg: &mut NodeConfig, seed: u64) {
     cfg.game = chaos_rules();
+    // Odd seeds passivate games idle for a moment: games then sleep and
+    // wake all through the faults.
+    cfg.idle_after = (seed % 2 == 1).then(|| Duration::from_millis(40));
     cfg.heartbeat_interval = Duration::from_millis(100);
     cfg.failure_timeout = Duration::from_secs(1);
     cfg.call_timeout = Duration::from_secs(2);
@@ -998,11 +1001,17 @@ async fn chaos() {
     let tasks_before = alive_tasks();
     let sockets_before = listening_sockets();
     let plan = schedule(s.seed, s.steps.unwrap_or(5_000));
+    let seed = s.seed;
     eprintln!(
-        "chaos: seed {} ({} s of faults{}); replay with CHAOS_SEED={}",
+        "chaos: seed {} ({} s of faults{}{}); replay with CHAOS_SEED={}",
         s.seed,
         s.seconds,
         s.steps.map(|n| format!(", {n} steps")).unwrap_or_default(),
+        if seed % 2 == 1 {
+            ", idle games passivate"
+        } else {
+            ""
+        },
         s.seed
     );
 
@@ -1010,7 +1019,7 @@ async fn chaos() {
         .nodes(INITIAL_NODES)
         .in_memory()
         .wait(Duration::from_secs(30))
-        .configure(|_, cfg| configure(cfg))
+        .configure(move |_, cfg| configure(cfg, seed))
         .start()
         .await
         .expect("cluster starts");
@@ -1339,7 +1348,8 @@ async fn check(
     let mut hosts: HashMap<GameId, Vec<String>> = HashMap::new();
     for name in &names {
         if let Ok(node) = cluster.node(name) {
-            for id in node.hosted() {
+            // A passive game lives with its owner as a running one does.
+            for id in node.hosted().into_iter().chain(node.passive().await) {
                 hosts.entry(id).or_default().push(name.clone());
             }
         }
@@ -1553,7 +1563,7 @@ async fn crash_of_a_node_and_its_backup_together_loses_only_their_games_and_says
     let cluster = TestCluster::builder()
         .nodes(5)
         .in_memory()
-        .configure(|_, cfg| configure(cfg))
+        .configure(|_, cfg| configure(cfg, 0))
         .start()
         .await
         .expect("cluster starts");

@@ -629,6 +629,7 @@ async fn a_linked_peer_that_is_no_member_changes_nothing() {
             epoch: 99,
             stale: Vec::new(),
             claim: false,
+            passive: false,
         },
     );
     control(

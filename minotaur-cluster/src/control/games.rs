@@ -37,9 +37,21 @@ pub enum Phase {
         /// Whether its join code is claimed for it (a new game claims it
         /// while it starts; any other start has it already).
         claimed: bool,
+        /// The state of a passive game handed over to this node: no
+        /// session starts, and once started the game is passive here too.
+        asleep: Option<Box<Snapshot>>,
     },
     /// Its session runs and takes commands.
     Running,
+    /// Its session was asked to passivate (it may decline: a command came
+    /// meanwhile).
+    Passivating {
+        /// A command arrived for it meanwhile: start it again at once.
+        wake: bool,
+    },
+    /// Passive: no session runs; the game is kept here as its state alone
+    /// and started again by the next command for it.
+    Passive(Box<Snapshot>),
     /// Its session was asked to stop and hand its state back.
     Releasing,
     /// Its state is being started on `to`.
@@ -53,6 +65,8 @@ pub enum Phase {
         snapshot: Box<Snapshot>,
         /// The epoch the new owner registers it under.
         epoch: u64,
+        /// Whether it was passive here (it stays passive there).
+        passive: bool,
     },
 }
 

@@ -33,6 +33,7 @@ pub mod inbound;
 mod join;
 mod members;
 mod moves;
+mod passive;
 pub mod quorum;
 mod replicas;
 mod starts;
@@ -88,6 +89,10 @@ pub struct ControlConfig {
     pub clock_drift: f64,
     /// Where new sessions go.
     pub placement: Arc<dyn Placement>,
+    /// Whether idle games are passivated (the node's `idle_after` is set):
+    /// then a failover restarts the games it takes over passive, and the
+    /// first command for each starts its session.
+    pub passivate: bool,
     /// Whether a member joining takes running sessions.
     pub redistribution: Redistribution,
     /// Addresses to join through.
@@ -115,6 +120,7 @@ impl Default for ControlConfig {
             lease: Duration::from_secs(1),
             clock_drift: 0.01,
             placement: Arc::new(Rendezvous),
+            passivate: false,
             redistribution: Redistribution::Passive,
             seeds: Vec::new(),
             batch: 1000,
@@ -196,6 +202,20 @@ pub enum Input {
         /// The game.
         id: GameId,
     },
+    /// Game `id`'s session took no command for its idle period: it may be
+    /// passivated ([`Effect::Passivate`]).
+    Idle(GameId),
+    /// A session asked for with [`Effect::Passivate`] stopped and handed
+    /// its state back, or declined (`None`: a command came meanwhile).
+    SessionPassivated {
+        /// The game.
+        id: GameId,
+        /// Its last state.
+        snapshot: Option<Snapshot>,
+    },
+    /// A command came for game `id`, whose session does not run here: if
+    /// the game is passive, start it.
+    Activate(GameId),
     /// A failed session asks for its game's backup copy to restart from;
     /// answered with [`Effect::Fetched`].
     Fetch(GameId),
@@ -309,6 +329,10 @@ pub enum Effect {
     /// Stop game `id`'s session and hand its state back with
     /// [`Input::SessionReleased`]; it is moving.
     ReleaseSession(GameId),
+    /// Ask game `id`'s idle session to stop and hand its state back,
+    /// reported with [`Input::SessionPassivated`]: the game becomes
+    /// passive.
+    Passivate(GameId),
     /// Ask game `id`'s session to save its current state again (its copy
     /// must move to another member).
     Resave(GameId),
@@ -524,6 +548,9 @@ impl Control {
             Input::SessionStarted { id, error } => self.on_session_started(id, error),
             Input::SessionReleased { id, snapshot } => self.on_released(id, snapshot),
             Input::SessionEnded { id } => self.on_session_ended(id),
+            Input::Idle(id) => self.on_idle(id),
+            Input::SessionPassivated { id, snapshot } => self.on_passivated(id, snapshot),
+            Input::Activate(id) => self.activate(id),
             Input::Fetch(id) => self.fetch(id),
             Input::Confirm(id) => self.confirm_read(id),
             Input::Leave => self.leave(),
@@ -993,7 +1020,16 @@ impl Control {
                 epoch,
                 stale,
                 claim,
-            } => self.start(Waiter::Peer(from, corr), snapshot, epoch, stale, claim),
+                passive,
+            } => {
+                let start = starts::Start {
+                    epoch,
+                    stale,
+                    claim,
+                    passive,
+                };
+                self.start(Waiter::Peer(from, corr), snapshot, start)
+            }
             Msg::Started { corr, result } => self.on_started(&from, corr, result),
             Msg::Copy { corr, gen, copies } => self.on_copy(&from, corr, gen, copies),
             Msg::Copied {

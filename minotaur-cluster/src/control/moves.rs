@@ -47,7 +47,7 @@ impl Control {
             self.drain_queue = self
                 .owned
                 .iter()
-                .filter(|(_, o)| matches!(o.phase, Phase::Running))
+                .filter(|(_, o)| matches!(o.phase, Phase::Running | Phase::Passive(_)))
                 .map(|(id, _)| *id)
                 .collect();
         }
@@ -68,10 +68,11 @@ impl Control {
                 break;
             };
             // A session not up yet is asked again at the next round.
-            let ready = self
-                .owned
-                .get(&id)
-                .is_some_and(|o| o.up && matches!(o.phase, Phase::Running));
+            let ready = self.owned.get(&id).is_some_and(|o| match o.phase {
+                Phase::Running => o.up,
+                Phase::Passive(_) => true,
+                _ => false,
+            });
             if ready {
                 self.draining.insert(id);
                 self.release(id);
@@ -85,7 +86,11 @@ impl Control {
         let moving: Vec<GameId> = self
             .owned
             .iter()
-            .filter(|(_, o)| o.up && matches!(o.phase, Phase::Running))
+            .filter(|(_, o)| match o.phase {
+                Phase::Running => o.up,
+                Phase::Passive(_) => true,
+                _ => false,
+            })
             .filter(|(id, _)| {
                 &self.config.placement.place(**id, &candidates, self.this()) != self.this()
             })
@@ -96,11 +101,19 @@ impl Control {
         }
     }
 
+    /// Hands game `id` over: a running session is released first; a
+    /// passive game goes as it is, and stays passive.
     fn release(&mut self, id: GameId) {
-        if let Some(owned) = self.owned.get_mut(&id) {
-            owned.phase = Phase::Releasing;
-            self.effect(Effect::ReleaseSession(id));
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
+        if let Phase::Passive(snapshot) = &owned.phase {
+            let snapshot = (**snapshot).clone();
+            let epoch = owned.reg.epoch + 1;
+            return self.move_to_best(id, snapshot, epoch, Vec::new(), true);
         }
+        owned.phase = Phase::Releasing;
+        self.effect(Effect::ReleaseSession(id));
     }
 
     pub(super) fn on_released(&mut self, id: GameId, snapshot: Option<Snapshot>) {
@@ -119,24 +132,38 @@ impl Control {
             return self.drain_progress();
         };
         let epoch = self.owned.get(&id).map(|o| o.reg.epoch).unwrap_or(0) + 1;
-        self.move_to_best(id, snapshot, epoch, Vec::new());
+        self.move_to_best(id, snapshot, epoch, Vec::new(), false);
     }
 
     /// Starts a released game on the best member that takes sessions, other
     /// than `refused`; takes it back when there is none.
-    fn move_to_best(&mut self, id: GameId, snapshot: Snapshot, epoch: u64, refused: Vec<MemberId>) {
+    fn move_to_best(
+        &mut self,
+        id: GameId,
+        snapshot: Snapshot,
+        epoch: u64,
+        refused: Vec<MemberId>,
+        passive: bool,
+    ) {
         let this = self.this().clone();
         let mut except = refused;
         except.push(this.clone());
         let candidates = self.candidates(&except);
         if candidates.is_empty() {
-            return self.retake(id, snapshot, epoch);
+            return self.retake(id, snapshot, epoch, passive);
         }
         let to = self.config.placement.place(id, &candidates, &this);
-        self.send_move(id, to, snapshot, epoch);
+        self.send_move(id, to, snapshot, epoch, passive);
     }
 
-    fn send_move(&mut self, id: GameId, to: MemberId, snapshot: Snapshot, epoch: u64) {
+    fn send_move(
+        &mut self,
+        id: GameId,
+        to: MemberId,
+        snapshot: Snapshot,
+        epoch: u64,
+        passive: bool,
+    ) {
         let corr = self.request(Request::Move { id });
         let stale = self.handed_stale(id);
         if let Some(owned) = self.owned.get_mut(&id) {
@@ -145,6 +172,7 @@ impl Control {
                 corr,
                 snapshot: Box::new(snapshot.clone()),
                 epoch,
+                passive,
             };
         }
         let sent = self.send(
@@ -155,6 +183,7 @@ impl Control {
                 epoch,
                 stale,
                 claim: false,
+                passive,
             },
         );
         // Unsent to a member cut off but not fenced, the request waits for
@@ -172,7 +201,7 @@ impl Control {
         corr: Corr,
         result: Result<Registration, Refusal>,
     ) {
-        let Some((to, snapshot, epoch)) = self.moving(id, corr) else {
+        let Some((to, snapshot, epoch, passive)) = self.moving(id, corr) else {
             return;
         };
         if &to != from {
@@ -185,9 +214,9 @@ impl Control {
             }
             Err(Refusal::Leaving) => {
                 self.on_leaving(from);
-                self.move_to_best(id, snapshot, epoch, vec![to]);
+                self.move_to_best(id, snapshot, epoch, vec![to], passive);
             }
-            Err(_) => self.retake(id, snapshot, epoch),
+            Err(_) => self.retake(id, snapshot, epoch, passive),
         }
     }
 
@@ -232,14 +261,15 @@ impl Control {
         stale
     }
 
-    fn moving(&self, id: GameId, corr: Corr) -> Option<(MemberId, Snapshot, u64)> {
+    fn moving(&self, id: GameId, corr: Corr) -> Option<(MemberId, Snapshot, u64, bool)> {
         match &self.owned.get(&id)?.phase {
             Phase::Moving {
                 to,
                 corr: c,
                 snapshot,
                 epoch,
-            } if *c == corr => Some((to.clone(), (**snapshot).clone(), *epoch)),
+                passive,
+            } if *c == corr => Some((to.clone(), (**snapshot).clone(), *epoch, *passive)),
             _ => None,
         }
     }
@@ -248,12 +278,12 @@ impl Control {
     /// (a repeat gets the same answer, so a start that did happen is not
     /// doubled), taken back once it is down.
     pub(super) fn move_failed(&mut self, id: GameId, corr: Corr) {
-        let Some((to, snapshot, epoch)) = self.moving(id, corr) else {
+        let Some((to, snapshot, epoch, passive)) = self.moving(id, corr) else {
             return;
         };
         if self.members.is_live(&to) || self.unfenced(&to) {
             // It may have started the game: not until it is fenced.
-            self.send_move(id, to, snapshot, epoch);
+            self.send_move(id, to, snapshot, epoch, passive);
         } else {
             // It may have started the game and acknowledged writes before it
             // was fenced, and its backup then fails the game over: this node
@@ -262,22 +292,26 @@ impl Control {
                 let source = (epoch.saturating_sub(1), snapshot.version);
                 self.quorum.suspect_game(id, source);
             }
-            self.retake(id, snapshot, epoch);
+            self.retake(id, snapshot, epoch, passive);
         }
     }
 
     /// Runs a game whose move failed here again, under an epoch that
     /// outranks a copy the target may have started and its backup failed
     /// over.
-    fn retake(&mut self, id: GameId, snapshot: Snapshot, epoch: u64) {
+    fn retake(&mut self, id: GameId, snapshot: Snapshot, epoch: u64, passive: bool) {
         let reg = Arc::new(self.registration(&snapshot, epoch + 1));
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
-        owned.phase = Phase::Running;
         owned.up = false;
         owned.reg = reg.clone();
-        self.effect(Effect::StartSession(snapshot.clone()));
+        if passive {
+            owned.phase = Phase::Passive(Box::new(snapshot.clone()));
+        } else {
+            owned.phase = Phase::Running;
+            self.effect(Effect::StartSession(snapshot.clone()));
+        }
         self.apply_registration(reg.clone());
         if self.owned.contains_key(&id) {
             self.notify_all(&reg);

@@ -449,7 +449,8 @@ impl Control {
         let stale: Vec<GameId> = self
             .owned
             .iter()
-            .filter(|(_, o)| matches!(o.phase, Phase::Running) && o.copying.is_none())
+            .filter(|(_, o)| matches!(o.phase, Phase::Running | Phase::Passive(_)))
+            .filter(|(_, o)| o.copying.is_none())
             .filter(|(id, o)| {
                 let best = crate::placement::best(*id, &up);
                 o.backup.as_ref().map(|(b, _)| b) != best
@@ -458,12 +459,15 @@ impl Control {
             .collect();
         let mut kept = BTreeMap::new();
         for id in stale {
-            match self
-                .owned
-                .get_mut(&id)
-                .and_then(|o| o.latest.take())
-                .map(|u| *u)
-            {
+            let Some(owned) = self.owned.get_mut(&id) else {
+                continue;
+            };
+            // A passive game's state is here: no session to ask.
+            if let Phase::Passive(snapshot) = &owned.phase {
+                kept.insert(id, Update::Whole((**snapshot).clone()));
+                continue;
+            }
+            match owned.latest.take().map(|u| *u) {
                 Some(whole @ Update::Whole(_)) => {
                     kept.insert(id, whole);
                 }

@@ -14,6 +14,30 @@ use minotaur_core::{EngineError, GameId, JoinCode};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// How a game starts here.
+pub(super) struct Start {
+    /// The epoch its registration takes.
+    pub epoch: u64,
+    /// The members that may still hold an older copy of it (it moved
+    /// here): no write is acknowledged until each dropped it.
+    pub stale: Vec<StaleCopy>,
+    /// A new game: it claims its join code meanwhile.
+    pub claim: bool,
+    /// It was passive where it lived: it stays passive, no session starts.
+    pub passive: bool,
+}
+
+impl Start {
+    fn new_game() -> Self {
+        Start {
+            epoch: 1,
+            stale: Vec::new(),
+            claim: true,
+            passive: false,
+        }
+    }
+}
+
 impl Control {
     pub(super) fn create(&mut self, call: CallId, snapshot: Snapshot) {
         let id = snapshot.id;
@@ -104,7 +128,7 @@ impl Control {
             .placement
             .place(snapshot.id, &candidates, self.this());
         if &owner == self.this() {
-            return self.start(Waiter::Call(call), snapshot, 1, Vec::new(), true);
+            return self.start(Waiter::Call(call), snapshot, Start::new_game());
         }
         let corr = self.request(Request::Create {
             call,
@@ -118,6 +142,7 @@ impl Control {
             epoch: 1,
             stale: Vec::new(),
             claim: true,
+            passive: false,
         };
         if !self.send(&owner, msg) {
             self.requests.remove(&corr);
@@ -127,18 +152,14 @@ impl Control {
         }
     }
 
-    /// Runs a game here under `epoch`, for `waiter`.
-    /// `stale` lists the members that may still hold an older copy of it
-    /// (it moved here): no write is acknowledged until each dropped it.
-    /// A new game (`claim`) claims its join code meanwhile.
-    pub(super) fn start(
-        &mut self,
-        waiter: Waiter,
-        snapshot: Snapshot,
-        epoch: u64,
-        stale: Vec<StaleCopy>,
-        claim: bool,
-    ) {
+    /// Runs a game here as `start` says, for `waiter`.
+    pub(super) fn start(&mut self, waiter: Waiter, snapshot: Snapshot, start: Start) {
+        let Start {
+            epoch,
+            stale,
+            claim,
+            passive,
+        } = start;
         let id = snapshot.id;
         if self.leaving {
             return self.answer_start(id, waiter, Err(Refusal::Leaving));
@@ -171,19 +192,23 @@ impl Control {
                     announcing: None,
                     announced: false,
                     claimed: !claim,
+                    asleep: passive.then(|| Box::new(snapshot.clone())),
                 },
                 backup: None,
                 copying: None,
                 queued: None,
                 chain: None,
                 save_waiting: false,
-                up: false,
+                // A passive game has no session to wait for.
+                up: passive,
                 latest: None,
                 stale_copies: Vec::new(),
             },
         );
         let code = snapshot.join_code.clone();
-        self.effect(Effect::StartSession(snapshot.clone()));
+        if !passive {
+            self.effect(Effect::StartSession(snapshot.clone()));
+        }
         self.starting_copies.insert(id, Update::Whole(snapshot));
         self.inherit_stale(id, stale);
         if claim {
@@ -402,16 +427,20 @@ impl Control {
         if !owned.up {
             return; // its session reporting it started finishes it
         }
-        let waiters = match &mut owned.phase {
+        let (waiters, asleep) = match &mut owned.phase {
             Phase::Starting {
                 copied: Some(_),
                 announced: true,
                 waiters,
+                asleep,
                 ..
-            } => std::mem::take(waiters),
+            } => (std::mem::take(waiters), asleep.take()),
             _ => return,
         };
-        owned.phase = Phase::Running;
+        owned.phase = match asleep {
+            Some(snapshot) => Phase::Passive(snapshot),
+            None => Phase::Running,
+        };
         let reg = owned.reg.clone();
         for waiter in waiters {
             self.answer_start(id, waiter, Ok((*reg).clone()));
@@ -544,11 +573,19 @@ impl Control {
                 self.quorum
                     .suspect_game(id, (held.epoch, held.snapshot.version));
             }
+            // With passivation on, the games taken over stay passive until
+            // a command comes for each: a failover then starts no session.
+            let phase = if self.config.passivate {
+                Phase::Passive(Box::new(held.snapshot.clone()))
+            } else {
+                self.effect(Effect::StartSession(held.snapshot.clone()));
+                Phase::Running
+            };
             self.owned.insert(
                 id,
                 Owned {
                     reg: reg.clone(),
-                    phase: Phase::Running,
+                    phase,
                     backup: None,
                     copying: None,
                     queued: None,
@@ -559,7 +596,6 @@ impl Control {
                     stale_copies: Vec::new(),
                 },
             );
-            self.effect(Effect::StartSession(held.snapshot.clone()));
             self.apply_registration(reg.clone());
             if self.owned.contains_key(&id) {
                 regs.push((*reg).clone());
@@ -606,6 +642,7 @@ impl Control {
                 epoch,
                 stale: Vec::new(),
                 claim: false,
+                passive: false,
             },
         );
     }
@@ -614,7 +651,7 @@ impl Control {
     pub(super) fn on_session_ended(&mut self, id: GameId) {
         if matches!(
             self.owned.get(&id).map(|o| &o.phase),
-            Some(Phase::Running | Phase::Starting { .. })
+            Some(Phase::Running | Phase::Passivating { .. } | Phase::Starting { .. })
         ) {
             self.session_gone(id, Refusal::SessionFailed("session ended".into()));
         }

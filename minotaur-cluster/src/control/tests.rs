@@ -78,6 +78,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 epoch: 1,
                 stale: Vec::new(),
                 claim: false,
+                passive: false,
             },
         },
     );
@@ -99,6 +100,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 epoch: 1,
                 stale: Vec::new(),
                 claim: false,
+                passive: false,
             },
         },
     );
@@ -112,6 +114,7 @@ fn a_start_of_a_game_running_here_under_another_epoch_is_refused() {
                 epoch: 99,
                 stale: Vec::new(),
                 claim: false,
+                passive: false,
             },
         },
     );
@@ -623,6 +626,7 @@ fn a_game_handed_over_asks_the_holders_of_older_copies_to_drop_them() {
         epoch: 2,
         stale,
         claim: false,
+        passive: false,
     };
     a.handle(now, Input::Received { link: 1, msg });
     let asked_to_drop = effects(&mut a).into_iter().any(|e| {

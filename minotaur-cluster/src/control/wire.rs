@@ -21,10 +21,12 @@ use serde::{Deserialize, Serialize};
 /// ([`Msg::Start`]'s `claim`). Version 8 copies a write to the backup as
 /// its change ([`Update::Delta`]) when the backup holds the version
 /// before, and carries commands and their responses in notices
-/// (`Notice::Data`), batched per peer, instead of ractor calls.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// (`Notice::Data`), batched per peer, instead of ractor calls. Version 9
+/// hands passive games over without starting them ([`Msg::Start`]'s
+/// `passive`).
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 8;
+pub const MIN_PROTOCOL_VERSION: u32 = 9;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
@@ -232,6 +234,9 @@ pub enum Msg {
         /// home (while the session starts and its first copy is made)
         /// and announces it only once the claim holds.
         claim: bool,
+        /// The game was passive on the sender: the receiver keeps it
+        /// passive (no session starts until a command comes for it).
+        passive: bool,
     },
     /// Answer to [`Msg::Start`].
     Started {

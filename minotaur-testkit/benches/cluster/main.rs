@@ -17,7 +17,7 @@
 //! Modules: `report` (figures, table, JSON), `common` (scale, clusters,
 //! helpers), `bare` (the baselines), and one module per group of figures:
 //! `rtt` (1, 2, 9), `load` (3, 4), `faults` (5, 6), `start` (7),
-//! `memory` (8).
+//! `memory` (8), `passive` (passivation).
 
 // The allocator the shipped binaries use, for the baselines as for Minotaur.
 #[global_allocator]
@@ -28,6 +28,7 @@ mod common;
 mod faults;
 mod load;
 mod memory;
+mod passive;
 mod report;
 mod rtt;
 mod start;
@@ -37,7 +38,7 @@ use report::Report;
 use std::time::Instant;
 
 /// The groups of figures, in the order they run.
-const GROUPS: [&str; 8] = [
+const GROUPS: [&str; 9] = [
     "start",
     "rtt",
     "placement",
@@ -45,6 +46,7 @@ const GROUPS: [&str; 8] = [
     "failover",
     "drain",
     "memory",
+    "passive",
     "snapshot",
 ];
 
@@ -109,6 +111,7 @@ fn main() {
             "failover" => runtime.block_on(faults::failover(&scale, &mut report)),
             "drain" => runtime.block_on(faults::drain(&scale, &mut report)),
             "memory" => memory::run(&scale, &mut report),
+            "passive" => runtime.block_on(passive::run(&scale, &mut report)),
             "snapshot" => memory::snapshot(&mut report),
             _ => unreachable!("every group is handled"),
         }

@@ -14,11 +14,11 @@ use minotaur_core::codec;
 use std::process::Command;
 use std::time::Duration;
 
-const WARM_UP: usize = 500;
+pub const WARM_UP: usize = 500;
 const RESULT: &str = "MINOTAUR-BENCH-RESULT";
 
 /// Runs a child measurement; returns bytes per session.
-fn child(args: &[&str]) -> f64 {
+pub fn child(args: &[&str]) -> f64 {
     let exe = std::env::current_exe().expect("own executable");
     let out = Command::new(exe)
         .arg("--child")
@@ -81,7 +81,8 @@ pub fn snapshot(report: &mut Report) {
     );
 }
 
-/// Child side: `memory-bare N` or `memory-node N REPLICATION`.
+/// Child side: `memory-bare N`, `memory-node N REPLICATION` or
+/// `memory-idle N`.
 pub async fn child_main(args: &[String]) {
     let n: usize = args
         .get(1)
@@ -93,6 +94,7 @@ pub async fn child_main(args: &[String]) {
             let factor = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
             node_growth(n, factor).await
         }
+        Some("memory-idle") => crate::passive::idle_growth(n).await,
         other => panic!("unknown child {other:?}"),
     };
     println!("{RESULT} {per}");

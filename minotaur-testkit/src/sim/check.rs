@@ -182,12 +182,16 @@ pub(super) fn structure(world: &World, replication: bool) -> Vec<String> {
     }
     let registry = reference.map(|(_, r)| r).unwrap_or_default();
 
-    // One owner per game, running its session.
+    // One owner per game, running its session or holding it passive.
+    let held = world.games_held();
     for (id, (owner, _)) in &registry {
+        let holds = |n: &super::world::Node| {
+            held.get(id)
+                .is_some_and(|h| h.iter().any(|(name, _)| *name == owner.name))
+                && n.control.owned().contains_key(id)
+        };
         match nodes.get(owner) {
-            Some(n)
-                if n.sessions.get(id).is_some_and(|s| s.closing.is_empty())
-                    && n.control.owned().contains_key(id) => {}
+            Some(n) if holds(n) => {}
             Some(_) => out.push(format!(
                 "game {id} is registered to {} which does not run it",
                 owner.name
@@ -210,7 +214,11 @@ pub(super) fn structure(world: &World, replication: bool) -> Vec<String> {
     if replication && ids.len() >= 2 {
         for (owner, n) in &nodes {
             for (id, owned) in n.control.owned() {
-                let version = n.sessions.get(id).map(|s| s.ops.len() as u64);
+                let version = held.get(id).and_then(|h| {
+                    h.iter()
+                        .find(|(name, _)| *name == owner.name)
+                        .map(|(_, ops)| ops.len() as u64)
+                });
                 // (A copy its holder could not restart from counts as none.)
                 let held = owned.backup.as_ref().and_then(|(b, _)| {
                     nodes.get(b).and_then(|bn| {
@@ -264,11 +272,10 @@ fn acknowledged(world: &World, failure_timeout: Duration) -> Vec<String> {
             .iter()
             .any(|(from, to)| t >= *from && t <= to.saturating_add(grace))
     };
-    let sessions: BTreeMap<GameId, &super::world::Session> = world
-        .nodes
-        .values()
-        .flat_map(|n| n.sessions.iter().map(|(id, s)| (*id, s)))
-        .filter(|(_, s)| s.closing.is_empty())
+    let sessions: BTreeMap<GameId, Vec<u64>> = world
+        .games_held()
+        .into_iter()
+        .filter_map(|(id, mut h)| Some((id, h.pop()?.1)))
         .collect();
     for (id, at) in &world.created {
         if covered(*at) && !sessions.contains_key(id) {
@@ -280,7 +287,7 @@ fn acknowledged(world: &World, failure_timeout: Duration) -> Vec<String> {
             continue;
         }
         match sessions.get(id) {
-            Some(s) if s.ops.contains(op) => {}
+            Some(ops) if ops.contains(op) => {}
             Some(_) => out.push(format!(
                 "write {op} to game {id}, acknowledged at {at:?}, is lost"
             )),

@@ -99,6 +99,13 @@ pub(super) enum Event {
     Unfreeze {
         node: String,
     },
+    /// Session `gen` of game `id` may have been idle long enough.
+    IdleCheck {
+        node: String,
+        inc: u64,
+        id: GameId,
+        gen: u64,
+    },
 }
 
 /// A session of the simulated game: its state is the list of writes applied.
@@ -112,11 +119,28 @@ pub(super) struct Session {
     pub resave: bool,
     /// Which session of the game this is (a later start makes another).
     pub gen: u64,
-    /// The stops and releases asked of it, in order (`true`: a release,
-    /// which hands its state back): it takes no more writes, finishes the
-    /// save in flight, and is gone a moment later, still listed meanwhile.
-    pub closing: Vec<bool>,
+    /// The stops, releases and passivations asked of it, in order: it
+    /// takes no more writes, finishes the save in flight, and is gone a
+    /// moment later, still listed meanwhile.
+    pub closing: Vec<Closing>,
+    /// When it last took a write (or came up).
+    pub used: Duration,
 }
+
+/// How a session is asked to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Closing {
+    /// For good.
+    Stop,
+    /// Handing its state back: the game moves.
+    Release,
+    /// Handing its state back: the game turns passive.
+    Passivate,
+}
+
+/// How long a simulated session goes without a write before it is idle,
+/// with passivation on.
+pub(super) const IDLE: Duration = Duration::from_millis(300);
 
 pub(super) struct Node {
     pub control: Control,
@@ -210,6 +234,39 @@ const SETTLE_POLL: Duration = Duration::from_millis(100);
 const MS: Duration = Duration::from_millis(1);
 
 impl World {
+    /// Each game held by a node, with the writes it holds: a session taking
+    /// writes (or being passivated), or a passive game's state.
+    pub fn games_held(&self) -> BTreeMap<GameId, Vec<(&str, Vec<u64>)>> {
+        use minotaur_cluster::control::Phase;
+        let mut held: BTreeMap<GameId, Vec<(&str, Vec<u64>)>> = BTreeMap::new();
+        for (name, n) in &self.nodes {
+            for (id, s) in &n.sessions {
+                let passivating = s.closing == [Closing::Passivate]
+                    && n.control
+                        .owned()
+                        .get(id)
+                        .is_some_and(|o| matches!(o.phase, Phase::Passivating { .. }));
+                if s.closing.is_empty() || passivating {
+                    held.entry(*id).or_default().push((name, s.ops.clone()));
+                }
+            }
+            for (id, owned) in n.control.owned() {
+                let asleep = match &owned.phase {
+                    Phase::Passive(snapshot) => Some(snapshot),
+                    Phase::Starting {
+                        asleep: Some(snapshot),
+                        ..
+                    } => Some(snapshot),
+                    _ => None,
+                };
+                if let Some(snapshot) = asleep {
+                    held.entry(*id).or_default().push((name, ops_of(snapshot)));
+                }
+            }
+        }
+        held
+    }
+
     pub fn new(rng: SmallRng, config: ControlConfig, trace: Trace) -> Self {
         World {
             rng,
@@ -486,6 +543,7 @@ impl World {
                     n.frozen_until = None;
                 }
             }
+            Event::IdleCheck { node, inc, id, gen } => self.idle_check(&node, inc, id, gen),
         }
     }
 
@@ -539,16 +597,19 @@ impl World {
             std::collections::btree_map::Entry::Occupied(_) => None,
             std::collections::btree_map::Entry::Vacant(slot) => {
                 let ops = ops_of(&snapshot);
+                let gen = self.next_gen;
                 slot.insert(Session {
                     snapshot,
                     ops,
                     saving: None,
                     queue: VecDeque::new(),
                     resave: false,
-                    gen: self.next_gen,
+                    gen,
                     closing: Vec::new(),
+                    used: self.now,
                 });
                 self.next_gen += 1;
+                self.schedule_idle_check(node, id, gen);
                 None
             }
         };
@@ -633,12 +694,12 @@ impl World {
             Effect::StopSession { id, .. } => {
                 self.trace
                     .line(self.now, node, || format!("stop session {id}"));
-                self.close(node, id, false);
+                self.close(node, id, Closing::Stop);
             }
             Effect::ReleaseSession(id) => {
                 self.trace
                     .line(self.now, node, || format!("release session {id}"));
-                if !self.close(node, id, true) {
+                if !self.close(node, id, Closing::Release) {
                     let input = Input::SessionReleased { id, snapshot: None };
                     self.at(
                         self.now + MS,
@@ -649,6 +710,38 @@ impl World {
                         },
                     );
                 }
+            }
+            Effect::Passivate(id) => {
+                self.trace
+                    .line(self.now, node, || format!("passivate session {id}"));
+                let now = self.now;
+                let n = self.nodes.get_mut(node).expect("node");
+                // As a session does: it declines if a write came within
+                // its idle period (or is still in its mailbox).
+                let idle = n.sessions.get(&id).is_some_and(|s| {
+                    s.closing.is_empty()
+                        && s.queue.is_empty()
+                        && s.saving.is_none()
+                        && now.saturating_sub(s.used) >= IDLE
+                });
+                // Its state is final once it replies (nothing is queued),
+                // and reaches the control while the session exits.
+                let snapshot = match n.sessions.get(&id) {
+                    Some(s) if idle => Some(state_of(&s.snapshot, &s.ops)),
+                    _ => None,
+                };
+                if snapshot.is_some() {
+                    self.close(node, id, Closing::Passivate);
+                }
+                let input = Input::SessionPassivated { id, snapshot };
+                self.at(
+                    self.now + MS,
+                    Event::Local {
+                        node: node.into(),
+                        inc,
+                        input,
+                    },
+                );
             }
             Effect::Resave(id) => {
                 let n = self.nodes.get_mut(node).expect("node");
@@ -738,14 +831,14 @@ impl World {
     /// the driver carries it out: nothing if none is listed (returns
     /// false); otherwise the session takes no more writes, finishes the
     /// save in flight, and is gone a moment later.
-    fn close(&mut self, node: &str, id: GameId, release: bool) -> bool {
+    fn close(&mut self, node: &str, id: GameId, how: Closing) -> bool {
         let n = self.nodes.get_mut(node).expect("node");
         let Some(s) = n.sessions.get_mut(&id) else {
             return false;
         };
         n.hosting.stop_begins(id);
         let first = s.closing.is_empty();
-        s.closing.push(release);
+        s.closing.push(how);
         let (saving, gen) = (s.saving.is_some(), s.gen);
         let queued: Vec<Write> = s.queue.drain(..).collect();
         for write in queued {
@@ -782,17 +875,19 @@ impl World {
         self.trace
             .line(self.now, node, || format!("session {id} gone"));
         let mut state = Some(state_of(&s.snapshot, &s.ops));
-        for release in s.closing {
+        for how in s.closing {
             let n = self.nodes.get_mut(node).expect("node");
             let start = n.hosting.stopped(id);
             if let Some(snapshot) = start {
                 self.start_session(node, snapshot);
             }
-            if release {
-                let snapshot = state.take();
-                self.input(node, Input::SessionReleased { id, snapshot });
-            } else {
-                state = None;
+            match how {
+                Closing::Release => {
+                    let snapshot = state.take();
+                    self.input(node, Input::SessionReleased { id, snapshot });
+                }
+                // Its state went to the control when it replied.
+                Closing::Passivate | Closing::Stop => state = None,
             }
             if !self.nodes.contains_key(node) {
                 return;
@@ -801,13 +896,60 @@ impl World {
     }
 
     fn session_write(&mut self, node: &str, write: Write) {
+        let now = self.now;
         let n = self.nodes.get_mut(node).expect("node");
         match n.sessions.get_mut(&write.game) {
             Some(s) if s.closing.is_empty() => {
                 s.queue.push_back(write);
+                s.used = now;
+                let gen = s.gen;
                 self.pump(node, write.game);
+                self.schedule_idle_check(node, write.game, gen);
             }
-            _ => self.retry(write),
+            Some(_) => self.retry(write),
+            None => {
+                // A game registered here whose session does not run may be
+                // passive: the router asks the control to start it.
+                let this = n.control.this().clone();
+                let here = n.control.registry().lookup(write.game).map(|r| &r.owner) == Some(&this);
+                if here {
+                    self.input(node, Input::Activate(write.game));
+                }
+                self.retry(write)
+            }
+        }
+    }
+
+    fn schedule_idle_check(&mut self, node: &str, id: GameId, gen: u64) {
+        if !self.config.passivate {
+            return;
+        }
+        let inc = self.nodes[node].inc;
+        self.at(
+            self.now + IDLE,
+            Event::IdleCheck {
+                node: node.into(),
+                inc,
+                id,
+                gen,
+            },
+        );
+    }
+
+    /// Tells the control of an idle session, as a session does once its
+    /// idle period passed without a write, and again every period.
+    fn idle_check(&mut self, node: &str, inc: u64, id: GameId, gen: u64) {
+        let now = self.now;
+        let Some(n) = self.nodes.get(node).filter(|n| n.inc == inc) else {
+            return;
+        };
+        let idle = n.sessions.get(&id).is_some_and(|s| {
+            s.gen == gen && s.closing.is_empty() && now.saturating_sub(s.used) >= IDLE
+        });
+        if idle {
+            self.trace.line(self.now, node, || format!("idle {id}"));
+            self.input(node, Input::Idle(id));
+            self.schedule_idle_check(node, id, gen);
         }
     }
 
@@ -1246,7 +1388,7 @@ fn state_of(base: &Snapshot, ops: &[u64]) -> Snapshot {
 }
 
 /// The writes a snapshot holds: those of its state, then its changes.
-fn ops_of(snapshot: &Snapshot) -> Vec<u64> {
+pub(super) fn ops_of(snapshot: &Snapshot) -> Vec<u64> {
     let mut ops = decode_ops(&snapshot.state);
     ops.extend(snapshot.changes.iter().flat_map(|c| decode_ops(c)));
     ops
@@ -1292,9 +1434,10 @@ pub(super) fn msg_name(msg: &Msg) -> String {
             epoch,
             stale,
             claim,
+            passive,
         } => {
             format!(
-                "Start {corr} {} e{epoch} v{} stale={} claim={claim}",
+                "Start {corr} {} e{epoch} v{} stale={} claim={claim} passive={passive}",
                 snapshot.id,
                 snapshot.version,
                 stale.len()

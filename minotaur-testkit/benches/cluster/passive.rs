@@ -1,0 +1,123 @@
+//! Passivation figures: the memory an idle (passive) game costs its owner,
+//! against the floor of its encoded snapshot, and the latency of the read
+//! that wakes a passive game, against a read of a running one.
+
+use crate::bare;
+use crate::common::{self, Scale};
+use crate::memory;
+use crate::report::{Figure, Goal, Report};
+use minotaur_cluster::{Node, NodeConfig};
+use minotaur_core::{codec, Game, GameEngine};
+use std::time::{Duration, Instant};
+
+/// How long a game goes without a command before it is passivated here.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// The passive figures (parent side).
+pub async fn run(scale: &Scale, report: &mut Report) {
+    let n = scale.memory_sessions.to_string();
+    let idle = memory::child(&["memory-idle", &n]);
+    let floor = codec::encode(&bare::sample_game(0)).expect("encode").len() as f64;
+    report.add(
+        Figure::new(
+            "memory_per_idle_game",
+            idle,
+            "bytes",
+            "the game's encoded snapshot",
+            Some(floor),
+        )
+        .goal(Goal::ValueBelow(1024.0))
+        .note(format!(
+            "RSS growth / {n} passive 2-player games, 1 node, replication 0; fresh process"
+        )),
+    );
+    reactivation(scale, report).await;
+}
+
+/// A node that passivates after [`IDLE`].
+async fn passivating_node(name: &str) -> Node {
+    let cookie = format!("bench-idle-{:016x}", rand::random::<u64>());
+    let mut config = NodeConfig::new(name.to_string(), cookie);
+    config.replication_factor = 0;
+    config.idle_after = Some(IDLE);
+    Node::start(config).await.expect("node starts")
+}
+
+/// Waits until `n` games are passive on `node`.
+async fn passive(node: &Node, n: usize) {
+    common::poll("every game passive", Duration::from_secs(120), || async {
+        let passive = node.passive().await.len();
+        (passive >= n && node.hosted().is_empty()).then_some(())
+    })
+    .await;
+}
+
+/// Child side: `memory-idle N`.
+pub async fn idle_growth(n: usize) -> f64 {
+    let node = passivating_node("idle1").await;
+    let engines = vec![node.engine().clone()];
+    common::create_range(&engines, 'W', 0..memory::WARM_UP).await;
+    passive(&node, memory::WARM_UP).await;
+    let before = common::rss_bytes();
+    // In chunks, each passivated before the next: the figure is what the
+    // games cost once idle, not the sessions' peak.
+    let chunk = 10_000;
+    let mut made = 0;
+    while made < n {
+        let next = (made + chunk).min(n);
+        common::create_range(&engines, 'P', made..next).await;
+        made = next;
+        passive(&node, memory::WARM_UP + made).await;
+    }
+    let after = common::rss_bytes();
+    node.kill().await;
+    after.saturating_sub(before) as f64 / n as f64
+}
+
+/// The read that wakes a passive game, against a read of a running game.
+async fn reactivation(scale: &Scale, report: &mut Report) {
+    let games = if scale.quick { 500 } else { 2_000 };
+    let node = passivating_node("wake1").await;
+    let engine = node.engine().clone();
+    let created: Vec<Game> = common::create_range(std::slice::from_ref(&engine), 'R', 0..games).await;
+    passive(&node, games).await;
+    let waking = read_times(&engine, &created).await;
+    let running = read_times(&engine, &created).await;
+    node.kill().await;
+    let (wake, run) = (median(&waking), median(&running));
+    report.add(
+        Figure::new(
+            "reactivation_latency",
+            wake,
+            "us",
+            "a read of a running game on the same node",
+            Some(run),
+        )
+        .note(format!(
+            "median local get_game of {games} passive games (p99 {:.0} us), then of the same games running (p99 {:.0} us)",
+            percentile(&waking, 0.99),
+            percentile(&running, 0.99)
+        )),
+    );
+}
+
+/// Each game's `get_game` time, in microseconds, one after the other.
+async fn read_times(engine: &GameEngine, games: &[Game]) -> Vec<f64> {
+    let mut times = Vec::with_capacity(games.len());
+    for game in games {
+        let t = Instant::now();
+        engine.get_game(game.id).await.expect("read");
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    times
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v, 0.5)
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
