@@ -186,7 +186,7 @@ fn phase_name(phase: &crate::control::Phase) -> String {
         ),
         Phase::Running => "Running".into(),
         Phase::Passivating { wake } => format!("Passivating(wake {wake})"),
-        Phase::Passive(snapshot) => format!("Passive(version {})", snapshot.version),
+        Phase::Passive(dormant) => format!("Passive(version {})", dormant.version),
         Phase::Releasing => "Releasing".into(),
         Phase::Moving { to, epoch, .. } => format!("Moving(to {to}, epoch {epoch})"),
     }

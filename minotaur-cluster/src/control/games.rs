@@ -51,7 +51,7 @@ pub enum Phase {
     },
     /// Passive: no session runs; the game is kept here as its state alone
     /// and started again by the next command for it.
-    Passive(Box<Snapshot>),
+    Passive(Dormant),
     /// Its session was asked to stop and hand its state back.
     Releasing,
     /// Its state is being started on `to`.
@@ -68,6 +68,44 @@ pub enum Phase {
         /// Whether it was passive here (it stays passive there).
         passive: bool,
     },
+}
+
+/// A passive game's state: what its session handed back, less what its
+/// registration holds already (its join code and players), in as few
+/// bytes as it takes: an owner may keep a great many.
+#[derive(Debug, Clone)]
+pub struct Dormant {
+    /// Its version.
+    pub version: u64,
+    /// The encoded state.
+    pub state: Box<[u8]>,
+    /// Encoded changes that follow the state (a game taken over from a
+    /// backup's copy).
+    pub changes: Box<[Vec<u8>]>,
+}
+
+impl Dormant {
+    /// Keeps `snapshot`'s state.
+    pub fn of(snapshot: Snapshot) -> Self {
+        Dormant {
+            version: snapshot.version,
+            state: snapshot.state.into_boxed_slice(),
+            changes: snapshot.changes.into_boxed_slice(),
+        }
+    }
+
+    /// The snapshot of the game registered as `reg`.
+    pub fn snapshot(&self, reg: &Registration) -> Snapshot {
+        Snapshot {
+            id: reg.id,
+            version: self.version,
+            join_code: reg.join_code.clone(),
+            users: reg.users.clone(),
+            active: true,
+            state: self.state.to_vec(),
+            changes: self.changes.to_vec(),
+        }
+    }
 }
 
 /// A game this node owns.

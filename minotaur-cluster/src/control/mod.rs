@@ -42,7 +42,7 @@ mod tests;
 pub mod wire;
 
 pub use crate::config::SplitPolicy;
-pub use games::{CopyReason, Held, Owned, Phase, Waiter};
+pub use games::{CopyReason, Dormant, Held, Owned, Phase, Waiter};
 pub use members::{Member, Members};
 pub use quorum::{Quorum, Standing};
 

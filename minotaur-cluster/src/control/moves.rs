@@ -3,7 +3,7 @@
 //! redistribution. A move releases the session, starts it on the target
 //! under the next epoch and, if the target cannot be reached, takes it back.
 
-use super::games::{note_stale, CopyReason, Phase};
+use super::games::{note_stale, CopyReason, Dormant, Phase};
 use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy, Update};
 use super::{Control, Effect, Event, Request};
 use crate::membership::{MemberId, MemberStatus};
@@ -107,8 +107,8 @@ impl Control {
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
-        if let Phase::Passive(snapshot) = &owned.phase {
-            let snapshot = (**snapshot).clone();
+        if let Phase::Passive(dormant) = &owned.phase {
+            let snapshot = dormant.snapshot(&owned.reg);
             let epoch = owned.reg.epoch + 1;
             return self.move_to_best(id, snapshot, epoch, Vec::new(), true);
         }
@@ -307,7 +307,7 @@ impl Control {
         owned.up = false;
         owned.reg = reg.clone();
         if passive {
-            owned.phase = Phase::Passive(Box::new(snapshot.clone()));
+            owned.phase = Phase::Passive(Dormant::of(snapshot.clone()));
         } else {
             owned.phase = Phase::Running;
             self.effect(Effect::StartSession(snapshot.clone()));

@@ -3,7 +3,7 @@
 //! registered, copied to its backup, handed over on a leave and taken over
 //! on a failover as it is. The next command for it starts its session.
 
-use super::games::Phase;
+use super::games::{Dormant, Phase};
 use super::wire::Snapshot;
 use super::{Control, Effect};
 use minotaur_core::GameId;
@@ -50,7 +50,7 @@ impl Control {
                 owned.up = false;
                 // What a restarted game kept for its first copy is older.
                 owned.latest = None;
-                owned.phase = Phase::Passive(Box::new(snapshot));
+                owned.phase = Phase::Passive(Dormant::of(snapshot));
             }
         }
     }
@@ -67,19 +67,18 @@ impl Control {
                 return;
             }
             Phase::Starting { asleep, .. } => match asleep.take() {
-                Some(snapshot) => snapshot,
+                Some(snapshot) => *snapshot,
                 None => return,
             },
-            phase @ Phase::Passive(_) => {
-                let Phase::Passive(snapshot) = std::mem::replace(phase, Phase::Running) else {
-                    unreachable!("matched above")
-                };
+            Phase::Passive(dormant) => {
+                let snapshot = dormant.snapshot(&owned.reg);
+                owned.phase = Phase::Running;
                 snapshot
             }
             _ => return,
         };
         owned.up = false;
-        self.effect(Effect::StartSession(*snapshot));
+        self.effect(Effect::StartSession(snapshot));
     }
 
     /// The owned games that are passive.

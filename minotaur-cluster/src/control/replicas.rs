@@ -463,8 +463,8 @@ impl Control {
                 continue;
             };
             // A passive game's state is here: no session to ask.
-            if let Phase::Passive(snapshot) = &owned.phase {
-                kept.insert(id, Update::Whole((**snapshot).clone()));
+            if let Phase::Passive(dormant) = &owned.phase {
+                kept.insert(id, Update::Whole(dormant.snapshot(&owned.reg)));
                 continue;
             }
             match owned.latest.take().map(|u| *u) {

@@ -4,7 +4,7 @@
 //! start is acknowledged), a failover from the copies held for a member
 //! that went down, and a session ending for good.
 
-use super::games::{note_stale, CopyReason, Owned, Phase, Waiter};
+use super::games::{note_stale, CopyReason, Dormant, Owned, Phase, Waiter};
 use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy, Update};
 use super::{CallId, Control, Effect, Event, Request, StopReason};
 use crate::membership::MemberId;
@@ -438,7 +438,7 @@ impl Control {
             _ => return,
         };
         owned.phase = match asleep {
-            Some(snapshot) => Phase::Passive(snapshot),
+            Some(snapshot) => Phase::Passive(Dormant::of(*snapshot)),
             None => Phase::Running,
         };
         let reg = owned.reg.clone();
@@ -576,7 +576,7 @@ impl Control {
             // With passivation on, the games taken over stay passive until
             // a command comes for each: a failover then starts no session.
             let phase = if self.config.passivate {
-                Phase::Passive(Box::new(held.snapshot.clone()))
+                Phase::Passive(Dormant::of(held.snapshot.clone()))
             } else {
                 self.effect(Effect::StartSession(held.snapshot.clone()));
                 Phase::Running

@@ -252,15 +252,15 @@ impl World {
             }
             for (id, owned) in n.control.owned() {
                 let asleep = match &owned.phase {
-                    Phase::Passive(snapshot) => Some(snapshot),
+                    Phase::Passive(dormant) => Some(dormant.snapshot(&owned.reg)),
                     Phase::Starting {
                         asleep: Some(snapshot),
                         ..
-                    } => Some(snapshot),
+                    } => Some((**snapshot).clone()),
                     _ => None,
                 };
                 if let Some(snapshot) = asleep {
-                    held.entry(*id).or_default().push((name, ops_of(snapshot)));
+                    held.entry(*id).or_default().push((name, ops_of(&snapshot)));
                 }
             }
         }
