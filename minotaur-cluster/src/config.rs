@@ -153,6 +153,15 @@ pub struct NodeConfig {
     /// then restarts the games it takes over passive too. `None` (the
     /// default): sessions run until their game concludes.
     pub idle_after: Option<Duration>,
+    /// Where the node keeps its games durably (a redb file,
+    /// `minotaur.redb`, in this directory, created if need be). With it,
+    /// every change is written there (and fsynced) before it is
+    /// acknowledged, the changes of concurrent writes in one commit; a
+    /// node restarted with the same directory owns and serves its games
+    /// again, so a whole cluster stopped at once loses no acknowledged
+    /// write. `None` (the default): games live in memory only. One node
+    /// per directory: a second is refused (`StoreError::Locked`).
+    pub data_dir: Option<std::path::PathBuf>,
     /// Development flag: accept a short or well-known cookie (never an
     /// empty one). Off by default; production clusters want a long random
     /// cookie, since it is the only thing keeping strangers out.
@@ -187,6 +196,7 @@ impl NodeConfig {
             transport: Transport::Tcp,
             max_restarts: minotaur_core::local::DEFAULT_MAX_RESTARTS,
             idle_after: None,
+            data_dir: None,
             allow_weak_cookie: false,
             tls: None,
         }

@@ -14,6 +14,7 @@ use crate::exchange::Exchange;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::protocol::{self, Notice, RouterMsg};
 use crate::registry::{Registration, Registry};
+use crate::store::Store;
 use crate::tasks::Tasks;
 use crate::transport;
 use arc_swap::ArcSwap;
@@ -179,8 +180,9 @@ fn phase_name(phase: &crate::control::Phase) -> String {
             announced,
             claimed,
             asleep,
+            persisted,
         } => format!(
-            "Starting(waiters {}, copied {copied:?}, claimed {claimed}, announcing {announcing:?}, announced {announced}, passive {})",
+            "Starting(waiters {}, copied {copied:?}, claimed {claimed}, announcing {announcing:?}, announced {announced}, passive {}, persisted {persisted})",
             waiters.len(),
             asleep.is_some()
         ),
@@ -207,6 +209,8 @@ pub(crate) struct Driver {
     pub host_events: mpsc::UnboundedReceiver<HostEvent>,
     pub tx: DriverTx,
     pub exchange: Arc<Exchange>,
+    /// The durable store, if the node has a data dir.
+    pub store: Option<Store>,
 }
 
 /// The driver's inbox. Each message is stamped when it is sent, and the
@@ -715,6 +719,16 @@ impl Driver {
                     let _ = tx.send(ToDriver::Stopped(id));
                     let _ = tx.send(ToDriver::Input(Input::SessionReleased { id, snapshot }));
                 });
+            }
+            Effect::Persist { reg, snapshot } => {
+                if let Some(store) = &self.store {
+                    store.keep(reg, snapshot);
+                }
+            }
+            Effect::Unpersist(id) => {
+                if let Some(store) = &self.store {
+                    store.forget(id);
+                }
             }
             Effect::Passivate(id) => {
                 let tx = self.tx.clone();

@@ -13,6 +13,7 @@ use crate::protocol::RouterMsg;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::sink::ControlSink;
+use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 use crate::{links, transport};
 use arc_swap::ArcSwap;
@@ -47,6 +48,16 @@ pub enum NodeError {
         node: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The durable store in the data dir could not be opened (corrupt,
+    /// locked by another process, of a newer format, or unreadable).
+    #[error("node {node}: {error}")]
+    Store {
+        /// The node's name.
+        node: String,
+        /// What is wrong with the store; it names the file.
+        #[source]
+        error: StoreError,
     },
     /// An internal actor did not start.
     #[error("node {node}: {what} did not start: {reason}")]
@@ -284,6 +295,7 @@ fn control_config(config: &NodeConfig) -> ControlConfig {
         redistribution: config.redistribution,
         seeds: config.seeds.clone(),
         passivate: config.idle_after.is_some(),
+        durable: config.data_dir.is_some(),
         ..ControlConfig::default()
     }
 }
@@ -295,6 +307,27 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         node: config.name.clone(),
         what,
         reason: e,
+    };
+    let (tx, inbox) = DriverTx::channel();
+    // First, so that a store that cannot be used stops the node before it
+    // listens.
+    let (store, stored) = match &config.data_dir {
+        Some(dir) => {
+            let driver = tx.clone();
+            let on_kept = Box::new(move |ids, ok| {
+                let _ = driver.send(ToDriver::Input(Input::Persisted { ids, ok }));
+            });
+            let dir = dir.clone();
+            let opened = tokio::task::spawn_blocking(move || Store::open(&dir, on_kept))
+                .await
+                .map_err(|e| fail("store", e.to_string()))?;
+            let (store, stored) = opened.map_err(|error| NodeError::Store {
+                node: config.name.clone(),
+                error,
+            })?;
+            (Some(store), stored)
+        }
+        None => (None, Vec::new()),
     };
     let transport::Server {
         actor: server,
@@ -314,7 +347,6 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         Transport::Tcp => SocketAddr::new(config.listen_addr.ip(), port).to_string(),
         Transport::Custom { addr, .. } => addr.clone(),
     };
-    let (tx, inbox) = DriverTx::channel();
     let (host_tx, host_events) = mpsc::unbounded_channel();
     let view = Arc::new(ArcSwap::from_pointee(View {
         members: vec![(this.clone(), MemberStatus::Up)],
@@ -330,6 +362,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         factor: config.replication_factor,
         this: this.clone(),
         view: view.clone(),
+        store: store.clone(),
     });
     let options = HostOptions {
         events: Some(host_tx),
@@ -363,17 +396,23 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         tasks: tasks.clone(),
         calls: Arc::default(),
         exchange: exchange.clone(),
+        store: store.clone(),
         span: span.clone(),
     });
     let (router, _) = Actor::spawn(Some(transport::router_name(&this)), Router, plane.clone())
         .await
         .map_err(|e| fail("router", e.to_string()))?;
-    let control = Control::new(
+    let mut control = Control::new(
         this.clone(),
         addr.clone(),
         control_config(&config),
         Duration::ZERO,
     );
+    if !stored.is_empty() {
+        tracing::info!(games = stored.len(), "recovering the games of the data dir");
+        let games = stored.into_iter().map(|s| (s.reg, s.snapshot)).collect();
+        control.handle(Duration::ZERO, Input::Recovered(games));
+    }
     let driver = Driver {
         control,
         config: config.clone(),
@@ -388,6 +427,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         host_events,
         tx: tx.clone(),
         exchange,
+        store,
     };
     tasks.spawn(driver.run());
     tasks.spawn(links::run_link_events(plane.clone(), link_events));

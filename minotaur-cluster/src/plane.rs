@@ -9,6 +9,7 @@ use crate::exchange::Exchange;
 use crate::membership::{ClusterEvent, MemberId, MemberStatus};
 use crate::protocol::RouterMsg;
 use crate::registry::Registry;
+use crate::store::Store;
 use crate::tasks::{Calls, Tasks};
 use crate::transport::kill_tree;
 use arc_swap::ArcSwap;
@@ -33,6 +34,7 @@ pub(crate) struct Plane {
     pub tasks: Tasks,
     pub calls: Arc<Calls>,
     pub exchange: Arc<Exchange>,
+    pub store: Option<Store>,
     pub span: tracing::Span,
 }
 
@@ -71,6 +73,10 @@ impl Plane {
         }
         router.stop(None);
         self.local.shutdown().await;
+        // What the sessions saved is committed; the file is free.
+        if let Some(store) = &self.store {
+            store.close().await;
+        }
         let _ = router.get_cell().wait(Some(Duration::from_secs(2))).await;
     }
 

@@ -3,11 +3,14 @@
 //! backup for a copy when a session restarts.
 //!
 //! A write is sent as its change alone; the control asks for the whole game
-//! when the backup cannot replay the change on what it holds.
+//! when the backup cannot replay the change on what it holds. With a
+//! durable store, the whole game is also written there, at the same time,
+//! and the save waits for both.
 
 use crate::control::wire::{Delta, Update};
 use crate::driver::{game_of, snapshot_of, DriverTx, Saved, ToDriver, View};
 use crate::membership::{MemberId, MemberStatus};
+use crate::store::Store;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use minotaur_core::{codec, Change, EngineError, Game, GameId, StateSink};
@@ -20,6 +23,7 @@ pub(crate) struct ControlSink {
     pub factor: usize,
     pub this: MemberId,
     pub view: Arc<ArcSwap<View>>,
+    pub store: Option<Store>,
 }
 
 impl ControlSink {
@@ -36,6 +40,25 @@ impl ControlSink {
 
     /// Hands `update` to the driver and waits until it is kept (or, with
     /// no other member up, until it is handed over).
+    /// Starts writing `game` to the durable store, if there is one.
+    fn store(
+        &self,
+        game: &Game,
+    ) -> Result<Option<impl std::future::Future<Output = Result<(), EngineError>> + '_>, EngineError>
+    {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let state = codec::encode(game)?;
+        let (id, version) = (game.id, game.version);
+        Ok(Some(async move {
+            store
+                .save(id, version, state)
+                .await
+                .map_err(|e| EngineError::Unavailable(e.to_string()))
+        }))
+    }
+
     async fn keep(&self, update: Update) -> Result<Saved, EngineError> {
         let stopping = || EngineError::Leaving("the node is stopping".into());
         let (reply, answer) = oneshot::channel();
@@ -54,9 +77,9 @@ impl ControlSink {
     }
 }
 
-#[async_trait]
-impl StateSink for ControlSink {
-    async fn save(&self, game: &Game) -> Result<(), EngineError> {
+impl ControlSink {
+    /// Copies the whole game to its backup.
+    async fn copy_whole(&self, game: &Game) -> Result<(), EngineError> {
         // A game that could not be encoded could not be copied, moved or
         // sent either: refused here, with the codec's typed error. With
         // replication off a change is kept once the session has it.
@@ -73,7 +96,9 @@ impl StateSink for ControlSink {
         }
     }
 
-    async fn save_change(&self, game: &Game, change: &Change) -> Result<(), EngineError> {
+    /// Copies `change` to the game's backup, or the whole game if the
+    /// backup cannot take the change alone.
+    async fn copy_change(&self, game: &Game, change: &Change) -> Result<(), EngineError> {
         // The whole game must stay within the codec's limit, or it could
         // not be moved or copied whole later.
         codec::encoded_len(game)?;
@@ -88,7 +113,34 @@ impl StateSink for ControlSink {
         };
         match self.keep(Update::Delta(delta)).await? {
             Saved::Kept => Ok(()),
-            Saved::SendWhole => self.save(game).await,
+            Saved::SendWhole => self.copy_whole(game).await,
+        }
+    }
+}
+
+#[async_trait]
+impl StateSink for ControlSink {
+    async fn save(&self, game: &Game) -> Result<(), EngineError> {
+        let stored = self.store(game)?;
+        let copied = self.copy_whole(game);
+        match stored {
+            Some(stored) => {
+                let (stored, copied) = futures::join!(stored, copied);
+                stored.and(copied)
+            }
+            None => copied.await,
+        }
+    }
+
+    async fn save_change(&self, game: &Game, change: &Change) -> Result<(), EngineError> {
+        let stored = self.store(game)?;
+        let copied = self.copy_change(game, change);
+        match stored {
+            Some(stored) => {
+                let (stored, copied) = futures::join!(stored, copied);
+                stored.and(copied)
+            }
+            None => copied.await,
         }
     }
 

@@ -43,6 +43,9 @@ pub enum ClusterError {
         /// Why.
         reason: String,
     },
+    /// The nodes' data dirs could not be created.
+    #[error("cannot create the nodes' data dirs: {0}")]
+    DataDir(String),
     /// Fault injection needs the in-memory network.
     #[error(transparent)]
     NeedsMemoryLink(#[from] NeedsMemoryLink),
@@ -61,6 +64,7 @@ pub struct Builder {
     configure: Option<Configure>,
     service: Option<ServiceHook>,
     wait: Duration,
+    durable: bool,
 }
 
 impl Builder {
@@ -101,6 +105,15 @@ impl Builder {
         self
     }
 
+    /// Gives every node a durable store: a data dir of its own, under a
+    /// temporary directory the cluster removes when dropped. A node
+    /// started again under the same name (after [`TestCluster::kill_node`]
+    /// or [`TestCluster::kill_all`]) finds its games there.
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
+    }
+
     /// How long to wait for membership to converge (default 10 s).
     pub fn wait(mut self, timeout: Duration) -> Self {
         self.wait = timeout;
@@ -109,7 +122,12 @@ impl Builder {
 
     /// Starts every node and waits until each sees all the others.
     pub async fn start(self) -> Result<TestCluster, ClusterError> {
+        let data = match self.durable {
+            true => Some(tempfile::tempdir().map_err(|e| ClusterError::DataDir(e.to_string()))?),
+            false => None,
+        };
         let cluster = TestCluster {
+            data,
             fabric: Fabric::new(self.link),
             configure: self.configure,
             service: self.service,
@@ -143,6 +161,8 @@ struct Running {
 /// # Ok(()) }
 /// ```
 pub struct TestCluster {
+    /// The nodes' data dirs, with [`Builder::durable`].
+    data: Option<tempfile::TempDir>,
     fabric: Fabric,
     configure: Option<Configure>,
     service: Option<ServiceHook>,
@@ -161,6 +181,7 @@ impl TestCluster {
             configure: None,
             service: None,
             wait: DEFAULT_WAIT,
+            durable: false,
         }
     }
 
@@ -182,10 +203,18 @@ impl TestCluster {
                 connector: Arc::new(self.fabric.network.clone()),
             };
         }
+        if let Some(data) = &self.data {
+            config.data_dir = Some(data.path().join(name));
+        }
         if let Some(configure) = &self.configure {
             configure(name, &mut config);
         }
         config
+    }
+
+    /// Node `name`'s data dir, with [`Builder::durable`].
+    pub fn data_dir(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.data.as_ref().map(|d| d.path().join(name))
     }
 
     fn pending_node(&self, name: &str) -> Option<Arc<Node>> {
@@ -309,6 +338,19 @@ impl TestCluster {
         self.fabric.network.detach(running.node.addr(), name);
         running.node.kill().await;
         Ok(())
+    }
+
+    /// Crashes every node at once (a power cut): all are cut off from each
+    /// other before any is stopped, so none takes another's games over.
+    /// Start them again with [`TestCluster::add_node`]; with
+    /// [`Builder::durable`] they find their games in their data dirs.
+    pub async fn kill_all(&self) {
+        let running: Vec<(String, Running)> =
+            std::mem::take(&mut *self.lock()).into_iter().collect();
+        for (name, r) in &running {
+            self.fabric.network.detach(r.node.addr(), name);
+        }
+        futures::future::join_all(running.iter().map(|(_, r)| r.node.kill())).await;
     }
 
     /// Stops node `name` gracefully and starts a new incarnation of it.

@@ -40,6 +40,8 @@ pub enum Phase {
         /// The state of a passive game handed over to this node: no
         /// session starts, and once started the game is passive here too.
         asleep: Option<Box<Snapshot>>,
+        /// Whether the game is in the durable store (always, without one).
+        persisted: bool,
     },
     /// Its session runs and takes commands.
     Running,

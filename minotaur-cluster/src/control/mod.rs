@@ -35,6 +35,7 @@ mod members;
 mod moves;
 mod passive;
 pub mod quorum;
+mod recovery;
 mod replicas;
 mod starts;
 #[cfg(test)]
@@ -89,6 +90,10 @@ pub struct ControlConfig {
     pub clock_drift: f64,
     /// Where new sessions go.
     pub placement: Arc<dyn Placement>,
+    /// Whether this node keeps its games in a durable store (its
+    /// `data_dir` is set): then a game taken here is written to the store
+    /// ([`Effect::Persist`]) and a start is answered only once it is there.
+    pub durable: bool,
     /// Whether idle games are passivated (the node's `idle_after` is set):
     /// then a failover restarts the games it takes over passive, and the
     /// first command for each starts its session.
@@ -121,6 +126,7 @@ impl Default for ControlConfig {
             clock_drift: 0.01,
             placement: Arc::new(Rendezvous),
             passivate: false,
+            durable: false,
             redistribution: Redistribution::Passive,
             seeds: Vec::new(),
             batch: 1000,
@@ -216,6 +222,18 @@ pub enum Input {
     /// A command came for game `id`, whose session does not run here: if
     /// the game is passive, start it.
     Activate(GameId),
+    /// The games asked for with [`Effect::Persist`] are in the durable
+    /// store (`ok`), or could not be written there.
+    Persisted {
+        /// The games.
+        ids: Vec<GameId>,
+        /// Whether the commit succeeded.
+        ok: bool,
+    },
+    /// The games this node's durable store held when the node started: it
+    /// owns them again, under a new epoch (the node is a new incarnation),
+    /// each with its registration as last stored and its latest state.
+    Recovered(Vec<(Registration, Snapshot)>),
     /// A failed session asks for its game's backup copy to restart from;
     /// answered with [`Effect::Fetched`].
     Fetch(GameId),
@@ -240,6 +258,8 @@ pub enum StopReason {
     },
     /// A new game's state could not be copied to a backup.
     NotReplicated,
+    /// The game could not be written to the durable store.
+    NotStored,
     /// The session finished starting after this node gave the game up
     /// (it lost a conflict meanwhile, say): the stop then found nothing to
     /// stop, so this one stops the session that came up late.
@@ -329,6 +349,17 @@ pub enum Effect {
     /// Stop game `id`'s session and hand its state back with
     /// [`Input::SessionReleased`]; it is moving.
     ReleaseSession(GameId),
+    /// Write game `reg.id` to the durable store, in the state `snapshot`:
+    /// this node took it. Reported with [`Input::Persisted`].
+    Persist {
+        /// Its registration here.
+        reg: Registration,
+        /// Its state.
+        snapshot: Snapshot,
+    },
+    /// Remove game `id` from the durable store: it is not this node's any
+    /// more.
+    Unpersist(GameId),
     /// Ask game `id`'s idle session to stop and hand its state back,
     /// reported with [`Input::SessionPassivated`]: the game becomes
     /// passive.
@@ -551,6 +582,8 @@ impl Control {
             Input::Idle(id) => self.on_idle(id),
             Input::SessionPassivated { id, snapshot } => self.on_passivated(id, snapshot),
             Input::Activate(id) => self.activate(id),
+            Input::Persisted { ids, ok } => self.on_persisted(ids, ok),
+            Input::Recovered(games) => self.recover(games),
             Input::Fetch(id) => self.fetch(id),
             Input::Confirm(id) => self.confirm_read(id),
             Input::Leave => self.leave(),
@@ -1134,6 +1167,7 @@ impl Control {
         let Some(owned) = self.owned.remove(&id) else {
             return;
         };
+        self.unpersist(id);
         if owned.save_waiting {
             self.effect(Effect::Saved {
                 id,

@@ -225,6 +225,7 @@ impl Control {
         let Some(owned) = self.owned.remove(&id) else {
             return;
         };
+        self.unpersist(id);
         if let Phase::Moving { corr, .. } = owned.phase {
             self.requests.remove(&corr);
         }
@@ -306,6 +307,10 @@ impl Control {
         };
         owned.up = false;
         owned.reg = reg.clone();
+        self.persist(&reg, &snapshot);
+        let Some(owned) = self.owned.get_mut(&id) else {
+            return;
+        };
         if passive {
             owned.phase = Phase::Passive(Dormant::of(snapshot.clone()));
         } else {

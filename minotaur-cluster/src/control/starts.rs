@@ -193,6 +193,7 @@ impl Control {
                     announced: false,
                     claimed: !claim,
                     asleep: passive.then(|| Box::new(snapshot.clone())),
+                    persisted: !self.config.durable,
                 },
                 backup: None,
                 copying: None,
@@ -206,6 +207,8 @@ impl Control {
             },
         );
         let code = snapshot.join_code.clone();
+        let reg = self.owned[&id].reg.clone();
+        self.persist(&reg, &snapshot);
         if !passive {
             self.effect(Effect::StartSession(snapshot.clone()));
         }
@@ -420,7 +423,7 @@ impl Control {
 
     /// A starting game whose registration every peer has and whose first
     /// copy is settled runs from now on.
-    fn finish_start(&mut self, id: GameId) {
+    pub(super) fn finish_start(&mut self, id: GameId) {
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
@@ -431,6 +434,7 @@ impl Control {
             Phase::Starting {
                 copied: Some(_),
                 announced: true,
+                persisted: true,
                 waiters,
                 asleep,
                 ..
@@ -573,6 +577,7 @@ impl Control {
                 self.quorum
                     .suspect_game(id, (held.epoch, held.snapshot.version));
             }
+            self.persist(&reg, &held.snapshot);
             // With passivation on, the games taken over stay passive until
             // a command comes for each: a failover then starts no session.
             let phase = if self.config.passivate {
@@ -659,10 +664,11 @@ impl Control {
 
     /// Game `id` no longer runs here: it is unregistered everywhere and its
     /// copy dropped.
-    fn session_gone(&mut self, id: GameId, why: Refusal) {
+    pub(super) fn session_gone(&mut self, id: GameId, why: Refusal) {
         let Some(owned) = self.owned.remove(&id) else {
             return;
         };
+        self.unpersist(id);
         let this = self.this().clone();
         if self.registry.remove(id, &this) {
             self.broadcast(Msg::Unregistered { id, owner: this });

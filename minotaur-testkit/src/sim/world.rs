@@ -771,6 +771,8 @@ impl World {
                 self.saved(node, id, ok)
             }
             Effect::Fetched { .. } | Effect::Confirmed { .. } => {}
+            // Simulated nodes keep no durable store (`durable` is off).
+            Effect::Persist { .. } | Effect::Unpersist(_) => {}
             Effect::Reply { call, result } => {
                 if let Ok(reg) = result {
                     self.trace.line(self.now, node, || {
