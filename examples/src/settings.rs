@@ -123,6 +123,12 @@ pub struct Settings {
     /// games over once its lease has run out.
     #[arg(long, value_enum, default_value_t)]
     pub split: SplitKind,
+    /// Keep this node's games durably in this directory (created if need
+    /// be; one node per directory): every change is on disk before it is
+    /// acknowledged, and a node restarted with the same directory serves
+    /// its games again. Off unless given: games live in memory only.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Passivate a game after this many milliseconds without a command:
     /// its session stops and its owner keeps it as its encoded state until
     /// the next command wakes it. Off unless given.
@@ -326,6 +332,7 @@ impl Settings {
         config.split = self.split.policy();
         config.allow_weak_cookie = self.dev;
         config.idle_after = self.idle_after_ms.map(std::time::Duration::from_millis);
+        config.data_dir = self.data_dir.clone();
         if let Some((ca, cert, key, name)) = self.tls_files()? {
             let read = |path: &Path| {
                 std::fs::read(path).map_err(|source| SettingsError::ReadFile {
@@ -446,6 +453,17 @@ mod tests {
         let s = parse(&["--name", "n1", "--cookie", COOKIE, "--idle-after-ms", "500"]).unwrap();
         let cfg = s.node_config().unwrap();
         assert_eq!(cfg.idle_after, Some(std::time::Duration::from_millis(500)));
+        let s = parse(&[
+            "--name",
+            "n1",
+            "--cookie",
+            COOKIE,
+            "--data-dir",
+            "/var/lib/n1",
+        ])
+        .unwrap();
+        let cfg = s.node_config().unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/var/lib/n1")));
         assert_usage_error(
             parse(&["--name", "n1", "--cookie", COOKIE, "--idle-after-ms", "0"]),
             "idle_after_ms",

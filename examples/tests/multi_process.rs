@@ -1,7 +1,8 @@
 //! A cluster of three `minotaur-node` processes (the built binary) on
 //! 127.0.0.1: a game created through node 1's HTTP endpoint survives node 1
-//! leaving on SIGTERM, and reads the same through node 2. The same steps as
-//! `examples/local-cluster.sh`.
+//! leaving on SIGTERM, and reads the same through node 2 (the same steps as
+//! `examples/local-cluster.sh`); with data dirs, every acknowledged write
+//! survives all three being killed at once (SIGKILL) and started again.
 
 mod common;
 
@@ -35,7 +36,17 @@ async fn spawn(
     name: &str,
     seeds: &[&NodeProcess],
 ) -> Result<NodeProcess, Box<dyn std::error::Error>> {
+    spawn_with(name, seeds, &[]).await
+}
+
+/// [`spawn`] with extra flags.
+async fn spawn_with(
+    name: &str,
+    seeds: &[&NodeProcess],
+    extra: &[&str],
+) -> Result<NodeProcess, Box<dyn std::error::Error>> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_minotaur-node"));
+    command.args(extra);
     command
         .args([
             "--name",
@@ -239,6 +250,104 @@ async fn a_game_survives_its_node_leaving_on_sigterm() -> Result<(), Box<dyn std
     Ok(())
 }
 
+/// Waits until every node in `nodes` sees them all up.
+async fn all_up(
+    http: &reqwest::Client,
+    nodes: &[&NodeProcess],
+) -> Result<(), Box<dyn std::error::Error>> {
+    for node in nodes {
+        eventually(
+            &format!("{} to see {} members up", node.name, nodes.len()),
+            WAIT,
+            || async {
+                let status = cluster_status(http, node).await?;
+                let up = status.members.iter().filter(|m| m.status == "up").count();
+                if up == nodes.len() {
+                    Ok(())
+                } else {
+                    Err(format!("{status:?}"))
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_killed_at_once_restarts_from_its_data_dirs(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let data = tempfile::tempdir()?;
+    let dir = |name: &str| data.path().join(name).to_string_lossy().into_owned();
+    let (d1, d2, d3) = (dir("n1"), dir("n2"), dir("n3"));
+    let n1 = spawn_with("n1", &[], &["--data-dir", &d1]).await?;
+    let n2 = spawn_with("n2", &[&n1], &["--data-dir", &d2]).await?;
+    let n3 = spawn_with("n3", &[&n1, &n2], &["--data-dir", &d3]).await?;
+    let http = client();
+    all_up(&http, &[&n1, &n2, &n3]).await?;
+
+    // Two games through each node, each attacked twice; the whole game
+    // acknowledged after the last write is what must come back.
+    let mut acked = Vec::new();
+    for (i, node) in [&n1, &n2, &n3, &n1, &n2, &n3].into_iter().enumerate() {
+        let mut game: Game = http
+            .post(format!("{}/games", node.http))
+            .json(&json!({"join_code": format!("KILL{i}"), "users": ["ann", "bob", "cy"]}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for (user, target) in [("ann", "bob"), ("cy", "ann")] {
+            game = http
+                .post(format!(
+                    "{}/games/{}/attacks?answer=game",
+                    node.http, game.id
+                ))
+                .json(&json!({"user": user, "target": target}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+        }
+        acked.push(game);
+    }
+
+    // A power cut: every process killed at once, nothing handed over.
+    let mut nodes = [n1, n2, n3];
+    for node in &mut nodes {
+        node.child.start_kill()?;
+    }
+    for node in &mut nodes {
+        tokio::time::timeout(WAIT, node.child.wait()).await??;
+    }
+
+    let n1 = spawn_with("n1", &[], &["--data-dir", &d1]).await?;
+    let n2 = spawn_with("n2", &[&n1], &["--data-dir", &d2]).await?;
+    let n3 = spawn_with("n3", &[&n1, &n2], &["--data-dir", &d3]).await?;
+    all_up(&http, &[&n1, &n2, &n3]).await?;
+    for before in &acked {
+        for node in [&n1, &n2, &n3] {
+            let url = format!("{}/games/{}", node.http, before.id);
+            let seen: Game = eventually(
+                &format!("game {} through {}", before.id, node.name),
+                WAIT,
+                || async {
+                    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                    if !response.status().is_success() {
+                        return Err(format!("{}", response.status()));
+                    }
+                    response.json().await.map_err(|e| e.to_string())
+                },
+            )
+            .await?;
+            assert_eq!(&seen, before, "{}", logs(&[&n1, &n2, &n3]));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the binary to completion with `args`; returns (code, stdout, stderr).
 fn run_node(args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_minotaur-node"))
@@ -282,6 +391,17 @@ fn bad_flags_and_files_exit_with_code_2_and_help_with_0() {
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains("node.toml") && stderr.contains("port"),
+        "{stderr}"
+    );
+
+    // A data dir whose store is not one: refused, naming the file.
+    let store = dir.path().join("minotaur.redb");
+    std::fs::write(&store, vec![0xa5; 8192]).expect("write");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let (code, _, stderr) = run_node(&["--name", "n1", "--dev", "--data-dir", data_dir]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("minotaur.redb"),
         "{stderr}"
     );
 }
