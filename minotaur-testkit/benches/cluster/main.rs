@@ -17,7 +17,7 @@
 //! Modules: `report` (figures, table, JSON), `common` (scale, clusters,
 //! helpers), `bare` (the baselines), and one module per group of figures:
 //! `rtt` (1, 2, 9), `load` (3, 4), `faults` (5, 6), `start` (7),
-//! `memory` (8), `passive` (passivation).
+//! `memory` (8), `passive` (passivation), `durable` (the durable store).
 
 // The allocator the shipped binaries use, for the baselines as for Minotaur.
 #[global_allocator]
@@ -25,6 +25,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bare;
 mod common;
+mod durable;
 mod faults;
 mod load;
 mod memory;
@@ -38,7 +39,7 @@ use report::Report;
 use std::time::Instant;
 
 /// The groups of figures, in the order they run.
-const GROUPS: [&str; 9] = [
+const GROUPS: [&str; 10] = [
     "start",
     "rtt",
     "placement",
@@ -47,6 +48,7 @@ const GROUPS: [&str; 9] = [
     "drain",
     "memory",
     "passive",
+    "durable",
     "snapshot",
 ];
 
@@ -112,6 +114,7 @@ fn main() {
             "drain" => runtime.block_on(faults::drain(&scale, &mut report)),
             "memory" => memory::run(&scale, &mut report),
             "passive" => runtime.block_on(passive::run(&scale, &mut report)),
+            "durable" => runtime.block_on(durable::run(&scale, &mut report)),
             "snapshot" => memory::snapshot(&mut report),
             _ => unreachable!("every group is handled"),
         }
