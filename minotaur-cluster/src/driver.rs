@@ -129,6 +129,10 @@ pub(crate) struct View {
     /// Whether majority fencing is on (writes wait for the control even
     /// with no other member up: it refuses them without a majority).
     pub fencing: bool,
+    /// Whether games owned here wait for confirmation (taken over, or
+    /// recovered from the store): writes to them wait for the control,
+    /// which refuses them until confirmed, even with no other member up.
+    pub confirming: bool,
 }
 
 /// A link as the driver knows it.
@@ -936,6 +940,7 @@ impl Driver {
             }
             (members.synced(), st.next_link, st.links.len()).hash(&mut h);
             self.control.quorum().fencing().hash(&mut h);
+            self.control.quorum().confirming().hash(&mut h);
             h.finish()
         };
         let now = st.epoch.elapsed();
@@ -966,6 +971,7 @@ impl Driver {
                     copies,
                     vote,
                     fencing: old.fencing,
+                    confirming: old.confirming,
                 }));
             }
             return changed;
@@ -993,6 +999,7 @@ impl Driver {
             copies,
             vote,
             fencing: self.control.quorum().fencing(),
+            confirming: self.control.quorum().confirming(),
         }));
         true
     }

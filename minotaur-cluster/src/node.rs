@@ -356,6 +356,8 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         copies: 0,
         vote: Default::default(),
         fencing: config.split == crate::SplitPolicy::Majority,
+        // Games recovered from the store wait for confirmation.
+        confirming: !stored.is_empty(),
     }));
     let sink = Arc::new(ControlSink {
         driver: tx.clone(),
@@ -412,6 +414,8 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         tracing::info!(games = stored.len(), "recovering the games of the data dir");
         let games = stored.into_iter().map(|s| (s.reg, s.snapshot)).collect();
         control.handle(Duration::ZERO, Input::Recovered(games));
+        // Readable before the node returns: a command may come at once.
+        plane.registry.replace(control.registry().clone());
     }
     let driver = Driver {
         control,

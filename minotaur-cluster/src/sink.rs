@@ -27,11 +27,12 @@ pub(crate) struct ControlSink {
 }
 
 impl ControlSink {
-    /// Whether no other member is up to copy a change to, and no majority
-    /// is needed to keep it.
+    /// Whether no other member is up to copy a change to, no majority is
+    /// needed to keep it, and no game here waits for confirmation.
     fn alone(&self) -> bool {
         let view = self.view.load();
         !view.fencing
+            && !view.confirming
             && !view
                 .members
                 .iter()

@@ -219,3 +219,123 @@ async fn a_write_to_a_passive_game_is_applied_once() -> Result<(), Box<dyn std::
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn games_sleep_and_wake_under_load_through_a_leave_and_a_crash(
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    // Sessions idle for 150 ms passivate: writers that pause up to 300 ms
+    // between writes to a game keep waking games as others fall asleep.
+    let cluster = TestCluster::builder()
+        .nodes(4)
+        .in_memory()
+        .configure(|_, cfg| {
+            cfg.idle_after = Some(Duration::from_millis(150));
+            cfg.game = GameConfig {
+                round_length_ms: 24 * 3600 * 1000,
+                ..GameConfig::default()
+            };
+        })
+        .start()
+        .await?;
+    let engine = cluster.engine("n1")?;
+    let mut games = Vec::new();
+    for i in 0..40 {
+        games.push(
+            engine
+                .create_game(&format!("LD{i:02}"), players_of(i))
+                .await?
+                .id,
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let slept = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for (w, mine) in games.chunks(10).enumerate() {
+        let (mine, stop) = (mine.to_vec(), stop.clone());
+        let engine = cluster.engine(&format!("n{}", 1 + w % 2))?;
+        writers.push(tokio::spawn(async move {
+            // Per game: writes acknowledged, writes given up (fate unknown).
+            let mut tally = vec![(0u64, 0u64); mine.len()];
+            let mut op = 1_000_000 * w as u64;
+            let mut k = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                k = (k * 7 + 3) % mine.len();
+                op += 1;
+                let mut done = false;
+                for _ in 0..3 {
+                    if engine
+                        .apply_once(mine[k], op, Command::EndRound)
+                        .await
+                        .is_ok()
+                    {
+                        done = true;
+                        break;
+                    }
+                }
+                if done {
+                    tally[k].0 += 1;
+                } else {
+                    tally[k].1 += 1;
+                }
+                tokio::time::sleep(Duration::from_millis((op % 7) * 40)).await;
+            }
+            (mine, tally)
+        }));
+    }
+    let sampler = {
+        let (stop, slept) = (stop.clone(), slept.clone());
+        let nodes: Vec<_> = cluster
+            .nodes()
+            .iter()
+            .filter_map(|n| cluster.node(n).ok())
+            .collect();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                for node in &nodes {
+                    slept.fetch_max(node.passive().await.len(), Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.stop_node("n3").await?;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    cluster.kill_node("n4").await?;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::SeqCst);
+    sampler.await?;
+    assert!(slept.load(Ordering::SeqCst) > 0, "no game was ever passive");
+
+    for writer in writers {
+        let (mine, tally) = writer.await?;
+        for (id, (acked, unknown)) in mine.iter().zip(tally) {
+            for name in cluster.nodes() {
+                let engine = cluster.engine(&name)?;
+                let game = cluster
+                    .eventually(
+                        &format!("game {id} via {name}"),
+                        Duration::from_secs(10),
+                        || {
+                            let engine = engine.clone();
+                            let id = *id;
+                            async move { engine.get_game(id).await.map_err(|e| e.to_string()) }
+                        },
+                    )
+                    .await?;
+                // Each write ends a round: the version counts them.
+                assert!(
+                    (acked..=acked + unknown).contains(&game.version),
+                    "game {id} via {name}: version {}, {acked} writes acknowledged, {unknown} unknown",
+                    game.version
+                );
+            }
+        }
+    }
+    cluster.settled(Duration::from_secs(15)).await?;
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -195,6 +195,12 @@ impl Control {
         if !self.quorum.confirming() {
             return;
         }
+        if let Some(until) = self.recovering_until {
+            if self.last_sync.is_empty() && self.now < until {
+                return;
+            }
+            self.recovering_until = None;
+        }
         let live: Vec<MemberId> = self.members.live().cloned().collect();
         let every = self.config.call_timeout;
         let gen = self.quorum.generation();

@@ -472,6 +472,11 @@ pub struct Control {
     syncing: BTreeMap<(MemberId, Corr), BTreeSet<GameId>>,
     /// The newest sync each member finished.
     last_sync: BTreeMap<MemberId, Corr>,
+    /// Games were recovered from the store and the node has seeds: until
+    /// a peer's registry arrived (or this time passed), they are not
+    /// confirmed, so that none takes a write before this node learns
+    /// whether a member took it over while it was down.
+    recovering_until: Option<Time>,
     /// Peers whose last digest differed from our view of their games.
     digest_differs: BTreeSet<MemberId>,
     /// Games a drain is still to release, and those it released that are
@@ -531,6 +536,7 @@ impl Control {
             handed_over: 0,
             syncing: BTreeMap::new(),
             last_sync: BTreeMap::new(),
+            recovering_until: None,
             digest_differs: BTreeSet::new(),
             drain_queue: VecDeque::new(),
             draining: BTreeSet::new(),

@@ -57,10 +57,15 @@ impl Control {
     /// node is a new incarnation, so each is registered under the next
     /// epoch; a member that took a game over meanwhile holds it under an
     /// epoch as high or a newer version, and the registry's conflict rule
-    /// keeps the newer state once the two meet. Until every member told
-    /// what it holds, no write to these games is acknowledged (with
-    /// majority fencing), as after a failover.
+    /// keeps the newer state once the two meet. Until a peer's registry
+    /// arrived (with seeds to join through) and every member told what it
+    /// holds, no write to these games is acknowledged, as after a
+    /// failover.
     pub(super) fn recover(&mut self, games: Vec<(Registration, Snapshot)>) {
+        // Alone by choice (no seeds), a node has no one to wait for.
+        if !games.is_empty() && !self.config.seeds.is_empty() {
+            self.recovering_until = Some(self.now + self.config.failure_timeout * 3);
+        }
         let mut regs = Vec::new();
         for (stored, snapshot) in games {
             let id = snapshot.id;

@@ -34,6 +34,8 @@ pub struct Scale {
     pub mesh_nodes: usize,
     pub mesh_samples: usize,
     pub memory_sessions: usize,
+    /// Games the `scale` figure puts on its 16 nodes.
+    pub scale_games: usize,
 }
 
 impl Scale {
@@ -59,6 +61,7 @@ impl Scale {
             mesh_nodes: 10,
             mesh_samples: 3,
             memory_sessions: 100_000,
+            scale_games: 100_000,
         }
     }
 
@@ -84,6 +87,7 @@ impl Scale {
             mesh_nodes: 10,
             mesh_samples: 1,
             memory_sessions: 10_000,
+            scale_games: 5_000,
         }
     }
 }

@@ -17,7 +17,8 @@
 //! Modules: `report` (figures, table, JSON), `common` (scale, clusters,
 //! helpers), `bare` (the baselines), and one module per group of figures:
 //! `rtt` (1, 2, 9), `load` (3, 4), `faults` (5, 6), `start` (7),
-//! `memory` (8), `passive` (passivation), `durable` (the durable store).
+//! `memory` (8), `passive` (passivation), `durable` (the durable store),
+//! `scale` (many passive games on 16 nodes).
 
 // The allocator the shipped binaries use, for the baselines as for Minotaur.
 #[global_allocator]
@@ -32,6 +33,7 @@ mod memory;
 mod passive;
 mod report;
 mod rtt;
+mod scale;
 mod start;
 
 use common::Scale;
@@ -39,7 +41,7 @@ use report::Report;
 use std::time::Instant;
 
 /// The groups of figures, in the order they run.
-const GROUPS: [&str; 10] = [
+const GROUPS: [&str; 11] = [
     "start",
     "rtt",
     "placement",
@@ -49,6 +51,7 @@ const GROUPS: [&str; 10] = [
     "memory",
     "passive",
     "durable",
+    "scale",
     "snapshot",
 ];
 
@@ -83,6 +86,15 @@ fn main() {
         scale.drain_sessions = n;
         scale.memory_sessions = n;
     }
+    // `--scale-games N`: the games of the `scale` figure (a million, say).
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--scale-games")
+        .and_then(|at| args.get(at + 1))
+        .and_then(|s| s.parse().ok())
+    {
+        scale.scale_games = n;
+    }
     let only: Vec<String> = args
         .iter()
         .position(|a| a == "--only")
@@ -115,6 +127,7 @@ fn main() {
             "memory" => memory::run(&scale, &mut report),
             "passive" => runtime.block_on(passive::run(&scale, &mut report)),
             "durable" => runtime.block_on(durable::run(&scale, &mut report)),
+            "scale" => runtime.block_on(scale::run(&scale, &mut report)),
             "snapshot" => memory::snapshot(&mut report),
             _ => unreachable!("every group is handled"),
         }

@@ -36,7 +36,7 @@ pub async fn run(scale: &Scale, report: &mut Report) {
 
 /// Has mimalloc (the benchmark's allocator, as the shipped binaries')
 /// return the memory freed so far to the OS.
-fn collect_freed_memory() {
+pub fn collect_freed_memory() {
     unsafe extern "C" {
         // mimalloc's own API, linked in with the `mimalloc` crate.
         fn mi_collect(force: bool);
