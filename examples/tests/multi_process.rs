@@ -345,6 +345,17 @@ async fn a_cluster_killed_at_once_restarts_from_its_data_dirs(
             assert_eq!(&seen, before, "{}", logs(&[&n1, &n2, &n3]));
         }
     }
+
+    // A second process on a data dir in use is refused, naming the file.
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || {
+        run_node(&["--name", "n4", "--dev", "--data-dir", &d1])
+    })
+    .await?;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use") && stderr.contains("minotaur.redb"),
+        "{stderr}"
+    );
     Ok(())
 }
 
