@@ -247,6 +247,28 @@ impl Control {
     }
 
     pub(super) fn on_session_started(&mut self, id: GameId, error: Option<String>) {
+        // A passive game asked for no session: one reported now comes from
+        // an earlier start, of an older state (the game was lost, then
+        // taken back from a newer copy, while it started). It must not run.
+        let asleep = self.owned.get(&id).is_some_and(|o| {
+            matches!(
+                o.phase,
+                Phase::Passive(_)
+                    | Phase::Starting {
+                        asleep: Some(_),
+                        ..
+                    }
+            )
+        });
+        if asleep {
+            if error.is_none() {
+                self.effect(Effect::StopSession {
+                    id,
+                    reason: StopReason::NotOwned,
+                });
+            }
+            return;
+        }
         if let Some(error) = error {
             return self.session_gone(id, Refusal::SessionFailed(error));
         }

@@ -208,6 +208,15 @@ pub(super) fn structure(world: &World, replication: bool) -> Vec<String> {
                 out.push(format!("{name} runs game {id} without owning it"));
             }
         }
+        for id in n.control.owned().keys() {
+            if registry.get(id).map(|(o, _)| o) != Some(n.control.this()) {
+                let phase = format!("{:?}", n.control.owned()[id].phase);
+                let phase: String = phase.chars().take(40).collect();
+                out.push(format!(
+                    "{name} owns game {id} ({phase}) registered elsewhere"
+                ));
+            }
+        }
     }
 
     // A copy of every game on a live non-owner; no copy left behind.
@@ -272,10 +281,30 @@ fn acknowledged(world: &World, failure_timeout: Duration) -> Vec<String> {
             .iter()
             .any(|(from, to)| t >= *from && t <= to.saturating_add(grace))
     };
+    // A game's state is what its registered owner holds (any other
+    // holder is a structure violation, reported apart).
+    let owner_of = |id: &GameId| {
+        world.nodes.values().find_map(|n| {
+            n.control
+                .registry()
+                .lookup(*id)
+                .map(|r| r.owner.name.clone())
+        })
+    };
     let sessions: BTreeMap<GameId, Vec<u64>> = world
         .games_held()
         .into_iter()
-        .filter_map(|(id, mut h)| Some((id, h.pop()?.1)))
+        .filter_map(|(id, mut h)| {
+            let owner = owner_of(&id);
+            let at = h
+                .iter()
+                .position(|(name, _)| Some(*name) == owner.as_deref());
+            let held = match at {
+                Some(at) => h.swap_remove(at),
+                None => h.pop()?,
+            };
+            Some((id, held.1))
+        })
         .collect();
     for (id, at) in &world.created {
         if covered(*at) && !sessions.contains_key(id) {
