@@ -41,23 +41,20 @@ impl ControlSink {
 
     /// Hands `update` to the driver and waits until it is kept (or, with
     /// no other member up, until it is handed over).
-    /// Starts writing `game` to the durable store, if there is one.
-    fn store(
+    /// Writes `game` to the durable store, if there is one, while `copied`
+    /// runs; succeeds once both did.
+    async fn store_and(
         &self,
         game: &Game,
-    ) -> Result<Option<impl std::future::Future<Output = Result<(), EngineError>> + '_>, EngineError>
-    {
+        copied: impl std::future::Future<Output = Result<(), EngineError>>,
+    ) -> Result<(), EngineError> {
         let Some(store) = &self.store else {
-            return Ok(None);
+            return copied.await;
         };
-        let state = codec::encode(game)?;
-        let (id, version) = (game.id, game.version);
-        Ok(Some(async move {
-            store
-                .save(id, version, state)
-                .await
-                .map_err(|e| EngineError::Unavailable(e.to_string()))
-        }))
+        let stored = store.save(game.id, game.version, codec::encode(game)?);
+        let (stored, copied) = futures::join!(stored, copied);
+        stored.map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        copied
     }
 
     async fn keep(&self, update: Update) -> Result<Saved, EngineError> {
@@ -122,27 +119,11 @@ impl ControlSink {
 #[async_trait]
 impl StateSink for ControlSink {
     async fn save(&self, game: &Game) -> Result<(), EngineError> {
-        let stored = self.store(game)?;
-        let copied = self.copy_whole(game);
-        match stored {
-            Some(stored) => {
-                let (stored, copied) = futures::join!(stored, copied);
-                stored.and(copied)
-            }
-            None => copied.await,
-        }
+        self.store_and(game, self.copy_whole(game)).await
     }
 
     async fn save_change(&self, game: &Game, change: &Change) -> Result<(), EngineError> {
-        let stored = self.store(game)?;
-        let copied = self.copy_change(game, change);
-        match stored {
-            Some(stored) => {
-                let (stored, copied) = futures::join!(stored, copied);
-                stored.and(copied)
-            }
-            None => copied.await,
-        }
+        self.store_and(game, self.copy_change(game, change)).await
     }
 
     async fn confirm(&self, game: &Game) -> Result<(), EngineError> {

@@ -148,6 +148,25 @@ pub struct Owned {
     pub stale_copies: Vec<StaleCopy>,
 }
 
+impl Owned {
+    /// A game taken here under `reg`, in `phase`, with no backup yet and
+    /// nothing in flight.
+    pub fn new(reg: Arc<Registration>, phase: Phase) -> Self {
+        Owned {
+            reg,
+            phase,
+            backup: None,
+            copying: None,
+            queued: None,
+            chain: None,
+            save_waiting: false,
+            up: false,
+            latest: None,
+            stale_copies: Vec::new(),
+        }
+    }
+}
+
 /// Records in `list` that a member may hold an older copy; one entry per
 /// holder and owner, with the latest epoch.
 pub fn note_stale(list: &mut Vec<StaleCopy>, stale: StaleCopy) {

@@ -84,21 +84,7 @@ impl Control {
                 self.effect(Effect::StartSession(snapshot));
                 Phase::Running
             };
-            self.owned.insert(
-                id,
-                Owned {
-                    reg: reg.clone(),
-                    phase,
-                    backup: None,
-                    copying: None,
-                    queued: None,
-                    chain: None,
-                    save_waiting: false,
-                    up: false,
-                    latest: None,
-                    stale_copies: Vec::new(),
-                },
-            );
+            self.owned.insert(id, Owned::new(reg.clone(), phase));
             self.apply_registration(reg.clone());
             if self.owned.contains_key(&id) {
                 regs.push((*reg).clone());

@@ -182,32 +182,22 @@ impl Control {
         }
         let reg = Arc::new(self.registration(&snapshot, epoch));
         self.quorum.forget_game(id);
-        self.owned.insert(
-            id,
-            Owned {
-                reg,
-                phase: Phase::Starting {
-                    waiters: vec![waiter],
-                    copied: None,
-                    announcing: None,
-                    announced: false,
-                    claimed: !claim,
-                    asleep: passive.then(|| Box::new(snapshot.clone())),
-                    persisted: !self.config.durable,
-                },
-                backup: None,
-                copying: None,
-                queued: None,
-                chain: None,
-                save_waiting: false,
-                // A passive game has no session to wait for.
-                up: passive,
-                latest: None,
-                stale_copies: Vec::new(),
-            },
-        );
+        let phase = Phase::Starting {
+            waiters: vec![waiter],
+            copied: None,
+            announcing: None,
+            announced: false,
+            claimed: !claim,
+            asleep: passive.then(|| Box::new(snapshot.clone())),
+            persisted: !self.config.durable,
+        };
+        // A passive game has no session to wait for.
+        let owned = Owned {
+            up: passive,
+            ..Owned::new(reg.clone(), phase)
+        };
+        self.owned.insert(id, owned);
         let code = snapshot.join_code.clone();
-        let reg = self.owned[&id].reg.clone();
         self.persist(&reg, &snapshot);
         if !passive {
             self.effect(Effect::StartSession(snapshot.clone()));
@@ -608,21 +598,7 @@ impl Control {
                 self.effect(Effect::StartSession(held.snapshot.clone()));
                 Phase::Running
             };
-            self.owned.insert(
-                id,
-                Owned {
-                    reg: reg.clone(),
-                    phase,
-                    backup: None,
-                    copying: None,
-                    queued: None,
-                    chain: None,
-                    save_waiting: false,
-                    up: false,
-                    latest: None,
-                    stale_copies: Vec::new(),
-                },
-            );
+            self.owned.insert(id, Owned::new(reg.clone(), phase));
             self.apply_registration(reg.clone());
             if self.owned.contains_key(&id) {
                 regs.push((*reg).clone());

@@ -3,7 +3,7 @@
 //! node without a store, measured side by side in this run.
 
 use crate::common::{self, Scale};
-use crate::report::{Figure, Report};
+use crate::report::{median, percentile, Figure, Report};
 use futures::StreamExt;
 use minotaur_cluster::{Node, NodeConfig};
 use minotaur_core::{Game, GameEngine};
@@ -39,7 +39,7 @@ pub async fn run(scale: &Scale, report: &mut Report) {
     let rate_kept = throughput(durable.engine(), clients, window).await;
     plain.kill().await;
     durable.kill().await;
-    let (b, k) = (percentile(&base, 0.5), percentile(&kept, 0.5));
+    let (b, k) = (median(&base), median(&kept));
     report.add(
         Figure::new(
             "durable_write_rtt",
@@ -50,8 +50,8 @@ pub async fn run(scale: &Scale, report: &mut Report) {
         )
         .note(format!(
             "median of {writes} local writes, one at a time, each committed (fsync) before its ack; p99 {:.0} us against {:.0} us",
-            percentile(&kept, 0.99),
-            percentile(&base, 0.99)
+            percentile(&kept, 99.0),
+            percentile(&base, 99.0)
         )),
     );
     report.add(
@@ -115,10 +115,4 @@ async fn create(engine: &GameEngine, prefix: &str) -> Game {
         .create_game(&code, common::users())
         .await
         .unwrap_or_else(|e| panic!("creating a game: {e}"))
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }

@@ -5,7 +5,7 @@
 use crate::bare;
 use crate::common::{self, Scale};
 use crate::memory;
-use crate::report::{Figure, Goal, Report};
+use crate::report::{median, percentile, Figure, Goal, Report};
 use minotaur_cluster::{Node, NodeConfig};
 use minotaur_core::{codec, Game, GameEngine};
 use std::time::{Duration, Instant};
@@ -115,8 +115,8 @@ async fn reactivation(scale: &Scale, report: &mut Report) {
         )
         .note(format!(
             "median local get_game of {games} passive games (p99 {:.0} us); each game read again at once, running (p99 {:.0} us)",
-            percentile(&waking, 0.99),
-            percentile(&running, 0.99)
+            percentile(&waking, 99.0),
+            percentile(&running, 99.0)
         )),
     );
 }
@@ -126,14 +126,4 @@ async fn read_time(engine: &GameEngine, game: &Game) -> f64 {
     let t = Instant::now();
     engine.get_game(game.id).await.expect("read");
     t.elapsed().as_secs_f64() * 1e6
-}
-
-fn median(v: &[f64]) -> f64 {
-    percentile(v, 0.5)
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
