@@ -177,24 +177,21 @@ pub(crate) fn game_of(snapshot: &Snapshot) -> Result<Game, EngineError> {
 fn phase_name(phase: &crate::control::Phase) -> String {
     use crate::control::Phase;
     match phase {
-        Phase::Starting {
-            waiters,
-            copied,
-            announcing,
-            announced,
-            claimed,
-            asleep,
-            persisted,
-        } => format!(
-            "Starting(waiters {}, copied {copied:?}, claimed {claimed}, announcing {announcing:?}, announced {announced}, passive {}, persisted {persisted})",
-            waiters.len(),
-            asleep.is_some()
+        Phase::Starting(s) => format!(
+            "Starting(waiters {}, copied {:?}, claimed {}, announcing {:?}, announced {}, passive {}, persisted {})",
+            s.waiters.len(),
+            s.copied,
+            s.claimed,
+            s.announcing,
+            s.announced,
+            s.asleep.is_some(),
+            s.persisted
         ),
         Phase::Running => "Running".into(),
         Phase::Passivating { wake } => format!("Passivating(wake {wake})"),
         Phase::Passive(dormant) => format!("Passive(version {})", dormant.version),
         Phase::Releasing => "Releasing".into(),
-        Phase::Moving { to, epoch, .. } => format!("Moving(to {to}, epoch {epoch})"),
+        Phase::Moving(m) => format!("Moving(to {}, epoch {})", m.to, m.epoch),
     }
 }
 
@@ -888,9 +885,9 @@ impl Driver {
                     phase_name(&o.phase),
                     o.up,
                     o.backup,
-                    o.copying,
-                    o.queued.as_ref().map(|s| s.version()),
-                    o.latest.as_ref().map(|s| s.version())
+                    o.copying(),
+                    o.queued().map(|s| s.version()),
+                    o.latest().map(|s| s.version())
                 )
             }
             None => out += "  not owned\n",

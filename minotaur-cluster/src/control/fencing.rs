@@ -268,7 +268,7 @@ impl Control {
         }
         // (One fenced or gone for good takes nothing over.)
         let stale = self.owned.get(&id).and_then(|o| {
-            o.stale_copies
+            o.stale_copies()
                 .iter()
                 .map(|s| &s.holder)
                 .find(|m| self.members.is_live(m) || self.unfenced(m))

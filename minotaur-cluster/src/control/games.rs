@@ -19,30 +19,15 @@ pub enum Waiter {
     Peer(MemberId, Corr),
 }
 
-/// Where an owned game is in its life here.
+/// Where an owned game is in its life here. The variants with much to
+/// hold are boxed: few games start or move at any one time, and every owned
+/// game pays for the largest variant.
 #[derive(Debug, Clone)]
 pub enum Phase {
     /// Its session is starting (until [`Owned::up`]) and its first copy is
     /// being placed; the waiters are answered once both are done and peers
     /// know of it.
-    Starting {
-        /// Who is told the outcome.
-        waiters: Vec<Waiter>,
-        /// Whether the first copy was placed (`Some(false)`: it failed).
-        copied: Option<bool>,
-        /// Set while peers acknowledge the registration.
-        announcing: Option<Corr>,
-        /// Whether every peer acknowledged it.
-        announced: bool,
-        /// Whether its join code is claimed for it (a new game claims it
-        /// while it starts; any other start has it already).
-        claimed: bool,
-        /// The state of a passive game handed over to this node: no
-        /// session starts, and once started the game is passive here too.
-        asleep: Option<Box<Snapshot>>,
-        /// Whether the game is in the durable store (always, without one).
-        persisted: bool,
-    },
+    Starting(Box<Starting>),
     /// Its session runs and takes commands.
     Running,
     /// Its session was asked to passivate (it may decline: a command came
@@ -56,20 +41,44 @@ pub enum Phase {
     Passive(Dormant),
     /// Its session was asked to stop and hand its state back.
     Releasing,
-    /// Its state is being started on `to`.
-    Moving {
-        /// The new owner.
-        to: MemberId,
-        /// The start request in flight.
-        corr: Corr,
-        /// The state handed over (sent again if the request times out);
-        /// boxed, as few games are moving at any one time.
-        snapshot: Box<Snapshot>,
-        /// The epoch the new owner registers it under.
-        epoch: u64,
-        /// Whether it was passive here (it stays passive there).
-        passive: bool,
-    },
+    /// Its state is being started on another member.
+    Moving(Box<Moving>),
+}
+
+/// A game starting here: see [`Phase::Starting`].
+#[derive(Debug, Clone)]
+pub struct Starting {
+    /// Who is told the outcome.
+    pub waiters: Vec<Waiter>,
+    /// Whether the first copy was placed (`Some(false)`: it failed).
+    pub copied: Option<bool>,
+    /// Set while peers acknowledge the registration.
+    pub announcing: Option<Corr>,
+    /// Whether every peer acknowledged it.
+    pub announced: bool,
+    /// Whether its join code is claimed for it (a new game claims it
+    /// while it starts; any other start has it already).
+    pub claimed: bool,
+    /// The state of a passive game handed over to this node: no
+    /// session starts, and once started the game is passive here too.
+    pub asleep: Option<Snapshot>,
+    /// Whether the game is in the durable store (always, without one).
+    pub persisted: bool,
+}
+
+/// A game moving away: see [`Phase::Moving`].
+#[derive(Debug, Clone)]
+pub struct Moving {
+    /// The new owner.
+    pub to: MemberId,
+    /// The start request in flight.
+    pub corr: Corr,
+    /// The state handed over (sent again if the request times out).
+    pub snapshot: Snapshot,
+    /// The epoch the new owner registers it under.
+    pub epoch: u64,
+    /// Whether it was passive here (it stays passive there).
+    pub passive: bool,
 }
 
 /// A passive game's state: what its session handed back, less what its
@@ -82,8 +91,8 @@ pub struct Dormant {
     /// The encoded state.
     pub state: Box<[u8]>,
     /// Encoded changes that follow the state (a game taken over from a
-    /// backup's copy).
-    pub changes: Box<[Vec<u8>]>,
+    /// backup's copy); boxed, as nearly every passive game has none.
+    pub changes: Option<Box<Vec<Vec<u8>>>>,
 }
 
 impl Dormant {
@@ -92,7 +101,7 @@ impl Dormant {
         Dormant {
             version: snapshot.version,
             state: snapshot.state.into_boxed_slice(),
-            changes: snapshot.changes.into_boxed_slice(),
+            changes: (!snapshot.changes.is_empty()).then(|| Box::new(snapshot.changes)),
         }
     }
 
@@ -105,12 +114,14 @@ impl Dormant {
             users: reg.users.clone(),
             active: true,
             state: self.state.to_vec(),
-            changes: self.changes.to_vec(),
+            changes: self.changes.as_deref().cloned().unwrap_or_default(),
         }
     }
 }
 
-/// A game this node owns.
+/// A game this node owns. An owner may keep a great many, most of them at
+/// rest, so what only a game with something in flight needs is boxed in
+/// [`InFlight`], absent at rest.
 #[derive(Debug, Clone)]
 pub struct Owned {
     /// Its registration (owner: this node), version kept current.
@@ -120,32 +131,47 @@ pub struct Owned {
     pub phase: Phase,
     /// The member holding its latest confirmed copy, and that copy's version.
     pub backup: Option<(MemberId, u64)>,
-    /// The copy request in flight for it: at most one at a time, so two
-    /// copies of one game never race.
-    pub copying: Option<Corr>,
-    /// A save that arrived while a copy was in flight.
-    pub queued: Option<Box<Update>>,
     /// How many changes the backup's copy holds on top of the state last
     /// copied whole; none when the next copy must be whole (no whole copy
     /// is known to be there).
-    pub chain: Option<usize>,
+    pub chain: Option<u32>,
     /// Whether its session waits for the outcome of a save.
     pub save_waiting: bool,
     /// Whether its session reported it started (a game restarted here
     /// runs at once, but its session may come up late: it is not asked to
     /// hand its state over before).
     pub up: bool,
+    flight: Option<Box<InFlight>>,
+}
+
+/// What is in flight for an owned game, besides its phase.
+#[derive(Debug, Clone, Default)]
+struct InFlight {
+    /// The copy request in flight for it: at most one at a time, so two
+    /// copies of one game never race.
+    copying: Option<Corr>,
+    /// A save that arrived while a copy was in flight.
+    queued: Option<Update>,
     /// The latest state the control saw (a start or a save), kept only
     /// while a copy of it is in flight or queued, or while a restarted
     /// game has no backup yet.
-    pub latest: Option<Box<Update>>,
+    latest: Option<Update>,
     /// Members that may still hold an older copy (the game's copy moved
     /// away from them, or the game moved here from its earlier owner, and
     /// they were not told, or not heard dropping it). While one of them
     /// could take the game over from that copy, no new write is
     /// acknowledged: each leaves this list when it says it dropped the
     /// copy, receives the latest one from this node, or is fenced.
-    pub stale_copies: Vec<StaleCopy>,
+    stale_copies: Vec<StaleCopy>,
+}
+
+impl InFlight {
+    fn is_empty(&self) -> bool {
+        self.copying.is_none()
+            && self.queued.is_none()
+            && self.latest.is_none()
+            && self.stale_copies.is_empty()
+    }
 }
 
 impl Owned {
@@ -156,13 +182,85 @@ impl Owned {
             reg,
             phase,
             backup: None,
-            copying: None,
-            queued: None,
             chain: None,
             save_waiting: false,
             up: false,
-            latest: None,
-            stale_copies: Vec::new(),
+            flight: None,
+        }
+    }
+
+    /// The copy request in flight for it, if any.
+    pub fn copying(&self) -> Option<Corr> {
+        self.flight.as_ref().and_then(|f| f.copying)
+    }
+
+    /// A save that arrived while a copy was in flight.
+    pub fn queued(&self) -> Option<&Update> {
+        self.flight.as_ref().and_then(|f| f.queued.as_ref())
+    }
+
+    /// The latest state kept for a copy (see [`Owned::set_latest`]).
+    pub fn latest(&self) -> Option<&Update> {
+        self.flight.as_ref().and_then(|f| f.latest.as_ref())
+    }
+
+    /// Members that may still hold an older copy of it: while one of them
+    /// could take the game over from that copy, no new write is
+    /// acknowledged.
+    pub fn stale_copies(&self) -> &[StaleCopy] {
+        self.flight.as_ref().map_or(&[], |f| &f.stale_copies)
+    }
+
+    /// Sets the copy request in flight.
+    pub fn set_copying(&mut self, corr: Option<Corr>) {
+        self.change(|f| f.copying = corr);
+    }
+
+    /// Queues a save behind the copy in flight.
+    pub fn set_queued(&mut self, update: Option<Update>) {
+        self.change(|f| f.queued = update);
+    }
+
+    /// Keeps the latest state seen, while a copy of it is in flight or
+    /// queued, or while a restarted game has no backup yet.
+    pub fn set_latest(&mut self, update: Option<Update>) {
+        self.change(|f| f.latest = update);
+    }
+
+    /// Takes the queued save.
+    pub fn take_queued(&mut self) -> Option<Update> {
+        let mut taken = None;
+        self.change(|f| taken = f.queued.take());
+        taken
+    }
+
+    /// Takes the latest state kept.
+    pub fn take_latest(&mut self) -> Option<Update> {
+        let mut taken = None;
+        self.change(|f| taken = f.latest.take());
+        taken
+    }
+
+    /// Notes that a member may hold an older copy: one entry per holder
+    /// and owner, with the latest epoch.
+    pub fn note_stale(&mut self, stale: StaleCopy) {
+        self.change(|f| note_stale(&mut f.stale_copies, stale));
+    }
+
+    /// Keeps only the stale copies `keep` accepts.
+    pub fn retain_stale_copies(&mut self, keep: impl FnMut(&StaleCopy) -> bool) {
+        if !self.stale_copies().is_empty() {
+            self.change(|f| f.stale_copies.retain(keep));
+        }
+    }
+
+    /// Applies `change` to what is in flight, and drops the box once
+    /// nothing is.
+    fn change(&mut self, change: impl FnOnce(&mut InFlight)) {
+        let flight = self.flight.get_or_insert_with(Box::default);
+        change(flight);
+        if flight.is_empty() {
+            self.flight = None;
         }
     }
 }

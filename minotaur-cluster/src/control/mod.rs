@@ -43,7 +43,7 @@ mod tests;
 pub mod wire;
 
 pub use crate::config::SplitPolicy;
-pub use games::{CopyReason, Dormant, Held, Owned, Phase, Waiter};
+pub use games::{CopyReason, Dormant, Held, Moving, Owned, Phase, Starting, Waiter};
 pub use members::{Member, Members};
 pub use quorum::{Quorum, Standing};
 
@@ -972,7 +972,7 @@ impl Control {
                 Request::Claim { to, .. } => to == member,
                 Request::Move { id } => matches!(
                     self.owned.get(id).map(|o| &o.phase),
-                    Some(Phase::Moving { to, .. }) if to == member
+                    Some(Phase::Moving(m)) if &m.to == member
                 ),
                 _ => false,
             })
@@ -1125,7 +1125,7 @@ impl Control {
                 // its answer to our start request arrives.
                 let moving_there = matches!(
                     self.owned.get(&old.id).map(|o| &o.phase),
-                    Some(Phase::Moving { to, .. }) if *to == reg.owner
+                    Some(Phase::Moving(m)) if m.to == reg.owner
                 );
                 if moving_there {
                     self.moved_away(old.id, reg.owner.clone());
@@ -1180,8 +1180,8 @@ impl Control {
                 result: Err(EngineError::BetweenOwners(id)),
             });
         }
-        if let Phase::Starting { waiters, .. } = owned.phase {
-            for waiter in waiters {
+        if let Phase::Starting(starting) = owned.phase {
+            for waiter in starting.waiters {
                 self.answer_start(id, waiter, Err(wire::Refusal::AlreadyRunning));
             }
         }

@@ -3,7 +3,7 @@
 //! redistribution. A move releases the session, starts it on the target
 //! under the next epoch and, if the target cannot be reached, takes it back.
 
-use super::games::{note_stale, CopyReason, Dormant, Phase};
+use super::games::{note_stale, CopyReason, Dormant, Moving, Phase};
 use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy, Update};
 use super::{Control, Effect, Event, Request};
 use crate::membership::{MemberId, MemberStatus};
@@ -60,7 +60,7 @@ impl Control {
         self.draining.retain(|id| {
             matches!(
                 self.owned.get(id).map(|o| &o.phase),
-                Some(Phase::Releasing | Phase::Moving { .. })
+                Some(Phase::Releasing | Phase::Moving(_))
             )
         });
         while self.draining.len() < DRAIN_WINDOW {
@@ -167,13 +167,13 @@ impl Control {
         let corr = self.request(Request::Move { id });
         let stale = self.handed_stale(id);
         if let Some(owned) = self.owned.get_mut(&id) {
-            owned.phase = Phase::Moving {
+            owned.phase = Phase::Moving(Box::new(Moving {
                 to: to.clone(),
                 corr,
-                snapshot: Box::new(snapshot.clone()),
+                snapshot: snapshot.clone(),
                 epoch,
                 passive,
-            };
+            }));
         }
         let sent = self.send(
             &to,
@@ -226,8 +226,8 @@ impl Control {
             return;
         };
         self.unpersist(id);
-        if let Phase::Moving { corr, .. } = owned.phase {
-            self.requests.remove(&corr);
+        if let Phase::Moving(moving) = owned.phase {
+            self.requests.remove(&moving.corr);
         }
         // Our copy on the old backup is nobody's now.
         if let Some((backup, _)) = owned.backup {
@@ -247,7 +247,7 @@ impl Control {
         let Some(owned) = self.owned.get(&id).filter(|_| self.quorum.fencing()) else {
             return Vec::new();
         };
-        let mut stale = owned.stale_copies.clone();
+        let mut stale = owned.stale_copies().to_vec();
         let ours = |holder: &MemberId| StaleCopy {
             holder: holder.clone(),
             owner: self.this().clone(),
@@ -264,13 +264,9 @@ impl Control {
 
     fn moving(&self, id: GameId, corr: Corr) -> Option<(MemberId, Snapshot, u64, bool)> {
         match &self.owned.get(&id)?.phase {
-            Phase::Moving {
-                to,
-                corr: c,
-                snapshot,
-                epoch,
-                passive,
-            } if *c == corr => Some((to.clone(), (**snapshot).clone(), *epoch, *passive)),
+            Phase::Moving(m) if m.corr == corr => {
+                Some((m.to.clone(), m.snapshot.clone(), m.epoch, m.passive))
+            }
             _ => None,
         }
     }

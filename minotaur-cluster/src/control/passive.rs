@@ -21,8 +21,8 @@ impl Control {
         };
         let quiet = owned.up
             && matches!(owned.phase, Phase::Running)
-            && owned.copying.is_none()
-            && owned.queued.is_none()
+            && owned.copying().is_none()
+            && owned.queued().is_none()
             && !owned.save_waiting;
         if quiet {
             owned.phase = Phase::Passivating { wake: false };
@@ -49,7 +49,7 @@ impl Control {
             Some(snapshot) => {
                 owned.up = false;
                 // What a restarted game kept for its first copy is older.
-                owned.latest = None;
+                owned.set_latest(None);
                 owned.phase = Phase::Passive(Dormant::of(snapshot));
             }
         }
@@ -66,8 +66,8 @@ impl Control {
                 *wake = true;
                 return;
             }
-            Phase::Starting { asleep, .. } => match asleep.take() {
-                Some(snapshot) => *snapshot,
+            Phase::Starting(starting) => match starting.asleep.take() {
+                Some(snapshot) => snapshot,
                 None => return,
             },
             Phase::Passive(dormant) => {

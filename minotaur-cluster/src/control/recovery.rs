@@ -33,14 +33,14 @@ impl Control {
     pub(super) fn on_persisted(&mut self, ids: Vec<GameId>, ok: bool) {
         for id in ids {
             let Some(Owned {
-                phase: Phase::Starting { persisted, .. },
+                phase: Phase::Starting(starting),
                 ..
             }) = self.owned.get_mut(&id)
             else {
                 continue;
             };
             if ok {
-                *persisted = true;
+                starting.persisted = true;
                 self.finish_start(id);
             } else {
                 self.effect(Effect::StopSession {

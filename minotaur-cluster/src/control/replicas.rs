@@ -11,7 +11,7 @@
 //! before and fewer than [`MAX_CHAIN`] changes on top of its last whole
 //! copy; otherwise the session is asked for the whole game.
 
-use super::games::{note_stale, CopyBatch, CopyReason, Copying, Held, Owned, Phase};
+use super::games::{CopyBatch, CopyReason, Copying, Held, Owned, Phase};
 use super::wire::{Corr, Msg, StaleCopy, Update};
 use super::{Control, Effect, Request};
 use crate::membership::MemberId;
@@ -30,7 +30,7 @@ const COPY_BYTES: usize = 1024 * 1024;
 /// Changes a backup keeps on top of a game's last whole copy: they bound
 /// what a failover replays, and the bytes a backup holds per game beyond
 /// the whole copy.
-pub const MAX_CHAIN: usize = 32;
+pub const MAX_CHAIN: u32 = 32;
 
 /// Splits copies into batches of at most `count` games and, but for a
 /// single larger game, [`COPY_BYTES`] of state.
@@ -106,8 +106,8 @@ impl Control {
         }
         let owned = self.owned.get_mut(&id)?;
         owned.save_waiting = true;
-        if owned.copying.is_some() {
-            owned.queued = Some(Box::new(snapshot));
+        if owned.copying().is_some() {
+            owned.set_queued(Some(snapshot));
             return None;
         }
         Some(snapshot)
@@ -177,7 +177,7 @@ impl Control {
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
-        owned.latest = None;
+        owned.set_latest(None);
         if owned.save_waiting {
             owned.save_waiting = false;
             self.effect(super::Effect::SendWhole(id));
@@ -199,8 +199,8 @@ impl Control {
             let Some(owned) = self.owned.get_mut(&update.id()) else {
                 continue;
             };
-            owned.copying = Some(corr);
-            owned.latest = Some(Box::new(update.clone()));
+            owned.set_copying(Some(corr));
+            owned.set_latest(Some(update.clone()));
             entries.push(Copying {
                 id: update.id(),
                 version: update.version(),
@@ -244,7 +244,7 @@ impl Control {
             return;
         };
         for copy in batch.games {
-            if self.owned.get(&copy.id).map(|o| o.copying) != Some(Some(corr)) {
+            if self.owned.get(&copy.id).map(|o| o.copying()) != Some(Some(corr)) {
                 continue;
             }
             if behind.contains(&copy.id) {
@@ -268,10 +268,10 @@ impl Control {
         let Some(owned) = self.owned.get_mut(&id) else {
             return;
         };
-        owned.copying = None;
+        owned.set_copying(None);
         owned.chain = None;
-        match owned.queued.take() {
-            Some(next) => self.copy_out(*next, CopyReason::Save, Vec::new()),
+        match owned.take_queued() {
+            Some(next) => self.copy_out(next, CopyReason::Save, Vec::new()),
             None => self.send_whole(id),
         }
     }
@@ -286,12 +286,12 @@ impl Control {
             let Some(owned) = self.owned.get_mut(&id) else {
                 continue;
             };
-            if owned.copying != Some(corr) {
+            if owned.copying() != Some(corr) {
                 continue;
             }
-            owned.copying = None;
-            if let Some(snapshot) = owned.latest.take() {
-                retry.entry(reason).or_default().insert(id, *snapshot);
+            owned.set_copying(None);
+            if let Some(snapshot) = owned.take_latest() {
+                retry.entry(reason).or_default().insert(id, snapshot);
             }
         }
         for (reason, games) in retry {
@@ -311,8 +311,8 @@ impl Control {
             // Not if its session saved a newer state meanwhile (settling
             // this copy sends the save that waited for it).
             let current = snapshot.version >= owned.reg.version;
-            if current && owned.backup.is_none() && owned.copying.is_none() {
-                owned.latest = Some(Box::new(Update::Whole(snapshot)));
+            if current && owned.backup.is_none() && owned.copying().is_none() {
+                owned.set_latest(Some(Update::Whole(snapshot)));
             }
         }
     }
@@ -333,9 +333,9 @@ impl Control {
             return;
         };
         let new_write = version > owned.reg.version;
-        owned.copying = None;
+        owned.set_copying(None);
         if at.is_some() || reason != CopyReason::Restart {
-            owned.latest = None;
+            owned.set_latest(None);
         }
         let mut drop_from = None;
         match &at {
@@ -346,9 +346,7 @@ impl Control {
                     }
                 }
                 owned.backup = Some((at.clone(), version));
-                owned
-                    .stale_copies
-                    .retain(|s| !(&s.holder == at && s.owner == this));
+                owned.retain_stale_copies(|s| !(&s.holder == at && s.owner == this));
             }
             None if ok => drop_from = owned.backup.take().map(|(previous, _)| previous),
             None => {}
@@ -373,7 +371,7 @@ impl Control {
             owned.reg = Arc::new(reg);
         }
         let reg = owned.reg.clone();
-        let queued = owned.queued.take();
+        let queued = owned.take_queued();
         let answer_save = reason == CopyReason::Save && owned.save_waiting && queued.is_none();
         if answer_save {
             owned.save_waiting = false;
@@ -401,7 +399,7 @@ impl Control {
             _ => {}
         }
         if let Some(next) = queued {
-            self.copy_out(*next, CopyReason::Save, Vec::new());
+            self.copy_out(next, CopyReason::Save, Vec::new());
         }
     }
 
@@ -450,7 +448,7 @@ impl Control {
             .owned
             .iter()
             .filter(|(_, o)| matches!(o.phase, Phase::Running | Phase::Passive(_)))
-            .filter(|(_, o)| o.copying.is_none())
+            .filter(|(_, o)| o.copying().is_none())
             .filter(|(id, o)| {
                 let best = crate::placement::best(*id, &up);
                 o.backup.as_ref().map(|(b, _)| b) != best
@@ -467,7 +465,7 @@ impl Control {
                 kept.insert(id, Update::Whole(dormant.snapshot(&owned.reg)));
                 continue;
             }
-            match owned.latest.take().map(|u| *u) {
+            match owned.take_latest() {
                 Some(whole @ Update::Whole(_)) => {
                     kept.insert(id, whole);
                 }
@@ -499,7 +497,7 @@ impl Control {
                 }
             }
             // A copy in flight is to be kept too.
-            if let Some(batch) = owned.copying.and_then(|c| self.copy_batches.get(&c)) {
+            if let Some(batch) = owned.copying().and_then(|c| self.copy_batches.get(&c)) {
                 if &batch.to == peer {
                     let version = batch
                         .games
@@ -530,7 +528,7 @@ impl Control {
 
     /// The member a copy of this game is on its way to, if one is.
     pub(super) fn copying_to(&self, owned: &Owned) -> Option<&MemberId> {
-        let batch = owned.copying.and_then(|c| self.copy_batches.get(&c))?;
+        let batch = owned.copying().and_then(|c| self.copy_batches.get(&c))?;
         Some(&batch.to)
     }
 
@@ -543,9 +541,7 @@ impl Control {
     /// `from` dropped its copy of game `id` that `owner` sent it.
     pub(super) fn on_dropped(&mut self, from: &MemberId, id: GameId, owner: &MemberId) {
         if let Some(owned) = self.owned.get_mut(&id) {
-            owned
-                .stale_copies
-                .retain(|s| !(&s.holder == from && &s.owner == owner));
+            owned.retain_stale_copies(|s| !(&s.holder == from && &s.owner == owner));
         }
     }
 
@@ -553,7 +549,7 @@ impl Control {
     /// fenced, or is gone for good).
     pub(super) fn stale_copies_cleared(&mut self, member: &MemberId) {
         for owned in self.owned.values_mut() {
-            owned.stale_copies.retain(|s| &s.holder != member);
+            owned.retain_stale_copies(|s| &s.holder != member);
         }
     }
 
@@ -568,7 +564,7 @@ impl Control {
             .iter()
             .flat_map(|(id, o)| {
                 let copying_there = self.copying_to(o) == Some(member);
-                o.stale_copies
+                o.stale_copies()
                     .iter()
                     .filter(|s| &s.holder == member)
                     .filter(move |s| !(copying_there && &s.owner == this))
@@ -589,7 +585,7 @@ impl Control {
         let mut members: Vec<MemberId> = self
             .owned
             .values()
-            .flat_map(|o| o.stale_copies.iter().map(|s| s.holder.clone()))
+            .flat_map(|o| o.stale_copies().iter().map(|s| s.holder.clone()))
             .filter(|m| self.members.is_live(m))
             .collect();
         members.sort();
@@ -609,14 +605,11 @@ impl Control {
         let owner = self.this().clone();
         if let Some(owned) = self.owned.get_mut(&id) {
             let epoch = owned.reg.epoch;
-            note_stale(
-                &mut owned.stale_copies,
-                StaleCopy {
-                    holder: member,
-                    owner,
-                    epoch,
-                },
-            );
+            owned.note_stale(StaleCopy {
+                holder: member,
+                owner,
+                epoch,
+            });
         }
     }
 
@@ -626,7 +619,7 @@ impl Control {
         for id in ids {
             if let Some(owned) = self.owned.get_mut(&id) {
                 let there = owned.backup.as_ref().is_some_and(|(b, _)| b == from);
-                if there && owned.copying.is_none() {
+                if there && owned.copying().is_none() {
                     owned.backup = None;
                 }
             }

@@ -4,7 +4,7 @@
 //! start is acknowledged), a failover from the copies held for a member
 //! that went down, and a session ending for good.
 
-use super::games::{note_stale, CopyReason, Dormant, Owned, Phase, Waiter};
+use super::games::{CopyReason, Dormant, Owned, Phase, Starting, Waiter};
 use super::wire::{Corr, Msg, Refusal, Snapshot, StaleCopy, Update};
 use super::{CallId, Control, Effect, Event, Request, StopReason};
 use crate::membership::MemberId;
@@ -94,14 +94,14 @@ impl Control {
     /// the code: then the game is not started after all.
     fn claimed(&mut self, id: GameId, code: JoinCode, ok: bool) {
         let Some(Owned {
-            phase: Phase::Starting { claimed, .. },
+            phase: Phase::Starting(starting),
             ..
         }) = self.owned.get_mut(&id)
         else {
             return;
         };
         if ok {
-            *claimed = true;
+            starting.claimed = true;
             return self.check_started(id);
         }
         self.effect(Effect::StopSession {
@@ -171,7 +171,7 @@ impl Control {
             // A repeat of a start that is running or ran gets its answer.
             let repeat = owned.reg.epoch == epoch;
             match &mut owned.phase {
-                Phase::Starting { waiters, .. } if repeat => waiters.push(waiter),
+                Phase::Starting(starting) if repeat => starting.waiters.push(waiter),
                 _ if repeat => {
                     let reg = (*owned.reg).clone();
                     self.answer_start(id, waiter, Ok(reg));
@@ -182,20 +182,18 @@ impl Control {
         }
         let reg = Arc::new(self.registration(&snapshot, epoch));
         self.quorum.forget_game(id);
-        let phase = Phase::Starting {
+        let phase = Phase::Starting(Box::new(Starting {
             waiters: vec![waiter],
             copied: None,
             announcing: None,
             announced: false,
             claimed: !claim,
-            asleep: passive.then(|| Box::new(snapshot.clone())),
+            asleep: passive.then(|| snapshot.clone()),
             persisted: !self.config.durable,
-        };
+        }));
         // A passive game has no session to wait for.
-        let owned = Owned {
-            up: passive,
-            ..Owned::new(reg.clone(), phase)
-        };
+        let mut owned = Owned::new(reg.clone(), phase);
+        owned.up = passive;
         self.owned.insert(id, owned);
         let code = snapshot.join_code.clone();
         self.persist(&reg, &snapshot);
@@ -225,7 +223,7 @@ impl Control {
             }
             if let Some(owned) = self.owned.get_mut(&id) {
                 holders.push(s.holder.clone());
-                note_stale(&mut owned.stale_copies, s);
+                owned.note_stale(s);
             }
         }
         holders.sort();
@@ -240,15 +238,10 @@ impl Control {
         // A passive game asked for no session: one reported now comes from
         // an earlier start, of an older state (the game was lost, then
         // taken back from a newer copy, while it started). It must not run.
-        let asleep = self.owned.get(&id).is_some_and(|o| {
-            matches!(
-                o.phase,
-                Phase::Passive(_)
-                    | Phase::Starting {
-                        asleep: Some(_),
-                        ..
-                    }
-            )
+        let asleep = self.owned.get(&id).is_some_and(|o| match &o.phase {
+            Phase::Passive(_) => true,
+            Phase::Starting(starting) => starting.asleep.is_some(),
+            _ => false,
         });
         if asleep {
             if error.is_none() {
@@ -269,7 +262,7 @@ impl Control {
             });
         };
         owned.up = true;
-        if matches!(owned.phase, Phase::Starting { .. }) {
+        if matches!(owned.phase, Phase::Starting(_)) {
             self.check_started(id);
         }
     }
@@ -277,11 +270,11 @@ impl Control {
     /// The first copy of a starting game landed, or could not be placed.
     pub(super) fn start_copied(&mut self, id: GameId, landed: bool) {
         if let Some(Owned {
-            phase: Phase::Starting { copied, .. },
+            phase: Phase::Starting(starting),
             ..
         }) = self.owned.get_mut(&id)
         {
-            *copied = Some(landed);
+            starting.copied = Some(landed);
             self.check_started(id);
         }
     }
@@ -298,15 +291,11 @@ impl Control {
             return;
         };
         let up = owned.up;
-        let Phase::Starting {
-            copied,
-            announcing,
-            claimed,
-            ..
-        } = owned.phase
-        else {
+        let Phase::Starting(starting) = &owned.phase else {
             return;
         };
+        let (copied, announcing, claimed) =
+            (starting.copied, starting.announcing, starting.claimed);
         let new = owned.reg.epoch == 1;
         // A new game is refused if it cannot be copied; one that lived
         // (moved, retaken) must run regardless, or be lost.
@@ -343,10 +332,7 @@ impl Control {
             // been announced, since it was found ready).
             let ready = matches!(
                 self.owned.get(&id).map(|o| &o.phase),
-                Some(Phase::Starting {
-                    announcing: None,
-                    ..
-                })
+                Some(Phase::Starting(starting)) if starting.announcing.is_none()
             );
             if !ready {
                 continue;
@@ -373,11 +359,11 @@ impl Control {
         });
         for id in &ids {
             if let Some(Owned {
-                phase: Phase::Starting { announcing, .. },
+                phase: Phase::Starting(starting),
                 ..
             }) = self.owned.get_mut(id)
             {
-                *announcing = Some(corr);
+                starting.announcing = Some(corr);
             }
         }
         for peer in &waiting {
@@ -417,17 +403,12 @@ impl Control {
     /// first copy is settled too.
     pub(super) fn announced(&mut self, id: GameId, corr: Corr) {
         if let Some(Owned {
-            phase:
-                Phase::Starting {
-                    announcing: Some(c),
-                    announced,
-                    ..
-                },
+            phase: Phase::Starting(starting),
             ..
         }) = self.owned.get_mut(&id)
         {
-            if *c == corr {
-                *announced = true;
+            if starting.announcing == Some(corr) {
+                starting.announced = true;
                 self.finish_start(id);
             }
         }
@@ -443,18 +424,13 @@ impl Control {
             return; // its session reporting it started finishes it
         }
         let (waiters, asleep) = match &mut owned.phase {
-            Phase::Starting {
-                copied: Some(_),
-                announced: true,
-                persisted: true,
-                waiters,
-                asleep,
-                ..
-            } => (std::mem::take(waiters), asleep.take()),
+            Phase::Starting(s) if s.copied.is_some() && s.announced && s.persisted => {
+                (std::mem::take(&mut s.waiters), s.asleep.take())
+            }
             _ => return,
         };
         owned.phase = match asleep {
-            Some(snapshot) => Phase::Passive(Dormant::of(*snapshot)),
+            Some(snapshot) => Phase::Passive(Dormant::of(snapshot)),
             None => Phase::Running,
         };
         let reg = owned.reg.clone();
@@ -654,7 +630,7 @@ impl Control {
     pub(super) fn on_session_ended(&mut self, id: GameId) {
         if matches!(
             self.owned.get(&id).map(|o| &o.phase),
-            Some(Phase::Running | Phase::Passivating { .. } | Phase::Starting { .. })
+            Some(Phase::Running | Phase::Passivating { .. } | Phase::Starting(_))
         ) {
             self.session_gone(id, Refusal::SessionFailed("session ended".into()));
         }
@@ -684,8 +660,8 @@ impl Control {
                 result: Err(EngineError::GameNotAlive(id)),
             });
         }
-        if let Phase::Starting { waiters, .. } = owned.phase {
-            for waiter in waiters {
+        if let Phase::Starting(starting) = owned.phase {
+            for waiter in starting.waiters {
                 self.answer_start(id, waiter, Err(why.clone()));
             }
         }

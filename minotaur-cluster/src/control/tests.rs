@@ -637,7 +637,7 @@ fn a_game_handed_over_asks_the_holders_of_older_copies_to_drop_them() {
     });
     assert!(asked_to_drop, "c is asked to drop b's copy");
     // No write until c says it dropped it.
-    let waits = |a: &Control| a.owned()[&id].stale_copies.iter().any(|s| s.holder == c);
+    let waits = |a: &Control| a.owned()[&id].stale_copies().iter().any(|s| s.holder == c);
     assert!(waits(&a));
     let msg = Msg::Dropped { id, owner: b };
     a.handle(now, Input::Received { link: 2, msg });

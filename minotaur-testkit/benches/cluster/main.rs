@@ -60,6 +60,7 @@ fn main() {
     common::quiet_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(passive::collect_if_asked)
         .build()
         .expect("tokio runtime");
 

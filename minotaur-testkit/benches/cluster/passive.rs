@@ -8,6 +8,8 @@ use crate::memory;
 use crate::report::{median, percentile, Figure, Goal, Report};
 use minotaur_cluster::{Node, NodeConfig};
 use minotaur_core::{codec, Game, GameEngine};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a game goes without a command before it is passivated here.
@@ -28,21 +30,56 @@ pub async fn run(scale: &Scale, report: &mut Report) {
         )
         .goal(Goal::ValueBelow(1024.0))
         .note(format!(
-            "RSS growth / {n} passive 2-player games, 1 node, replication 0, after mi_collect; fresh process"
+            "RSS growth / {n} passive 2-player games, 1 node, replication 0, after every thread's mi_collect; fresh process"
         )),
     );
     reactivation(scale, report).await;
 }
 
 /// Has mimalloc (the benchmark's allocator, as the shipped binaries')
-/// return the memory freed so far to the OS.
-pub fn collect_freed_memory() {
+/// return the memory freed so far on this thread to the OS.
+fn collect_freed_memory() {
     unsafe extern "C" {
         // mimalloc's own API, linked in with the `mimalloc` crate.
         fn mi_collect(force: bool);
     }
     // SAFETY: mi_collect takes no pointer and may be called at any time.
     unsafe { mi_collect(true) };
+}
+
+/// Bumped to ask every runtime worker to collect (see [`collect_if_asked`]).
+static COLLECT_ASKED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COLLECTED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The runtime's park hook: a worker going idle collects what it freed,
+/// once per [`collect_everywhere`]. mimalloc keeps freed pages per thread
+/// and returns them on that thread's later allocations; a worker that went
+/// idle keeps them until then.
+pub fn collect_if_asked() {
+    let asked = COLLECT_ASKED.load(Ordering::Relaxed);
+    COLLECTED.with(|seen| {
+        if seen.get() != asked {
+            seen.set(asked);
+            collect_freed_memory();
+        }
+    });
+}
+
+/// Has every runtime worker, and this thread, return the memory freed so
+/// far: what remains is what is live (and its pages).
+pub async fn collect_everywhere() {
+    COLLECT_ASKED.fetch_add(1, Ordering::Relaxed);
+    collect_freed_memory();
+    // Tasks spawned from outside the runtime wake parked workers; each
+    // collects when it parks again.
+    let wakers: Vec<_> = (0..64).map(|_| tokio::spawn(async {})).collect();
+    for waker in wakers {
+        let _ = waker.await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 /// A node that passivates after [`IDLE`].
@@ -81,8 +118,9 @@ pub async fn idle_growth(n: usize) -> f64 {
         passive(&node, memory::WARM_UP + made).await;
     }
     // What the games keep, not what the sessions they had left for the
-    // allocator to return (it does so lazily, on later allocations).
-    collect_freed_memory();
+    // allocator to return (each thread does so lazily, on its later
+    // allocations).
+    collect_everywhere().await;
     let after = common::rss_bytes();
     node.kill().await;
     after.saturating_sub(before) as f64 / n as f64

@@ -5,7 +5,7 @@
 //! full run puts 100 000; the target is a million).
 
 use crate::common::{self, Scale};
-use crate::passive::collect_freed_memory;
+use crate::passive::collect_everywhere;
 use crate::report::{Figure, Report};
 use minotaur_core::{codec, EngineError};
 use minotaur_testkit::TestCluster;
@@ -33,7 +33,7 @@ pub async fn run(scale: &Scale, report: &mut Report) {
         .iter()
         .map(|n| cluster.engine(n).expect("engine"))
         .collect();
-    collect_freed_memory();
+    collect_everywhere().await;
     let before = common::rss_bytes();
     let started = Instant::now();
     let retries = std::sync::atomic::AtomicUsize::new(0);
@@ -41,7 +41,7 @@ pub async fn run(scale: &Scale, report: &mut Report) {
     let create_time = started.elapsed();
     let retries = retries.into_inner();
     all_passive(&cluster, games).await;
-    collect_freed_memory();
+    collect_everywhere().await;
     let per_game = common::rss_bytes().saturating_sub(before) as f64 / games as f64;
     eprintln!(
         "  {games} games created in {:.1} s ({retries} retries), all passive: {per_game:.0} bytes each",

@@ -253,10 +253,7 @@ impl World {
             for (id, owned) in n.control.owned() {
                 let asleep = match &owned.phase {
                     Phase::Passive(dormant) => Some(dormant.snapshot(&owned.reg)),
-                    Phase::Starting {
-                        asleep: Some(snapshot),
-                        ..
-                    } => Some((**snapshot).clone()),
+                    Phase::Starting(starting) => starting.asleep.clone(),
                     _ => None,
                 };
                 if let Some(snapshot) = asleep {
