@@ -136,6 +136,10 @@ pub struct Table {
     /// Games per owner, kept with `games` so counting is not a full scan
     /// (placement asks for it on every create).
     owners: OrdMap<MemberId, usize>,
+    /// Each owner's games hashed as [`Table::digest_of`] tells, kept with
+    /// `games` too: peers compare digests every gossip round, and a scan of
+    /// every game for each would grow with the cluster's games.
+    hashes: OrdMap<MemberId, u64>,
     /// Every game in `games` under its join code. The code belongs to the
     /// smallest id (two games hold one code only after a split's conflict),
     /// and passes to the next when that one goes.
@@ -161,8 +165,9 @@ impl Table {
     fn put(&mut self, reg: Arc<Registration>) {
         self.changes += 1;
         *self.owners.entry(reg.owner.clone()).or_insert(0) += 1;
+        *self.hashes.entry(reg.owner.clone()).or_insert(0) ^= mix(reg.id, reg.epoch);
         if let Some(old) = self.games.insert(reg.id, reg) {
-            self.uncount(&old.owner);
+            self.uncount(&old);
         }
     }
 
@@ -170,15 +175,21 @@ impl Table {
     fn take(&mut self, id: GameId) -> Option<Registration> {
         let reg = self.games.remove(&id)?;
         self.changes += 1;
-        self.uncount(&reg.owner);
+        self.uncount(&reg);
         Some(Arc::unwrap_or_clone(reg))
     }
 
-    fn uncount(&mut self, owner: &MemberId) {
+    /// Takes `reg`, no longer in `games`, out of its owner's count and hash.
+    fn uncount(&mut self, reg: &Registration) {
+        let owner = &reg.owner;
+        if let Some(hash) = self.hashes.get_mut(owner) {
+            *hash ^= mix(reg.id, reg.epoch); // XOR: its own inverse
+        }
         if let Some(n) = self.owners.get_mut(owner) {
             *n -= 1;
             if *n == 0 {
                 self.owners.remove(owner);
+                self.hashes.remove(owner);
             }
         }
     }
@@ -264,11 +275,9 @@ impl Table {
     /// their ids and epochs that does not depend on order. Two tables that
     /// agree on `owner`'s games have the same digest.
     pub fn digest_of(&self, owner: &MemberId) -> (u64, u64) {
-        self.iter()
-            .filter(|r| &r.owner == owner)
-            .fold((0, 0), |(count, hash), r| {
-                (count + 1, hash ^ mix(r.id, r.epoch))
-            })
+        let count = self.owners.get(owner).copied().unwrap_or(0);
+        let hash = self.hashes.get(owner).copied().unwrap_or(0);
+        (count as u64, hash)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Registration> {
@@ -489,6 +498,64 @@ mod tests {
             owner: MemberId::new(owner, 1),
             epoch,
             version,
+        }
+    }
+
+    /// Each owner's digest as a scan of every game computes it.
+    fn scanned_digest(table: &Table, owner: &MemberId) -> (u64, u64) {
+        table
+            .iter()
+            .filter(|r| &r.owner == owner)
+            .fold((0, 0), |(count, hash), r| {
+                (count + 1, hash ^ mix(r.id, r.epoch))
+            })
+    }
+
+    #[test]
+    fn digests_kept_in_step_match_a_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let ids: Vec<GameId> = (0..40).map(|_| GameId::random()).collect();
+        let owners = ["a", "b", "c"];
+        let mut table = Table::default();
+        for step in 0..2_000 {
+            let id = ids[rng.random_range(0..ids.len())];
+            let owner = owners[rng.random_range(0..owners.len())];
+            match rng.random_range(0..10) {
+                0 => {
+                    table.remove(id, &MemberId::new(owner, 1));
+                }
+                1 if step % 50 == 0 => {
+                    table.purge_owner(&MemberId::new(owner, 1));
+                }
+                2 => {
+                    if let Some(r) = table.lookup(id).cloned() {
+                        let bumped = Registration {
+                            version: r.version + 1,
+                            ..r
+                        };
+                        table.bump_version(&Arc::new(bumped));
+                    }
+                }
+                _ => {
+                    let (epoch, version) = (rng.random_range(1..4), rng.random_range(0..6));
+                    table.apply(reg(
+                        id,
+                        &format!("C{:04}", id.0.as_u128() % 1000),
+                        owner,
+                        epoch,
+                        version,
+                    ));
+                }
+            }
+            for owner in owners {
+                let owner = MemberId::new(owner, 1);
+                assert_eq!(
+                    table.digest_of(&owner),
+                    scanned_digest(&table, &owner),
+                    "step {step}"
+                );
+            }
         }
     }
 
