@@ -36,6 +36,7 @@
 //!
 //! [`Ack`]: minotaur_core::Ack
 
+use crate::rate_limit::{self, RateLimit};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
@@ -132,6 +133,29 @@ pub struct ClusterStatus {
     /// Games of this node whose state has no backup copy on a live member.
     #[serde(default)]
     pub games_without_copy: usize,
+    /// This node's part in majority fencing.
+    #[serde(default)]
+    pub vote: VoteView,
+}
+
+/// A node's part in majority fencing, as `GET /cluster` shows it (see
+/// `Node::vote`). A cluster has recovered from a fault once every node
+/// counts the members up as its voters, admits none, holds its lease and
+/// confirms no game.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteView {
+    /// Whether majority fencing is on.
+    pub fencing: bool,
+    /// The members (ids) whose grants make a majority here.
+    pub voters: Vec<String>,
+    /// Members (ids) waiting to be admitted to the vote.
+    pub pending: Vec<String>,
+    /// Whether this node holds its lease from a majority, so it may
+    /// acknowledge writes.
+    pub holds_lease: bool,
+    /// Games owned here that wait for confirmation that no other member
+    /// took them over.
+    pub confirming: usize,
 }
 
 /// Where `GET /cluster` gets its answer.
@@ -171,6 +195,16 @@ impl ClusterStatusSource for Node {
             hosted_here: self.hosted().len(),
             copies_held: self.replicas_held(),
             games_without_copy: self.unreplicated(),
+            vote: {
+                let vote = self.vote();
+                VoteView {
+                    fencing: vote.fencing,
+                    voters: vote.voters.iter().map(ToString::to_string).collect(),
+                    pending: vote.pending.iter().map(ToString::to_string).collect(),
+                    holds_lease: vote.holds_lease,
+                    confirming: vote.confirming,
+                }
+            },
         }
     }
 
@@ -201,6 +235,11 @@ impl ApiError {
                 message: message.into(),
             },
         }
+    }
+
+    /// `429 TooManyRequests`: a client over its request limit.
+    pub(crate) fn too_many_requests(message: String) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
     }
 }
 
@@ -541,10 +580,22 @@ async fn in_node_span(State(names): State<(String, String)>, req: Request, next:
     .await
 }
 
+/// What an endpoint serves with, besides its routes.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Each client's request limit (see [`crate::rate_limit`]); none when
+    /// `None`.
+    pub rate_limit: Option<RateLimit>,
+}
+
 /// The endpoint's routes over `engine`, with `/cluster` answered by `status`.
-pub fn router(engine: GameEngine, status: Arc<dyn ClusterStatusSource>) -> Router {
+pub fn router(
+    engine: GameEngine,
+    status: Arc<dyn ClusterStatusSource>,
+    options: &HttpOptions,
+) -> Router {
     let names = (status.node_name(), status.node_id());
-    Router::new()
+    let mut app = Router::new()
         .route("/health", get(health))
         .route("/games", post(create_game))
         .route("/games/{id}", get(get_game))
@@ -559,8 +610,13 @@ pub fn router(engine: GameEngine, status: Arc<dyn ClusterStatusSource>) -> Route
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(names, in_node_span))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // Inside the span and its metrics, so that refusals are counted.
+    if let Some(limit) = options.rate_limit {
+        let limiter = rate_limit::Limiter::new(limit);
+        app = app.layer(middleware::from_fn_with_state(limiter, rate_limit::limit));
+    }
+    app.layer(middleware::from_fn_with_state(names, in_node_span))
         .with_state(AppState { engine, status })
 }
 
@@ -635,10 +691,38 @@ impl Drop for HttpServer {
 /// # Ok(()) }
 /// ```
 pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> Result<HttpServer, HttpError> {
+    serve_with(node, addr, HttpOptions::default()).await
+}
+
+/// [`serve`] with `options`: a request limit per client, say.
+///
+/// ```no_run
+/// use minotaur_cluster::{Node, NodeConfig};
+/// use minotaur_examples::http::HttpOptions;
+/// use minotaur_examples::rate_limit::RateLimit;
+/// use std::num::NonZeroU32;
+/// use std::sync::Arc;
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Arc::new(Node::start(NodeConfig::new("n1", "a-long-secret-cookie")).await?);
+/// let limit = RateLimit {
+///     per_second: NonZeroU32::new(100).unwrap(),
+///     burst: NonZeroU32::new(200).unwrap(),
+/// };
+/// let options = HttpOptions { rate_limit: Some(limit) };
+/// let http = minotaur_examples::http::serve_with(node, "127.0.0.1:0".parse()?, options).await?;
+/// # http.stop().await;
+/// # Ok(()) }
+/// ```
+pub async fn serve_with(
+    node: Arc<Node>,
+    addr: SocketAddr,
+    options: HttpOptions,
+) -> Result<HttpServer, HttpError> {
     let engine = node.engine().clone();
     crate::metrics::handle();
     let events = crate::metrics::follow_events(&node);
-    let mut server = serve_router(node.name().to_string(), router(engine, node), addr).await?;
+    let app = router(engine, node.clone(), &options);
+    let mut server = serve_router(node.name().to_string(), app, addr).await?;
     server.events = Some(events);
     Ok(server)
 }
@@ -658,6 +742,8 @@ pub async fn serve_router(
     let bound = listener.local_addr().map_err(bind_error)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // Each request carries its client's address (see `rate_limit`).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;

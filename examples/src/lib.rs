@@ -6,6 +6,7 @@
 //!   cluster status; [`http::serve`] starts it next to a
 //!   [`Node`](minotaur_cluster::Node).
 //! - [`metrics`]: the node's Prometheus metrics, served at `/metrics`.
+//! - [`rate_limit`]: per-client request limits of the HTTP endpoint.
 //! - [`settings`]: the `minotaur-node` command line and TOML config file.
 //! - [`logging`]: tracing output with the node's name on every line.
 //! - [`demo`]: the in-process cluster demo (`minotaur-demo`): bots, a
@@ -21,4 +22,5 @@ pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod rate_limit;
 pub mod settings;

@@ -6,6 +6,8 @@
 //! is a [`SettingsError`], which the binary prints and exits with code 2,
 //! as clap does for its own usage errors.
 
+use crate::http::HttpOptions;
+use crate::rate_limit::RateLimit;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use minotaur_cluster::{
@@ -14,6 +16,7 @@ use minotaur_cluster::{
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,6 +72,19 @@ impl PlacementKind {
     }
 }
 
+/// How `minotaur-node` writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// A line of text per event, starting with the node's name in brackets.
+    #[default]
+    Text,
+    /// A JSON object per line, for log collectors: `node`, `timestamp`,
+    /// `level`, `target`, `message` and the event's other fields, and the
+    /// spans it happened in.
+    Json,
+}
+
 /// Everything `minotaur-node` runs with: the command line, and the keys of
 /// the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Parser, Serialize, Deserialize)]
@@ -80,7 +96,8 @@ impl PlacementKind {
     long_about = "One Minotaur cluster member per process, with an optional HTTP JSON endpoint.\n\n\
         Settings come from flags, then the TOML file given with --config (same keys as the \
         long flags, with underscores: name, cookie, listen, seeds, http, placement, \
-        replication, split, log_level, dev, tls_ca, tls_cert, tls_key, tls_name), then \
+        replication, split, data_dir, idle_after_ms, log_level, log_format, rate_limit, \
+        rate_limit_burst, dev, tls_ca, tls_cert, tls_key, tls_name), then \
         defaults. On SIGTERM or Ctrl-C the node leaves gracefully: it hands its games to \
         the other members, then exits.",
     after_help = "Example:\n  minotaur-node --name n1 --cookie \"$(openssl rand -hex 24)\" \
@@ -138,6 +155,18 @@ pub struct Settings {
     /// directives such as "info,minotaur_cluster=debug".
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log_level: String,
+    /// Log line format: text, or json (one JSON object per line).
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// Requests per second each HTTP client (told apart by its address)
+    /// may send; beyond that and its burst, requests get 429. Off when not
+    /// given.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Requests an HTTP client may send at once before --rate-limit
+    /// applies. Default: twice the rate.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
     /// Development mode: accept a short or well-known cookie, and use the
     /// well-known development cookie when none is given. Never in production.
     #[arg(long)]
@@ -295,6 +324,7 @@ impl Settings {
             });
         }
         self.tls_files()?;
+        self.http_options()?;
         let mut check = NodeConfig::new(self.name.clone(), self.cookie.clone());
         check.allow_weak_cookie = self.dev;
         check.replication_factor = self.replication.into();
@@ -307,6 +337,29 @@ impl Settings {
             },
         })?;
         Ok(self)
+    }
+
+    /// What the HTTP endpoint serves with: the per-client request limit.
+    pub fn http_options(&self) -> Result<HttpOptions, SettingsError> {
+        let invalid = |name: &'static str, reason: &str| SettingsError::Invalid {
+            name,
+            reason: reason.to_string(),
+        };
+        let rate_limit = match (self.rate_limit, self.rate_limit_burst) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid("rate_limit_burst", "given without --rate-limit"))
+            }
+            (Some(rate), burst) => {
+                let per_second = NonZeroU32::new(rate)
+                    .ok_or_else(|| invalid("rate_limit", "0: give 1 or more, or none"))?;
+                let burst = burst.unwrap_or_else(|| rate.saturating_mul(2));
+                let burst = NonZeroU32::new(burst)
+                    .ok_or_else(|| invalid("rate_limit_burst", "0: give 1 or more"))?;
+                Some(RateLimit { per_second, burst })
+            }
+        };
+        Ok(HttpOptions { rate_limit })
     }
 
     /// The TLS files (CA, certificate, key) and name, if TLS is on.
@@ -480,6 +533,62 @@ mod tests {
         let s = parse(&["--name", "n1", "--dev"]).unwrap();
         assert_eq!(s.cookie, minotaur_cluster::DEV_COOKIE);
         assert!(s.node_config().unwrap().allow_weak_cookie);
+    }
+
+    #[test]
+    fn rate_limit_and_log_format_are_read_and_checked() {
+        let s = parse(&["--name", "n1", "--cookie", COOKIE]).unwrap();
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.http_options().unwrap().rate_limit, None);
+
+        let s = parse(&[
+            "--name",
+            "n1",
+            "--cookie",
+            COOKIE,
+            "--log-format",
+            "json",
+            "--rate-limit",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        let limit = s.http_options().unwrap().rate_limit.expect("a limit");
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (50, 100));
+
+        let s = parse(&[
+            "--name",
+            "n1",
+            "--cookie",
+            COOKIE,
+            "--rate-limit",
+            "5",
+            "--rate-limit-burst",
+            "7",
+        ])
+        .unwrap();
+        let limit = s.http_options().unwrap().rate_limit.expect("a limit");
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (5, 7));
+
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--rate-limit", "0"]),
+            "rate_limit",
+        );
+        assert_usage_error(
+            parse(&[
+                "--name",
+                "n1",
+                "--cookie",
+                COOKIE,
+                "--rate-limit-burst",
+                "9",
+            ]),
+            "without --rate-limit",
+        );
+        assert_usage_error(
+            parse(&["--name", "n1", "--cookie", COOKIE, "--log-format", "xml"]),
+            "xml",
+        );
     }
 
     fn assert_usage_error(result: Result<Settings, SettingsError>, needle: &str) {

@@ -582,3 +582,90 @@ async fn a_write_answers_an_ack_or_the_game_it_asks_for() -> TestResult {
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_gets_429_while_another_keeps_being_served() -> TestResult {
+    use minotaur_examples::http::{serve_with, HttpOptions};
+    use minotaur_examples::rate_limit::RateLimit;
+    use minotaur_testkit::cluster::ServiceGuard;
+    use std::net::{IpAddr, SocketAddr};
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+
+    let addrs = Addrs::default();
+    let recorded = addrs.clone();
+    let cluster = TestCluster::builder()
+        .nodes(1)
+        .service(move |node: Arc<minotaur_cluster::Node>| {
+            let addrs = recorded.clone();
+            async move {
+                let limit = RateLimit {
+                    per_second: NonZeroU32::new(20).expect("non-zero"),
+                    burst: NonZeroU32::new(20).expect("non-zero"),
+                };
+                let options = HttpOptions {
+                    rate_limit: Some(limit),
+                };
+                let server =
+                    serve_with(node.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), options)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                addrs
+                    .lock()
+                    .unwrap()
+                    .insert(node.name().to_string(), server.addr());
+                Ok(Box::new(server) as ServiceGuard)
+            }
+        })
+        .start()
+        .await?;
+    let n1 = url(&addrs, "n1");
+    // Two clients, told apart by their addresses (all of 127/8 is local).
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(IpAddr::from(ip))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+    };
+    let (flooder, other) = (from([127, 0, 0, 1])?, from([127, 0, 0, 2])?);
+
+    // The flooder sends far beyond its burst at once.
+    let mut floods = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        floods.spawn(flooder.get(format!("{n1}/health")).send());
+    }
+    let mut refused = None;
+    let (mut ok, mut limited) = (0, 0);
+    while let Some(answer) = floods.join_next().await {
+        let answer = answer??;
+        match answer.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                limited += 1;
+                refused.get_or_insert(answer);
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(limited > 0 && ok >= 20, "{ok} served, {limited} refused");
+    let refused = refused.expect("a refusal");
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header in seconds");
+    assert!(retry_after >= 1);
+    expect_error(refused, StatusCode::TOO_MANY_REQUESTS, "TooManyRequests").await?;
+
+    // The other client, at once and while the flooder is still over its
+    // limit, is served every time.
+    for _ in 0..10 {
+        let answer = other.get(format!("{n1}/health")).send().await?;
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    let still = flooder.get(format!("{n1}/health")).send().await?;
+    assert_eq!(still.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(cluster);
+    Ok(())
+}

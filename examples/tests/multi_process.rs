@@ -416,3 +416,28 @@ fn bad_flags_and_files_exit_with_code_2_and_help_with_0() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_naming_the_node(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let node = spawn_with("jsonlog1", &[], &["--log-format", "json"]).await?;
+    // The node logs its start at info: at least one line by now, or soon.
+    let lines = eventually("a log line", WAIT, || async {
+        let lines = node.log.lock().unwrap().clone();
+        if lines.is_empty() {
+            Err("no line yet".to_string())
+        } else {
+            Ok(lines)
+        }
+    })
+    .await?;
+    for line in &lines {
+        let object: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("not a JSON object per line ({e}): {line}"))?;
+        assert_eq!(object["node"], "jsonlog1", "{line}");
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(object.get(key).is_some(), "no {key} in {line}");
+        }
+    }
+    Ok(())
+}

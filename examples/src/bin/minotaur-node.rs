@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    if let Err(e) = logging::init_node(&settings.name, &settings.log_level) {
+    if let Err(e) = logging::init_node(&settings.name, &settings.log_level, settings.log_format) {
         eprintln!("error: cannot set up logging: {e}");
         return ExitCode::from(2);
     }
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 async fn run(settings: Settings, config: NodeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let node = Arc::new(Node::start(config).await?);
     let endpoint = match settings.http {
-        Some(addr) => match http::serve(node.clone(), addr).await {
+        Some(addr) => match http::serve_with(node.clone(), addr, settings.http_options()?).await {
             Ok(endpoint) => Some(endpoint),
             Err(e) => {
                 node.leave().await;

@@ -330,6 +330,12 @@ fn remove_run(run_id: &str) {
         let ours = format!("{PREFIX}{run_id}n");
         for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
             if ns.starts_with(&ours) {
+                // A run killed before its own cleanup left its nodes running.
+                if let Ok(pids) = run(&["ip", "netns", "pids", ns]) {
+                    for pid in pids.split_whitespace() {
+                        let _ = run(&["kill", "-9", pid]);
+                    }
+                }
                 let _ = run(&["ip", "netns", "del", ns]);
             }
         }

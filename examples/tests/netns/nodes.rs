@@ -68,6 +68,17 @@ impl NodeProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of the child,
+        // and is async-signal-safe; it survives the exec of `ip` and of the
+        // node. A harness killed before its cleanup takes its nodes along.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = command
             .spawn()
             .map_err(|e| format!("{}: could not start: {e}", self.name))?;
