@@ -11,8 +11,8 @@
 //! them the test fails saying so, unless `MINOTAUR_NETNS_SKIP=1` is set.
 //!
 //! Not run by `cargo test` yet: it finds games lost when a node vanishes
-//! while another's lease lapses (RELIABILITY.md, "Open"), in about one
-//! short run in three on a two-core machine. Run it with
+//! while another's lease lapses (RELIABILITY.md, "Open"), in 3 of the 7
+//! short runs made on a two-core machine. Run it with
 //! `cargo test -p minotaur-examples --test netns -- --ignored`.
 //! By default a short run: each kind of fault once (under 3 minutes).
 //! `NETNS_SECONDS=600` runs random faults for that long; `NETNS_SEED=n`
