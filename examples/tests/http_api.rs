@@ -585,40 +585,23 @@ async fn a_write_answers_an_ack_or_the_game_it_asks_for() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_client_gets_429_while_another_keeps_being_served() -> TestResult {
-    use minotaur_examples::http::{serve_with, HttpOptions};
+    use minotaur_examples::http::HttpOptions;
     use minotaur_examples::rate_limit::RateLimit;
-    use minotaur_testkit::cluster::ServiceGuard;
-    use std::net::{IpAddr, SocketAddr};
+    use std::net::IpAddr;
     use std::num::NonZeroU32;
-    use std::sync::Arc;
 
+    let limit = RateLimit {
+        per_second: NonZeroU32::new(20).expect("non-zero"),
+        burst: NonZeroU32::new(20).expect("non-zero"),
+    };
+    let options = HttpOptions {
+        rate_limit: Some(limit),
+    };
     let addrs = Addrs::default();
-    let recorded = addrs.clone();
-    let cluster = TestCluster::builder()
-        .nodes(1)
-        .service(move |node: Arc<minotaur_cluster::Node>| {
-            let addrs = recorded.clone();
-            async move {
-                let limit = RateLimit {
-                    per_second: NonZeroU32::new(20).expect("non-zero"),
-                    burst: NonZeroU32::new(20).expect("non-zero"),
-                };
-                let options = HttpOptions {
-                    rate_limit: Some(limit),
-                };
-                let server =
-                    serve_with(node.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), options)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                addrs
-                    .lock()
-                    .unwrap()
-                    .insert(node.name().to_string(), server.addr());
-                Ok(Box::new(server) as ServiceGuard)
-            }
-        })
-        .start()
-        .await?;
+    let cluster =
+        common::with_http_options(TestCluster::builder().nodes(1), 0, addrs.clone(), options)
+            .start()
+            .await?;
     let n1 = url(&addrs, "n1");
     // Two clients, told apart by their addresses (all of 127/8 is local).
     let from = |ip: [u8; 4]| {

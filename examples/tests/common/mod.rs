@@ -15,10 +15,21 @@ pub type Addrs = Arc<Mutex<BTreeMap<String, SocketAddr>>>;
 /// Enables the HTTP endpoint on every node of `builder`, on 127.0.0.1 with
 /// `port` (0: a free one), recording each bound address in `addrs`.
 pub fn with_http(builder: Builder, port: u16, addrs: Addrs) -> Builder {
+    with_http_options(builder, port, addrs, http::HttpOptions::default())
+}
+
+/// [`with_http`], the endpoints serving with `options`.
+pub fn with_http_options(
+    builder: Builder,
+    port: u16,
+    addrs: Addrs,
+    options: http::HttpOptions,
+) -> Builder {
     builder.service(move |node: Arc<Node>| {
-        let addrs = addrs.clone();
+        let (addrs, options) = (addrs.clone(), options.clone());
         async move {
-            let server = http::serve(node.clone(), SocketAddr::from(([127, 0, 0, 1], port)))
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let server = http::serve_with(node.clone(), addr, options)
                 .await
                 .map_err(|e| e.to_string())?;
             addrs
