@@ -91,7 +91,10 @@ pub struct Dormant {
     /// The encoded state.
     pub state: Box<[u8]>,
     /// Encoded changes that follow the state (a game taken over from a
-    /// backup's copy); boxed, as nearly every passive game has none.
+    /// backup's copy). Behind one thin pointer (a boxed slice would take
+    /// two words): nearly every passive game has none, and an owner keeps
+    /// a great many.
+    #[allow(clippy::box_collection)]
     pub changes: Option<Box<Vec<Vec<u8>>>>,
 }
 
