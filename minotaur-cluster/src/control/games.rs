@@ -123,8 +123,8 @@ impl Dormant {
 }
 
 /// A game this node owns. An owner may keep a great many, most of them at
-/// rest, so what only a game with something in flight needs is boxed in
-/// [`InFlight`], absent at rest.
+/// rest, so what only a game with something in flight needs is in one box
+/// (`InFlight`), absent at rest.
 #[derive(Debug, Clone)]
 pub struct Owned {
     /// Its registration (owner: this node), version kept current.
