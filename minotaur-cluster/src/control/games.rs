@@ -216,22 +216,32 @@ impl Owned {
 
     /// Sets the copy request in flight.
     pub fn set_copying(&mut self, corr: Option<Corr>) {
+        if corr.is_none() && self.flight.is_none() {
+            return;
+        }
         self.change(|f| f.copying = corr);
     }
 
     /// Queues a save behind the copy in flight.
     pub fn set_queued(&mut self, update: Option<Update>) {
+        if update.is_none() && self.flight.is_none() {
+            return;
+        }
         self.change(|f| f.queued = update);
     }
 
     /// Keeps the latest state seen, while a copy of it is in flight or
     /// queued, or while a restarted game has no backup yet.
     pub fn set_latest(&mut self, update: Option<Update>) {
+        if update.is_none() && self.flight.is_none() {
+            return;
+        }
         self.change(|f| f.latest = update);
     }
 
     /// Takes the queued save.
     pub fn take_queued(&mut self) -> Option<Update> {
+        self.flight.as_ref()?;
         let mut taken = None;
         self.change(|f| taken = f.queued.take());
         taken
@@ -239,6 +249,7 @@ impl Owned {
 
     /// Takes the latest state kept.
     pub fn take_latest(&mut self) -> Option<Update> {
+        self.flight.as_ref()?;
         let mut taken = None;
         self.change(|f| taken = f.latest.take());
         taken
@@ -258,7 +269,9 @@ impl Owned {
     }
 
     /// Applies `change` to what is in flight, and drops the box once
-    /// nothing is.
+    /// nothing is. (The setters and takers do not call it to clear what
+    /// is not there: settling a save clears fields of games at rest all
+    /// the time, and would box and free each time.)
     fn change(&mut self, change: impl FnOnce(&mut InFlight)) {
         let flight = self.flight.get_or_insert_with(Box::default);
         change(flight);
