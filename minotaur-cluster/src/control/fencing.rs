@@ -98,7 +98,8 @@ impl Control {
         }
         let new_generation = gen > self.quorum.seen_generation(from);
         if self.quorum.grant(from, gen, self.now) {
-            self.send(from, Msg::Granted(seq));
+            let refused_upto = self.quorum.vouched(from);
+            self.send(from, Msg::Granted { seq, refused_upto });
         }
         // Its copies of our games count only once confirmed in its new
         // generation.
@@ -107,8 +108,8 @@ impl Control {
         }
     }
 
-    pub(super) fn on_granted(&mut self, from: &MemberId, seq: u64) {
-        self.quorum.granted(from, seq, self.now);
+    pub(super) fn on_granted(&mut self, from: &MemberId, seq: u64, refused_upto: Option<u64>) {
+        self.quorum.granted(from, seq, refused_upto, self.now);
     }
 
     pub(super) fn on_expired(&mut self, from: &MemberId, member: MemberId, gen: u64) {

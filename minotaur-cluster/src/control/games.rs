@@ -340,7 +340,9 @@ pub struct Held {
     /// This node's lease generation when the copy was kept (or last
     /// confirmed current by its owner). A copy from an earlier generation
     /// may be stale: while this node's lease lapsed, a majority may have
-    /// fenced it and its owner moved the backup elsewhere.
+    /// fenced it and its owner moved the backup elsewhere (unless the
+    /// grants of the current generation rule that out, see
+    /// [`super::quorum::Quorum::current_from`]).
     pub gen: u64,
     /// The copy was current when its owner was counted down here, and the
     /// owner has not been heard since: a later lapse of this node's lease
@@ -350,10 +352,10 @@ pub struct Held {
 }
 
 impl Held {
-    /// Whether the game may be restarted from this copy in generation
-    /// `gen`.
-    pub fn current(&self, gen: u64) -> bool {
-        self.pinned || self.gen >= gen
+    /// Whether the game may be restarted from this copy while copies kept
+    /// in generation `from` or later are current.
+    pub fn current(&self, from: u64) -> bool {
+        self.pinned || self.gen >= from
     }
 }
 
@@ -423,11 +425,11 @@ impl Copies {
             .collect()
     }
 
-    /// `owner` was counted down: its copies current in generation `gen`
-    /// stay current until it is heard again.
-    pub fn pin_owned_by(&mut self, owner: &MemberId, gen: u64) {
+    /// `owner` was counted down: its copies current while those kept in
+    /// generation `from` or later are stay current until it is heard again.
+    pub fn pin_owned_by(&mut self, owner: &MemberId, from: u64) {
         for ((_, o), held) in self.by_game.iter_mut() {
-            if o == owner && held.gen >= gen {
+            if o == owner && held.current(from) {
                 held.pinned = true;
             }
         }

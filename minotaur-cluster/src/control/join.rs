@@ -449,7 +449,7 @@ impl Control {
             self.effect(Effect::CloseLink { link });
         }
         self.event(Event::MemberDown(member.clone(), reason));
-        self.copies.pin_owned_by(member, self.quorum.generation());
+        self.copies.pin_owned_by(member, self.quorum.current_from());
         self.forget_backup(member);
         match reason {
             // It is gone for good: nothing of its can be acknowledged any

@@ -681,8 +681,9 @@ impl Control {
     }
 
     /// How many of the copies held here this node could restart its game
-    /// from now: those its owner confirmed in this node's current lease
-    /// generation (or pinned when the owner went down).
+    /// from now: those its owner confirmed in a lease generation of this
+    /// node that no majority can have fenced (or pinned when the owner went
+    /// down).
     pub fn restartable_copies(&self) -> usize {
         self.restartable().count()
     }
@@ -690,10 +691,10 @@ impl Control {
     /// The copies counted by [`Control::restartable_copies`]: each game
     /// with the owner that sent it.
     pub fn restartable(&self) -> impl Iterator<Item = (&GameId, &MemberId)> {
-        let gen = self.quorum.generation();
+        let from = self.quorum.current_from();
         self.copies
             .iter()
-            .filter(move |(_, _, h)| h.current(gen))
+            .filter(move |(_, _, h)| h.current(from))
             .map(|(id, owner, _)| (id, owner))
     }
 
@@ -1100,7 +1101,7 @@ impl Control {
                 self.member_down(&from, DownReason::Left);
             }
             Msg::Lease { seq, gen } => self.on_lease(&from, seq, gen),
-            Msg::Granted(seq) => self.on_granted(&from, seq),
+            Msg::Granted { seq, refused_upto } => self.on_granted(&from, seq, refused_upto),
             Msg::Expired { member, gen } => self.on_expired(&from, member, gen),
             Msg::Fenced { member, gen } => self.on_fenced(member, gen),
             Msg::SyncFor(gen) => self.on_sync_for(&from, gen),

@@ -17,6 +17,10 @@
 //!   it owned as *suspect* (no writes) until every member has told it what
 //!   it owns since: a game taken over meanwhile is lost to the newer owner,
 //!   never written on both sides.
+//! - The copies it holds of other members' games, kept in an earlier
+//!   generation, count as current again once a majority granted the new
+//!   one saying they witnessed no end of those generations: no majority
+//!   fenced it then, so no owner wrote past those copies.
 //!
 //! Members join the vote only once every voter knows them (as Akka admits a
 //! member only on convergence), so a minority cannot vote itself a majority
@@ -44,6 +48,16 @@ pub enum Standing {
     /// Known but not yet known to every voter: counted in the size of the
     /// larger majority only (see [`Quorum::is_majority`]).
     Pending,
+}
+
+/// A grant of this node's lease in the current generation, from one peer.
+#[derive(Debug, Clone, Copy)]
+struct Lent {
+    /// When the newest request it granted was sent.
+    sent: Time,
+    /// The newest generation of this node's the peer had witnessed the end
+    /// of when it granted, if any.
+    refused_upto: Option<u64>,
 }
 
 /// What this node granted one peer.
@@ -81,8 +95,8 @@ pub struct Quorum {
     next_seq: u64,
     /// Lease requests of the current generation, with when they were sent.
     sent: VecDeque<(u64, Time)>,
-    /// For each peer, when the newest request it granted was sent.
-    leased_from: BTreeMap<MemberId, Time>,
+    /// The peers that granted the current generation.
+    leased_from: BTreeMap<MemberId, Lent>,
     grants: BTreeMap<MemberId, Grant>,
     /// Fenced members not seen live since: their seats count, their
     /// games were taken over.
@@ -187,7 +201,13 @@ impl Quorum {
         let leased: Vec<String> = self
             .leased_from
             .iter()
-            .map(|(m, t)| format!("{m} {:?} ago", now.saturating_sub(*t)))
+            .map(|(m, l)| {
+                format!(
+                    "{m} {:?} ago (refused to {:?})",
+                    now.saturating_sub(l.sent),
+                    l.refused_upto
+                )
+            })
             .collect();
         format!(
             "  quorum: generation {} holds {} stopped {} standing {standing:?} out {:?} absent {:?}\n  \
@@ -266,7 +286,7 @@ impl Quorum {
         let mut with: BTreeSet<MemberId> = self
             .leased_from
             .iter()
-            .filter(|(_, sent)| **sent + self.lease > now)
+            .filter(|(_, lent)| lent.sent + self.lease > now)
             .map(|(m, _)| m.clone())
             .collect();
         with.insert(self.this.clone());
@@ -323,15 +343,57 @@ impl Quorum {
         seq
     }
 
-    /// `from` granted request `seq`.
-    pub fn granted(&mut self, from: &MemberId, seq: u64, now: Time) {
+    /// `from` granted request `seq`, having witnessed the end of this
+    /// node's generations up to `refused_upto`.
+    pub fn granted(&mut self, from: &MemberId, seq: u64, refused_upto: Option<u64>, now: Time) {
         let Some((_, sent)) = self.sent.iter().find(|(s, _)| *s == seq) else {
             return;
         };
         let sent = *sent;
-        let entry = self.leased_from.entry(from.clone()).or_insert(sent);
-        *entry = (*entry).max(sent);
+        let entry = self
+            .leased_from
+            .entry(from.clone())
+            .or_insert(Lent { sent, refused_upto });
+        entry.sent = entry.sent.max(sent);
+        entry.refused_upto = entry.refused_upto.max(refused_upto);
         self.held |= self.holds(now);
+    }
+
+    /// The oldest generation of this node whose copies of other members'
+    /// games are as good as copies kept in the current one.
+    ///
+    /// A copy kept in generation `k` turned stale only if a majority fenced
+    /// this node in a generation from `k` on: its owner may then have
+    /// written past it. A member vouches for the end of a generation only
+    /// before it grants a newer one (after, it vouches for that one). So
+    /// the members that granted the current generation having witnessed
+    /// nothing from `k` on never did; if the others are no majority, no
+    /// majority fenced those generations. Fences of the current generation
+    /// end it too, and make every copy kept so far stale alike. Until the
+    /// lease held in this generation, only its own copies count.
+    pub fn current_from(&self) -> u64 {
+        if !self.fencing() || !self.held {
+            return self.gen;
+        }
+        // A grantor is clean for copies of generations after the last it
+        // witnessed the end of.
+        let clean_from = |l: &Lent| l.refused_upto.map_or(0, |r| r.saturating_add(1));
+        let mut from: Vec<u64> = self.leased_from.values().map(clean_from).collect();
+        from.sort_unstable();
+        from.dedup();
+        for k in from.into_iter().take_while(|k| *k < self.gen) {
+            let may_have_witnessed: BTreeSet<MemberId> = self
+                .standing
+                .keys()
+                .filter(|m| **m != self.this)
+                .filter(|m| self.leased_from.get(*m).is_none_or(|l| clean_from(l) > k))
+                .cloned()
+                .collect();
+            if !self.is_majority(&may_have_witnessed) {
+                return k;
+            }
+        }
+        self.gen
     }
 
     /// The newest lease generation `member` was seen asking for.

@@ -525,6 +525,7 @@ impl Control {
     pub(super) fn fail_over(&mut self, down: &MemberId) {
         let mut restarts = BTreeMap::new();
         let mut regs = Vec::new();
+        let current_from = self.quorum.current_from();
         for held in self.copies.take_owned_by(down) {
             let id = held.snapshot.id;
             let current = self.registry.lookup(id);
@@ -539,12 +540,12 @@ impl Control {
             if moved_on || self.owned.contains_key(&id) || !held.snapshot.active {
                 continue;
             }
-            // Kept before this node's lease last lapsed: a majority may have
-            // fenced it meanwhile and the owner acknowledged newer states
-            // elsewhere, unless the owner confirmed the copy since. Kept
-            // while the owner has its seat: it still tells the members
-            // confirming an older state of the game that a newer one exists.
-            if !held.current(self.quorum.generation()) {
+            // Kept in a generation of this node's lease that a majority may
+            // have fenced: the owner may have acknowledged newer states
+            // elsewhere, unless it confirmed the copy since. Kept while the
+            // owner has its seat: it still tells the members confirming an
+            // older state of the game that a newer one exists.
+            if !held.current(current_from) {
                 if self.quorum.standing().contains_key(down) {
                     self.copies.store(down.clone(), held);
                 }

@@ -590,6 +590,47 @@ fn members_lost_to_faults_keep_fencing_on_until_replaced() {
 }
 
 #[test]
+fn copies_kept_before_a_lapse_stay_current_unless_a_majority_may_have_fenced_them() {
+    let (n2, n3) = (MemberId::new("n2", 1), MemberId::new("n3", 1));
+    let ms = Duration::from_millis;
+    // Generation 1 holds, then lapses: generation 2.
+    let mut q = three_voters();
+    let seq = q.request(ms(0));
+    q.granted(&n2, seq, None, ms(10));
+    assert!(q.holds(ms(500)));
+    assert_eq!(q.check(ms(500), std::iter::empty()), None);
+    assert_eq!(q.check(ms(1500), std::iter::empty()), Some(false));
+    assert_eq!(q.generation(), 2);
+    // No grant of generation 2 yet: only its own copies are current.
+    assert_eq!(q.current_from(), 2);
+    // n1 and n2 hold 2, n2 having witnessed no end of 1: n3 alone could
+    // not have fenced 1, so copies kept in 1 are current.
+    let mut clean = q.clone();
+    let seq = clean.request(ms(1600));
+    clean.granted(&n2, seq, None, ms(1610));
+    assert_eq!(clean.current_from(), 0);
+    // n2 witnessed the end of 1: with n3, a majority may have fenced 1, so
+    // only copies of 2 are current.
+    let seq = q.request(ms(1600));
+    q.granted(&n2, seq, Some(1), ms(1610));
+    assert_eq!(q.current_from(), 2);
+    // With n3's clean grant, n2 alone may have witnessed the end of 1.
+    q.granted(&n3, seq, None, ms(1620));
+    assert_eq!(q.current_from(), 0);
+    // Of four voters, two that witnessed nothing leave two that may have:
+    // no majority, so copies kept in 1 stay current.
+    let n4 = MemberId::new("n4", 1);
+    let mut four = clean.clone();
+    four.live(&n4);
+    for m in [&n2, &n3, &n4] {
+        let all = ["n1", "n2", "n3", "n4"].map(|n| MemberId::new(n, 1));
+        four.listed(m, all.into_iter());
+    }
+    four.admit();
+    assert_eq!(four.current_from(), 0);
+}
+
+#[test]
 fn a_game_handed_over_asks_the_holders_of_older_copies_to_drop_them() {
     let mut a = control("a");
     let now = Duration::from_millis(1);
@@ -607,7 +648,10 @@ fn a_game_handed_over_asks_the_holders_of_older_copies_to_drop_them() {
         .collect();
     for seq in asked {
         for link in [1, 2] {
-            let msg = Msg::Granted(seq);
+            let msg = Msg::Granted {
+                seq,
+                refused_upto: None,
+            };
             a.handle(now, Input::Received { link, msg });
         }
     }

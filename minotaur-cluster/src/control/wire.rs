@@ -23,10 +23,12 @@ use serde::{Deserialize, Serialize};
 /// before, and carries commands and their responses in notices
 /// (`Notice::Data`), batched per peer, instead of ractor calls. Version 9
 /// hands passive games over without starting them ([`Msg::Start`]'s
-/// `passive`).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// `passive`). Version 10 has a grant say which of the requester's
+/// generations the grantor witnessed the end of ([`Msg::Granted`]'s
+/// `refused_upto`).
+pub const PROTOCOL_VERSION: u32 = 10;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 9;
+pub const MIN_PROTOCOL_VERSION: u32 = 10;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
@@ -339,7 +341,15 @@ pub enum Msg {
         gen: u64,
     },
     /// Answer to [`Msg::Lease`]: granted.
-    Granted(u64),
+    Granted {
+        /// The request's `seq`.
+        seq: u64,
+        /// The newest of the requester's generations the grantor witnessed
+        /// the end of (or learnt fenced) before this grant, if any: copies
+        /// the requester kept in a later generation were never fenced by a
+        /// majority that includes the grantor.
+        refused_upto: Option<u64>,
+    },
     /// The sender counts `member` down and has granted it nothing for
     /// longer than any lease of generation `gen` lasts, and never will.
     Expired {

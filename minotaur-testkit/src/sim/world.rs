@@ -1406,7 +1406,7 @@ fn busy_kind(msg: &Msg) -> Option<&'static str> {
     match msg {
         Msg::Ping
         | Msg::Lease { .. }
-        | Msg::Granted(_)
+        | Msg::Granted { .. }
         | Msg::Members(_)
         | Msg::Holdings { .. }
         | Msg::Digest { .. } => None,
