@@ -14,7 +14,12 @@ BASE_PORT=${BASE_PORT:-7100}
 cargo build --release -p minotaur-examples --bin minotaur-node
 BIN="${CARGO_TARGET_DIR:-target}/release/minotaur-node"
 # A fresh random cluster cookie, unless one is given.
-export MINOTAUR_COOKIE=${MINOTAUR_COOKIE:-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')}
+random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+export MINOTAUR_COOKIE=${MINOTAUR_COOKIE:-$(random_secret)}
+# The operator's token, and the key every node signs players' tokens with.
+export MINOTAUR_OPERATOR_TOKEN=${MINOTAUR_OPERATOR_TOKEN:-$(random_secret)}
+export MINOTAUR_PLAYER_KEY=${MINOTAUR_PLAYER_KEY:-$(random_secret)}
+OPERATOR=(-H "authorization: Bearer $MINOTAUR_OPERATOR_TOKEN")
 LOGS=$(mktemp -d)
 declare -A PIDS
 
@@ -52,7 +57,7 @@ wait_for() { # wait_for <what> <command...>
 }
 
 three_up() { # three_up <index>: node i sees three members up
-    [ "$(curl -sf "http://127.0.0.1:$(http_port "$1")/cluster" | grep -o '"status":"up"' | wc -l)" -eq 3 ]
+    [ "$(curl -sf "${OPERATOR[@]}" "http://127.0.0.1:$(http_port "$1")/cluster" | grep -o '"status":"up"' | wc -l)" -eq 3 ]
 }
 
 start 1
@@ -61,17 +66,20 @@ start 2 --seed "127.0.0.1:$(cluster_port 1)"
 start 3 --seed "127.0.0.1:$(cluster_port 1)"
 for i in 1 2 3; do wait_for "n$i to see three members" three_up "$i"; done
 echo "== cluster as n1 sees it"
-curl -s "http://127.0.0.1:$(http_port 1)/cluster"
+curl -s "${OPERATOR[@]}" "http://127.0.0.1:$(http_port 1)/cluster"
 echo
 
 echo "== create a game through n1"
-GAME=$(curl -sf -X POST "http://127.0.0.1:$(http_port 1)/games" \
+GAME=$(curl -sf -X POST "${OPERATOR[@]}" "http://127.0.0.1:$(http_port 1)/games" \
     -H 'content-type: application/json' \
     -d '{"join_code":"LABY","users":["ann","bob"]}')
 ID=$(echo "$GAME" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
+# Each player gets their own token with the game; ann's acts as ann only.
+ANN=$(echo "$GAME" | grep -o '"ann":"[^"]*"' | cut -d'"' -f4)
 echo "game $ID"
-echo "== ann attacks bob through n1"
+echo "== ann attacks bob through n1, with ann's token"
 curl -sf -X POST "http://127.0.0.1:$(http_port 1)/games/$ID/attacks" \
+    -H "authorization: Bearer $ANN" \
     -H 'content-type: application/json' -d '{"user":"ann","target":"bob"}' |
     grep -o '"version":[0-9]*'
 
@@ -82,7 +90,7 @@ unset 'PIDS[1]'
 grep -h "handed sessions over" "$LOGS/n1.log" || true
 
 echo "== the same game through n2"
-curl -sf "http://127.0.0.1:$(http_port 2)/games/$ID" | grep -o '"version":[0-9]*\|"actions":\[[^]]*\]'
+curl -sf -H "authorization: Bearer $ANN" "http://127.0.0.1:$(http_port 2)/games/$ID" | grep -o '"version":[0-9]*\|"actions":\[[^]]*\]'
 echo "== cluster as n2 sees it"
-curl -s "http://127.0.0.1:$(http_port 2)/cluster"
+curl -s "${OPERATOR[@]}" "http://127.0.0.1:$(http_port 2)/cluster"
 echo

@@ -4,7 +4,8 @@
 //! | method | path | body | answer |
 //! | --- | --- | --- | --- |
 //! | `GET` | `/health` | | `{"status":"ok","node":...}` |
-//! | `POST` | `/games` | [`CreateGame`] | `201` and the [`Game`] |
+//! | `POST` | `/games` | [`CreateGame`] | `201` and the [`Game`] (with its players' tokens: [`CreatedGame`]) |
+//! | `POST` | `/games/{id}/tokens` | | fresh [`GameTokens`] for the game |
 //! | `GET` | `/games/{id}` | | the [`Game`] |
 //! | `GET` | `/games/{id}/confirmed` | | the [`Game`], confirmed as its latest acknowledged state (`503 NoQuorum` when its owner cannot prove it) |
 //! | `GET` | `/games/by-code/{code}` | | the [`Game`] |
@@ -15,6 +16,15 @@
 //! | `GET` | `/users/{user}/games` | | the user's active [`Game`]s |
 //! | `GET` | `/cluster` | | the [`ClusterStatus`] |
 //! | `GET` | `/metrics` | | Prometheus text format (see [`crate::metrics`]) |
+//!
+//! Who may call what, with [`Access::Tokens`] (see [`crate::auth`]): the
+//! operator token for `POST /games`, `/tokens`, `end-round`, `/cluster`,
+//! `/metrics` (unless public) and reads; a player's token to move or attack
+//! as that player in that game, and to read it; a spectator's token to read
+//! it; a player's token to list that player's games. `/health` is open.
+//! Refusals are `401` (`MissingToken`, `MalformedAuthorization`,
+//! `InvalidToken`, `ExpiredToken`) or `403` (`OperatorOnly`, `WrongGame`,
+//! `WrongPlayer`). With [`Access::Open`] nothing is checked.
 //!
 //! The three writes (moves, attacks, end-round) answer an [`Ack`]: the
 //! game's id, version, round, round deadline and status after the write.
@@ -36,6 +46,7 @@
 //!
 //! [`Ack`]: minotaur_core::Ack
 
+use crate::auth::{Access, Caller, Denied, GameTokens};
 use crate::rate_limit::{self, RateLimit};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
@@ -74,6 +85,18 @@ pub struct CreateGame {
     pub join_code: String,
     /// The players, 2 to 6 distinct user names.
     pub users: Vec<UserId>,
+}
+
+/// Answer of `POST /games`: the game, and with [`Access::Tokens`] the
+/// tokens of its players and spectators (hand each player their own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedGame {
+    /// The game as created.
+    #[serde(flatten)]
+    pub game: Game,
+    /// Its tokens, when the endpoint checks tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<GameTokens>,
 }
 
 /// Body of `POST /games/{id}/moves`.
@@ -237,6 +260,15 @@ impl ApiError {
         }
     }
 
+    /// `500 TokenNotIssued`: a token could not be signed.
+    fn token_not_issued(e: crate::auth::AuthError) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "TokenNotIssued",
+            e.to_string(),
+        )
+    }
+
     /// `429 TooManyRequests`: a client over its request limit.
     pub(crate) fn too_many_requests(message: String) -> Self {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
@@ -296,6 +328,13 @@ impl From<EngineError> for ApiError {
             EngineError::Protocol(_) => (StatusCode::BAD_GATEWAY, "Protocol"),
         };
         ApiError::new(status, name, message)
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
+        ApiError::new(status, d.name(), d.to_string())
     }
 }
 
@@ -362,6 +401,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        caller_of(&app.access, &parts.headers)
+    }
+}
+
+/// Who sent a request with `headers`.
+fn caller_of(access: &Access, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+    let Access::Tokens(auth) = access else {
+        return Ok(Caller::Anyone);
+    };
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| Denied::MalformedHeader))
+        .transpose()?;
+    Ok(auth.caller(header)?)
+}
+
 /// The optional `answer` query parameter of a write: `ack` (the default)
 /// or `game`.
 struct WriteAnswer(Answer);
@@ -425,6 +484,7 @@ fn game_id(s: &str) -> Result<GameId, ApiError> {
 struct AppState {
     engine: GameEngine,
     status: Arc<dyn ClusterStatusSource>,
+    access: Access,
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -433,93 +493,156 @@ async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "node": app.status.node_name() }))
 }
 
-async fn create_game(
-    State(app): State<AppState>,
-    ApiJson(req): ApiJson<CreateGame>,
-) -> Result<(StatusCode, Json<Game>), ApiError> {
-    let game = app.engine.create_game(&req.join_code, req.users).await?;
-    Ok((StatusCode::CREATED, Json(game)))
+/// The tokens of `game`, when the endpoint checks tokens.
+fn tokens_of(access: &Access, game: &Game) -> Result<Option<GameTokens>, ApiError> {
+    match access {
+        Access::Open => Ok(None),
+        Access::Tokens(auth) => auth
+            .tokens_for(game)
+            .map(Some)
+            .map_err(ApiError::token_not_issued),
+    }
 }
 
-async fn get_game(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Game> {
-    Ok(Json(app.engine.get_game(game_id(&id)?).await?))
+async fn create_game(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateGame>,
+) -> Result<(StatusCode, Json<CreatedGame>), ApiError> {
+    caller.operator()?;
+    let game = app.engine.create_game(&req.join_code, req.users).await?;
+    let tokens = tokens_of(&app.access, &game)?;
+    Ok((StatusCode::CREATED, Json(CreatedGame { game, tokens })))
+}
+
+async fn game_tokens(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    caller.operator()?;
+    let game = app.engine.get_game(game_id(&id)?).await?;
+    Ok(match tokens_of(&app.access, &game)? {
+        Some(tokens) => Json(tokens).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "TokensOff",
+            "this endpoint does not check tokens (it runs open)",
+        )
+        .into_response(),
+    })
+}
+
+async fn get_game(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Game> {
+    let id = game_id(&id)?;
+    caller.may_read(id)?;
+    Ok(Json(app.engine.get_game(id).await?))
 }
 
 async fn get_game_confirmed(
     State(app): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Game> {
-    Ok(Json(app.engine.get_game_confirmed(game_id(&id)?).await?))
+    let id = game_id(&id)?;
+    caller.may_read(id)?;
+    Ok(Json(app.engine.get_game_confirmed(id).await?))
 }
 
 async fn get_by_code(
     State(app): State<AppState>,
+    caller: Caller,
     ApiPath(code): ApiPath<String>,
 ) -> ApiResult<Game> {
+    // Only the operator may look games up by code: a player's token names
+    // its game already.
+    caller.operator()?;
     Ok(Json(app.engine.get_game_by_join_code(&code).await?))
 }
 
 async fn register_move(
     State(app): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
     answer: WriteAnswer,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> Result<Response, ApiError> {
+    let id = game_id(&id)?;
+    caller.may_act(id, &req.user)?;
     let command = Command::RegisterMove {
         user: req.user,
         vector: req.vector,
     };
-    write(&app.engine, game_id(&id)?, key, answer, command).await
+    write(&app.engine, id, key, answer, command).await
 }
 
 async fn register_attack(
     State(app): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
     answer: WriteAnswer,
     ApiJson(req): ApiJson<AttackRequest>,
 ) -> Result<Response, ApiError> {
+    let id = game_id(&id)?;
+    caller.may_act(id, &req.user)?;
     let command = Command::RegisterAttack {
         user: req.user,
         target: req.target,
     };
-    write(&app.engine, game_id(&id)?, key, answer, command).await
+    write(&app.engine, id, key, answer, command).await
 }
 
 async fn end_round(
     State(app): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
     answer: WriteAnswer,
 ) -> Result<Response, ApiError> {
+    caller.operator()?;
     write(&app.engine, game_id(&id)?, key, answer, Command::EndRound).await
 }
 
 async fn player_status(
     State(app): State<AppState>,
+    caller: Caller,
     ApiPath((id, user)): ApiPath<(String, String)>,
 ) -> ApiResult<PlayerStatus> {
     let id = game_id(&id)?;
+    caller.may_read(id)?;
     Ok(Json(app.engine.get_player_status(id, user.into()).await?))
 }
 
 async fn user_games(
     State(app): State<AppState>,
+    caller: Caller,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<Vec<Game>> {
-    Ok(Json(
-        app.engine
-            .get_active_games_for_user(&UserId::from(user))
-            .await?,
-    ))
+    let user = UserId::from(user);
+    caller.may_list(&user)?;
+    Ok(Json(app.engine.get_active_games_for_user(&user).await?))
 }
 
-async fn cluster(State(app): State<AppState>) -> Json<ClusterStatus> {
-    Json(app.status.cluster_status())
+async fn cluster(State(app): State<AppState>, caller: Caller) -> ApiResult<ClusterStatus> {
+    caller.operator()?;
+    Ok(Json(app.status.cluster_status()))
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
+async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let public = matches!(&app.access, Access::Tokens(auth) if auth.metrics_public);
+    if !public {
+        let allowed = caller_of(&app.access, &headers)
+            .and_then(|caller| caller.operator().map_err(ApiError::from));
+        if let Err(refused) = allowed {
+            return refused.into_response();
+        }
+    }
     let Some(handle) = crate::metrics::handle() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -586,6 +709,10 @@ pub struct HttpOptions {
     /// Each client's request limit (see [`crate::rate_limit`]); none when
     /// `None`.
     pub rate_limit: Option<RateLimit>,
+    /// Who may call what (see [`crate::auth`]). The default is
+    /// [`Access::Open`], for embedding and tests; `minotaur-node` asks for
+    /// tokens unless run with `--open-http`.
+    pub access: Access,
 }
 
 /// The endpoint's routes over `engine`, with `/cluster` answered by `status`.
@@ -598,6 +725,7 @@ pub fn router(
     let mut app = Router::new()
         .route("/health", get(health))
         .route("/games", post(create_game))
+        .route("/games/{id}/tokens", post(game_tokens))
         .route("/games/{id}", get(get_game))
         .route("/games/{id}/confirmed", get(get_game_confirmed))
         .route("/games/by-code/{code}", get(get_by_code))
@@ -617,7 +745,11 @@ pub fn router(
         app = app.layer(middleware::from_fn_with_state(limiter, rate_limit::limit));
     }
     app.layer(middleware::from_fn_with_state(names, in_node_span))
-        .with_state(AppState { engine, status })
+        .with_state(AppState {
+            engine,
+            status,
+            access: options.access.clone(),
+        })
 }
 
 /// Why the endpoint could not start.
@@ -708,7 +840,10 @@ pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> Result<HttpServer, Http
 ///     per_second: NonZeroU32::new(100).unwrap(),
 ///     burst: NonZeroU32::new(200).unwrap(),
 /// };
-/// let options = HttpOptions { rate_limit: Some(limit) };
+/// let options = HttpOptions {
+///     rate_limit: Some(limit),
+///     ..HttpOptions::default()
+/// };
 /// let http = minotaur_examples::http::serve_with(node, "127.0.0.1:0".parse()?, options).await?;
 /// # http.stop().await;
 /// # Ok(()) }

@@ -5,6 +5,8 @@
 //! - [`http`]: the HTTP JSON endpoint of a node (axum): games, players,
 //!   cluster status; [`http::serve`] starts it next to a
 //!   [`Node`](minotaur_cluster::Node).
+//! - [`auth`]: who may do what over HTTP: the operator token and players'
+//!   tokens.
 //! - [`metrics`]: the node's Prometheus metrics, served at `/metrics`.
 //! - [`rate_limit`]: per-client request limits of the HTTP endpoint.
 //! - [`settings`]: the `minotaur-node` command line and TOML config file.
@@ -18,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod demo;
 pub mod http;
 pub mod logging;

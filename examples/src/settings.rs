@@ -6,6 +6,7 @@
 //! is a [`SettingsError`], which the binary prints and exits with code 2,
 //! as clap does for its own usage errors.
 
+use crate::auth::{Access, Auth, OPERATOR_TOKEN_ENV, PLAYER_KEY_ENV};
 use crate::http::HttpOptions;
 use crate::rate_limit::RateLimit;
 use clap::parser::ValueSource;
@@ -15,6 +16,7 @@ use minotaur_cluster::{
 };
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
+use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -97,10 +99,13 @@ pub enum LogFormat {
         Settings come from flags, then the TOML file given with --config (same keys as the \
         long flags, with underscores: name, cookie, listen, seeds, http, placement, \
         replication, split, data_dir, idle_after_ms, log_level, log_format, rate_limit, \
-        rate_limit_burst, dev, tls_ca, tls_cert, tls_key, tls_name), then \
+        rate_limit_burst, operator_token_file, player_key_file, token_ttl_s, metrics_public, \
+        open_http, dev, tls_ca, tls_cert, tls_key, tls_name), then \
         defaults. On SIGTERM or Ctrl-C the node leaves gracefully: it hands its games to \
         the other members, then exits.",
-    after_help = "Example:\n  minotaur-node --name n1 --cookie \"$(openssl rand -hex 24)\" \
+    after_help = "Example:\n  MINOTAUR_COOKIE=\"$(openssl rand -hex 24)\" \
+        MINOTAUR_OPERATOR_TOKEN=\"$(openssl rand -hex 24)\" \
+        MINOTAUR_PLAYER_KEY=\"$(openssl rand -hex 32)\" \\\n    minotaur-node --name n1 \
         --listen 127.0.0.1:7001 --http 127.0.0.1:8001"
 )]
 pub struct Settings {
@@ -167,6 +172,35 @@ pub struct Settings {
     /// applies. Default: twice the rate.
     #[arg(long, value_name = "N")]
     pub rate_limit_burst: Option<u32>,
+    /// File holding the operator's bearer token (at least 16 bytes; a
+    /// trailing newline is ignored), required with --http unless
+    /// --open-http. Also read from MINOTAUR_OPERATOR_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub operator_token_file: Option<PathBuf>,
+    /// File holding the key that signs players' tokens, the same on every
+    /// node (at least 16 bytes), required with --http unless --open-http.
+    /// Also read from MINOTAUR_PLAYER_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub player_key_file: Option<PathBuf>,
+    /// How long players' and spectators' tokens last, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    pub token_ttl_s: u64,
+    /// Serve /metrics without the operator token (to a scraper inside the
+    /// network).
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Serve HTTP without any token: anyone who reaches the port may do
+    /// anything, as any player. For local tries only.
+    #[arg(long)]
+    pub open_http: bool,
+    /// The operator token from the environment.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub env_operator_token: Option<Secret>,
+    /// The player key from the environment.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub env_player_key: Option<Secret>,
     /// Development mode: accept a short or well-known cookie, and use the
     /// well-known development cookie when none is given. Never in production.
     #[arg(long)]
@@ -184,6 +218,16 @@ pub struct Settings {
     /// Name every member's certificate is valid for (TLS).
     #[arg(long, value_name = "NAME")]
     pub tls_name: Option<String>,
+}
+
+/// A secret read from the environment: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Settings {
@@ -285,6 +329,8 @@ impl Settings {
             reason: format!("{e}"),
         })?;
         settings.config = flags.config;
+        settings.env_operator_token = env(OPERATOR_TOKEN_ENV).map(Secret);
+        settings.env_player_key = env(PLAYER_KEY_ENV).map(Secret);
         settings.check()
     }
 
@@ -359,7 +405,41 @@ impl Settings {
                 Some(RateLimit { per_second, burst })
             }
         };
-        Ok(HttpOptions { rate_limit })
+        Ok(HttpOptions {
+            rate_limit,
+            access: self.access()?,
+        })
+    }
+
+    /// Who may call what over HTTP: tokens, or open with --open-http.
+    fn access(&self) -> Result<Access, SettingsError> {
+        if self.http.is_none() {
+            return Ok(Access::Open);
+        }
+        let operator = secret(&self.operator_token_file, &self.env_operator_token)?;
+        let key = secret(&self.player_key_file, &self.env_player_key)?;
+        match (self.open_http, operator, key) {
+            (true, None, None) => Ok(Access::Open),
+            (true, _, _) => Err(SettingsError::Invalid {
+                name: "open_http",
+                reason: "given with an operator token or a player key: choose one".into(),
+            }),
+            (false, Some(operator), Some(key)) => {
+                let mut auth =
+                    Auth::new(&operator, key.as_bytes()).map_err(|e| SettingsError::Invalid {
+                        name: "http tokens",
+                        reason: e.to_string(),
+                    })?;
+                auth.token_ttl = std::time::Duration::from_secs(self.token_ttl_s.max(1));
+                auth.metrics_public = self.metrics_public;
+                Ok(Access::Tokens(Arc::new(auth)))
+            }
+            (false, _, _) => Err(SettingsError::Missing(format!(
+                "the HTTP endpoint's secrets: --operator-token-file (or {OPERATOR_TOKEN_ENV}) and \
+                 --player-key-file (or {PLAYER_KEY_ENV}); or --open-http to serve without tokens \
+                 (local tries only)"
+            ))),
+        }
     }
 
     /// The TLS files (CA, certificate, key) and name, if TLS is on.
@@ -401,6 +481,21 @@ impl Settings {
             config.tls = Some(built);
         }
         Ok(config)
+    }
+}
+
+/// A secret from its file (trailing whitespace dropped) or else the
+/// environment.
+fn secret(file: &Option<PathBuf>, env: &Option<Secret>) -> Result<Option<String>, SettingsError> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Some(text.trim_end().to_string()))
+        }
+        None => Ok(env.as_ref().map(|s| s.0.clone())),
     }
 }
 
@@ -461,6 +556,7 @@ mod tests {
             "127.0.0.1:7004",
             "--http",
             "127.0.0.1:8001",
+            "--open-http",
             "--placement",
             "least-loaded",
             "--replication",
@@ -643,7 +739,22 @@ mod tests {
         )
         .unwrap();
         let file = path.to_str().unwrap();
+        // Served with tokens: their files named in the config file.
+        let (operator, key) = (dir.path().join("operator"), dir.path().join("key"));
+        std::fs::write(&operator, "operator-token-from-a-file\n").unwrap();
+        std::fs::write(&key, "player-key-from-a-file-00").unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "operator_token_file = {:?}\nplayer_key_file = {:?}\n",
+            operator.to_str().unwrap(),
+            key.to_str().unwrap()
+        ));
+        std::fs::write(&path, text).unwrap();
         let s = parse(&["--config", file]).unwrap();
+        assert!(matches!(
+            s.http_options().unwrap().access,
+            Access::Tokens(_)
+        ));
         assert_eq!(s.name, "from-file");
         assert_eq!(s.seeds, ["127.0.0.1:7002"]);
         assert_eq!(s.http, Some("127.0.0.1:8001".parse().unwrap()));
@@ -653,6 +764,51 @@ mod tests {
         let s = parse(&["--config", file, "--name", "n9", "--seed", "10.0.0.1:1"]).unwrap();
         assert_eq!(s.name, "n9");
         assert_eq!(s.seeds, ["10.0.0.1:1"]);
+    }
+
+    #[test]
+    fn http_asks_for_its_secrets_or_for_open_http() {
+        let base = ["--name", "n1", "--cookie", COOKIE, "--http", "127.0.0.1:0"];
+        let with = |extra: &[&str], env: &[(&str, &str)]| {
+            let argv = std::iter::once("minotaur-node")
+                .chain(base)
+                .chain(extra.iter().copied());
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Settings::parse_with(argv, move |key| {
+                env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+            })
+        };
+        assert_usage_error(with(&[], &[]), "--open-http");
+        let operator = (OPERATOR_TOKEN_ENV, "operator-token-from-env-0");
+        let key = (PLAYER_KEY_ENV, "player-key-from-env-00000");
+        // One secret alone is not enough.
+        assert_usage_error(with(&[], &[operator]), "--player-key-file");
+        let s = with(
+            &["--metrics-public", "--token-ttl-s", "60"],
+            &[operator, key],
+        )
+        .unwrap();
+        let Access::Tokens(auth) = s.http_options().unwrap().access else {
+            panic!("tokens are checked");
+        };
+        assert!(auth.metrics_public);
+        assert_eq!(auth.token_ttl, std::time::Duration::from_secs(60));
+        // The secrets never show in the settings' debug output.
+        let shown = format!("{s:?} {auth:?}");
+        assert!(!shown.contains("from-env"), "{shown}");
+        assert_usage_error(with(&[], &[(OPERATOR_TOKEN_ENV, "short"), key]), "16 bytes");
+        assert_usage_error(with(&["--open-http"], &[operator, key]), "choose one");
+        let open = with(&["--open-http"], &[]).unwrap();
+        assert!(matches!(open.http_options().unwrap().access, Access::Open));
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent");
+        assert_usage_error(
+            with(&["--operator-token-file", absent.to_str().unwrap()], &[key]),
+            "absent",
+        );
     }
 
     #[test]

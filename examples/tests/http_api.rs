@@ -598,6 +598,7 @@ async fn a_flooding_client_gets_429_while_another_keeps_being_served() -> TestRe
     };
     let options = HttpOptions {
         rate_limit: Some(limit),
+        ..HttpOptions::default()
     };
     let addrs = Addrs::default();
     let cluster =

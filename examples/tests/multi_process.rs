@@ -3,12 +3,13 @@
 //! leaving on SIGTERM, and reads the same through node 2 (the same steps as
 //! `examples/local-cluster.sh`); with data dirs, every acknowledged write
 //! survives all three being killed at once (SIGKILL) and started again.
+//! The nodes run as deployed: the operator creates games and reads the
+//! cluster with its token, and each player writes with their own.
 
 mod common;
 
-use common::client;
 use minotaur_core::Game;
-use minotaur_examples::http::ClusterStatus;
+use minotaur_examples::http::{ClusterStatus, CreatedGame};
 use minotaur_testkit::eventually;
 use serde_json::json;
 use std::process::Stdio;
@@ -18,6 +19,34 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const COOKIE: &str = "multi-process-test-cookie-4f2a9c";
+const OPERATOR_TOKEN: &str = "multi-process-operator-token-77b1";
+const PLAYER_KEY: &str = "multi-process-player-key-0c93d5e1";
+
+/// A client that presents the operator token unless a request gives
+/// another.
+fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {OPERATOR_TOKEN}");
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        bearer.parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// The token of `user` in the game `created`.
+fn token<'a>(created: &'a CreatedGame, user: &str) -> &'a str {
+    created
+        .tokens
+        .as_ref()
+        .and_then(|t| t.players.get(&user.into()))
+        .expect("a token for every player")
+}
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A running `minotaur-node`; killed if the test ends early.
@@ -61,6 +90,8 @@ async fn spawn_with(
             "local",
         ])
         .env("MINOTAUR_COOKIE", COOKIE)
+        .env("MINOTAUR_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("MINOTAUR_PLAYER_KEY", PLAYER_KEY)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -162,7 +193,7 @@ async fn a_game_survives_its_node_leaving_on_sigterm() -> Result<(), Box<dyn std
         .await?;
     }
 
-    let mut game: Game = http
+    let created: CreatedGame = http
         .post(format!("{}/games", n1.http))
         .json(&json!({"join_code": "SIGTERM", "users": ["ann", "bob", "cy"]}))
         .send()
@@ -170,11 +201,13 @@ async fn a_game_survives_its_node_leaving_on_sigterm() -> Result<(), Box<dyn std
         .error_for_status()?
         .json()
         .await?;
+    let mut game = created.game.clone();
     // Each attack answers the whole game after it (`?answer=game`), to
     // compare with what survives the leave.
     for (user, target) in [("ann", "bob"), ("bob", "cy")] {
         game = http
             .post(format!("{}/games/{}/attacks?answer=game", n1.http, game.id))
+            .bearer_auth(token(&created, user))
             .json(&json!({"user": user, "target": target}))
             .send()
             .await?
@@ -290,7 +323,7 @@ async fn a_cluster_killed_at_once_restarts_from_its_data_dirs(
     // acknowledged after the last write is what must come back.
     let mut acked = Vec::new();
     for (i, node) in [&n1, &n2, &n3, &n1, &n2, &n3].into_iter().enumerate() {
-        let mut game: Game = http
+        let created: CreatedGame = http
             .post(format!("{}/games", node.http))
             .json(&json!({"join_code": format!("KILL{i}"), "users": ["ann", "bob", "cy"]}))
             .send()
@@ -298,12 +331,14 @@ async fn a_cluster_killed_at_once_restarts_from_its_data_dirs(
             .error_for_status()?
             .json()
             .await?;
+        let mut game = created.game.clone();
         for (user, target) in [("ann", "bob"), ("cy", "ann")] {
             game = http
                 .post(format!(
                     "{}/games/{}/attacks?answer=game",
                     node.http, game.id
                 ))
+                .bearer_auth(token(&created, user))
                 .json(&json!({"user": user, "target": target}))
                 .send()
                 .await?
@@ -364,6 +399,8 @@ fn run_node(args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_minotaur-node"))
         .args(args)
         .env_remove("MINOTAUR_COOKIE")
+        .env_remove("MINOTAUR_OPERATOR_TOKEN")
+        .env_remove("MINOTAUR_PLAYER_KEY")
         .stdin(Stdio::null())
         .output()
         .expect("run minotaur-node");
@@ -394,6 +431,13 @@ fn bad_flags_and_files_exit_with_code_2_and_help_with_0() {
     let (code, _, stderr) = run_node(&["--name", "n1"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--cookie"), "{stderr}");
+    // HTTP without its secrets, and without saying it may run open.
+    let (code, _, stderr) = run_node(&["--name", "n1", "--dev", "--http", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--operator-token-file") && stderr.contains("--open-http"),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("node.toml");

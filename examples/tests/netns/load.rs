@@ -46,9 +46,23 @@ pub struct Load {
     writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// An HTTP client with a deadline on every request.
+/// The nodes' operator token: the harness creates games, ends rounds and
+/// reads the cluster as the operator.
+pub const OPERATOR_TOKEN: &str = "netns-harness-operator-token";
+/// The key the nodes sign players' tokens with.
+pub const PLAYER_KEY: &str = "netns-harness-player-key-0000";
+
+/// An HTTP client with a deadline on every request, presenting the
+/// operator token.
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {OPERATOR_TOKEN}");
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        bearer.parse().expect("a header value"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(ATTEMPT)
         .connect_timeout(ATTEMPT)
         .pool_max_idle_per_host(0)

@@ -56,14 +56,19 @@ impl NodeProcess {
             .map(|j| format!("{}:{CLUSTER_PORT}", net.addr(j)))
             .collect();
         let ns = net.ns(self.index);
+        // `MINOTAUR_NODE_BIN` runs another build (a release one, say).
+        let bin = std::env::var("MINOTAUR_NODE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_minotaur-node").to_string());
         let mut command = Command::new("ip");
         // `ip netns exec` enters the namespace and execs the node: the
         // child's pid is the node's, so signals reach it directly.
         command
-            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_minotaur-node")])
+            .args(["netns", "exec", &ns, &bin])
             .args(["--name", &self.name, "--listen", &listen, "--http", &http])
             .args(["--seed", &seeds.join(","), "--log-level", "info"])
             .env("MINOTAUR_COOKIE", cookie)
+            .env("MINOTAUR_OPERATOR_TOKEN", crate::load::OPERATOR_TOKEN)
+            .env("MINOTAUR_PLAYER_KEY", crate::load::PLAYER_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -858,12 +858,12 @@ impl Control {
             self.ticks += 1;
             self.heartbeat(stalled);
             self.lease_tick();
-            if self.ticks % GOSSIP_EVERY == 0 {
+            if self.ticks.is_multiple_of(GOSSIP_EVERY) {
                 self.gossip();
                 self.repeat_fencing();
                 self.reconnect();
             }
-            if self.ticks % SWEEP_EVERY == 0 {
+            if self.ticks.is_multiple_of(SWEEP_EVERY) {
                 self.sweep();
                 self.send_holdings();
                 self.redrop_all();

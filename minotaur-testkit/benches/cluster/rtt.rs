@@ -63,7 +63,7 @@ impl Play {
             .unwrap_or_else(|e| panic!("register_move: {e}"));
         let took = start.elapsed();
         self.moves += 1;
-        if self.moves % 2 != 0 {
+        if !self.moves.is_multiple_of(2) {
             return (took, None);
         }
         let start = Instant::now();
