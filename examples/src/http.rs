@@ -77,6 +77,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How long [`HttpServer::stop`] lets open requests finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a TLS client may take from connecting to its first request.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Body of `POST /games`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -703,6 +706,53 @@ async fn in_node_span(State(names): State<(String, String)>, req: Request, next:
     .await
 }
 
+/// TLS for the endpoint: its certificate chain and private key.
+#[derive(Clone)]
+pub struct HttpTls {
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for HttpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpTls")
+    }
+}
+
+impl HttpTls {
+    /// From PEM: the certificate chain (the endpoint's certificate first)
+    /// and its private key (PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<HttpTls, TlsError> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(cert_chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Certificate(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(TlsError::Certificate("no certificate in the PEM".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::Key(e.to_string()))?;
+        let mut config = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError::Key(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(HttpTls {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Why [`HttpTls::from_pem`] refused its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate chain is not PEM certificates.
+    #[error("unusable TLS certificate chain: {0}")]
+    Certificate(String),
+    /// The key is not a PEM private key, or does not match the certificate.
+    #[error("unusable TLS private key: {0}")]
+    Key(String),
+}
+
 /// What an endpoint serves with, besides its routes.
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
@@ -713,6 +763,8 @@ pub struct HttpOptions {
     /// [`Access::Open`], for embedding and tests; `minotaur-node` asks for
     /// tokens unless run with `--open-http`.
     pub access: Access,
+    /// Serve HTTPS with this certificate; plain HTTP when `None`.
+    pub tls: Option<HttpTls>,
 }
 
 /// The endpoint's routes over `engine`, with `/cluster` answered by `status`.
@@ -857,16 +909,18 @@ pub async fn serve_with(
     crate::metrics::handle();
     let events = crate::metrics::follow_events(&node);
     let app = router(engine, node.clone(), &options);
-    let mut server = serve_router(node.name().to_string(), app, addr).await?;
+    let mut server = serve_router(node.name().to_string(), app, addr, options.tls).await?;
     server.events = Some(events);
     Ok(server)
 }
 
-/// Serves `app` on `addr`; `node` names the node in errors.
+/// Serves `app` on `addr` (over TLS with `tls`); `node` names the node in
+/// errors.
 pub async fn serve_router(
     node: String,
     app: Router,
     addr: SocketAddr,
+    tls: Option<HttpTls>,
 ) -> Result<HttpServer, HttpError> {
     let bind_error = |source| HttpError::Bind {
         node: node.clone(),
@@ -876,18 +930,43 @@ pub async fn serve_router(
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        // Each request carries its client's address (see `rate_limit`).
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+    // Each request carries its client's address (see `rate_limit`).
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let task = match tls {
+        None => tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(node = %node, "HTTP endpoint stopped: {e}");
+            }
+        }),
+        Some(tls) => {
+            let listener = listener.into_std().map_err(bind_error)?;
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
+            let server = axum_server::from_tcp_rustls(listener, config).map_err(bind_error)?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
                 let _ = stop_rx.await;
+                stopper.graceful_shutdown(Some(STOP_GRACE));
+            });
+            tokio::spawn(async move {
+                // A client that connects and never finishes its handshake
+                // or first request is dropped, not kept for ever.
+                let served = server
+                    .handle(handle)
+                    .first_request_timeout(FIRST_REQUEST_TIMEOUT)
+                    .serve(app)
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(node = %node, "HTTPS endpoint stopped: {e}");
+                }
             })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(node = %node, "HTTP endpoint stopped: {e}");
         }
-    });
+    };
     Ok(HttpServer {
         addr: bound,
         stop: Some(stop_tx),

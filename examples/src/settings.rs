@@ -7,7 +7,7 @@
 //! as clap does for its own usage errors.
 
 use crate::auth::{Access, Auth, OPERATOR_TOKEN_ENV, PLAYER_KEY_ENV};
-use crate::http::HttpOptions;
+use crate::http::{HttpOptions, HttpTls};
 use crate::rate_limit::RateLimit;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -100,7 +100,7 @@ pub enum LogFormat {
         long flags, with underscores: name, cookie, listen, seeds, http, placement, \
         replication, split, data_dir, idle_after_ms, log_level, log_format, rate_limit, \
         rate_limit_burst, operator_token_file, player_key_file, token_ttl_s, metrics_public, \
-        open_http, dev, tls_ca, tls_cert, tls_key, tls_name), then \
+        open_http, http_tls_cert, http_tls_key, dev, tls_ca, tls_cert, tls_key, tls_name), then \
         defaults. On SIGTERM or Ctrl-C the node leaves gracefully: it hands its games to \
         the other members, then exits.",
     after_help = "Example:\n  MINOTAUR_COOKIE=\"$(openssl rand -hex 24)\" \
@@ -193,6 +193,13 @@ pub struct Settings {
     /// anything, as any player. For local tries only.
     #[arg(long)]
     pub open_http: bool,
+    /// PEM file of the HTTP endpoint's certificate chain: serve HTTPS
+    /// (with --http-tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM file of the HTTP endpoint's private key (HTTPS).
+    #[arg(long, value_name = "FILE")]
+    pub http_tls_key: Option<PathBuf>,
     /// The operator token from the environment.
     #[arg(skip)]
     #[serde(skip)]
@@ -408,7 +415,34 @@ impl Settings {
         Ok(HttpOptions {
             rate_limit,
             access: self.access()?,
+            tls: self.http_tls()?,
         })
+    }
+
+    /// The HTTP endpoint's certificate and key, if it serves HTTPS.
+    fn http_tls(&self) -> Result<Option<HttpTls>, SettingsError> {
+        let (cert, key) = match (&self.http_tls_cert, &self.http_tls_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => {
+                return Err(SettingsError::Invalid {
+                    name: "http_tls",
+                    reason: "give both --http-tls-cert and --http-tls-key, or neither".into(),
+                })
+            }
+        };
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| SettingsError::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        HttpTls::from_pem(&read(cert)?, &read(key)?)
+            .map(Some)
+            .map_err(|e| SettingsError::Invalid {
+                name: "http_tls",
+                reason: e.to_string(),
+            })
     }
 
     /// Who may call what over HTTP: tokens, or open with --open-http.

@@ -109,7 +109,32 @@ impl Control {
     }
 
     pub(super) fn on_granted(&mut self, from: &MemberId, seq: u64, refused_upto: Option<u64>) {
+        let before = self.quorum.current_from();
         self.quorum.granted(from, seq, refused_upto, self.now);
+        if self.quorum.current_from() < before {
+            self.fail_over_again();
+        }
+    }
+
+    /// Copies kept earlier count as current again: the games of members
+    /// fenced or gone for good whose copies were held back as stale are
+    /// restarted from them now (those that moved on since are not).
+    fn fail_over_again(&mut self) {
+        if !self.quorum.holds(self.now) {
+            return;
+        }
+        let owners: std::collections::BTreeSet<MemberId> = self
+            .copies
+            .iter()
+            .map(|(_, owner, _)| owner.clone())
+            .filter(|owner| self.members.status(owner) == Some(MemberStatus::Down))
+            .filter(|owner| {
+                self.quorum.is_out(owner) || !self.quorum.standing().contains_key(owner)
+            })
+            .collect();
+        for owner in owners {
+            self.fail_over(&owner);
+        }
     }
 
     pub(super) fn on_expired(&mut self, from: &MemberId, member: MemberId, gen: u64) {

@@ -683,7 +683,9 @@ impl Control {
     /// How many of the copies held here this node could restart its game
     /// from now: those its owner confirmed in a lease generation of this
     /// node that no majority can have fenced (or pinned when the owner went
-    /// down).
+    /// down), of games registered to that owner here (or not at all). A
+    /// copy kept of a down owner whose game already runs elsewhere would
+    /// restart nothing.
     pub fn restartable_copies(&self) -> usize {
         self.restartable().count()
     }
@@ -695,6 +697,11 @@ impl Control {
         self.copies
             .iter()
             .filter(move |(_, _, h)| h.current(from))
+            .filter(|(id, owner, _)| {
+                self.registry
+                    .lookup(**id)
+                    .is_none_or(|reg| &reg.owner == *owner)
+            })
             .map(|(id, owner, _)| (id, owner))
     }
 
