@@ -159,6 +159,12 @@ pub struct ClusterStatus {
     /// Games of this node whose state has no backup copy on a live member.
     #[serde(default)]
     pub games_without_copy: usize,
+    /// Games of this node whose backup copy is behind their latest version.
+    #[serde(default)]
+    pub copies_behind: usize,
+    /// Members this node has an open cluster link to.
+    #[serde(default)]
+    pub links: usize,
     /// This node's part in majority fencing.
     #[serde(default)]
     pub vote: VoteView,
@@ -221,6 +227,8 @@ impl ClusterStatusSource for Node {
             hosted_here: self.hosted().len(),
             copies_held: self.replicas_held(),
             games_without_copy: self.unreplicated(),
+            copies_behind: self.copies_behind(),
+            links: self.links(),
             vote: {
                 let vote = self.vote();
                 VoteView {

@@ -5,9 +5,11 @@
 //! things happen: HTTP requests by route and status, commands by kind and
 //! outcome with their latency, and the cluster events the node sees
 //! (members up, leaving and down, failovers and the sessions they
-//! restarted, conflicts resolved). Gauges are read from the node at each
-//! scrape: sessions hosted, games per owner, members by status, backup
-//! copies held here, and games of this node without a backup copy.
+//! restarted with how long their games were out of reach, hand-overs
+//! with their games and duration, conflicts resolved, leases lost and
+//! regained). Gauges are read from the node at each scrape: sessions
+//! hosted, games per owner, members by status, links, backup copies held
+//! here, games of this node without a backup copy or with one behind.
 //!
 //! The recorder is process-wide (`metrics-exporter-prometheus`, installed
 //! on first use), so every series carries a `node` label: a process that
@@ -22,12 +24,19 @@
 //! | `minotaur_member_events_total` | counter | `node`, `event` |
 //! | `minotaur_failovers_total` | counter | `node` |
 //! | `minotaur_failover_sessions_total` | counter | `node` |
+//! | `minotaur_failover_duration_seconds` | histogram: from last hearing of the member to its games restarted here | `node` |
+//! | `minotaur_handoffs_total` | counter: this node's leaves, games all handed over | `node` |
+//! | `minotaur_handoff_games_total` | counter | `node` |
+//! | `minotaur_handoff_duration_seconds` | histogram: from the leave's start to the last game handed over | `node` |
+//! | `minotaur_quorum_lost_total`, `minotaur_quorum_regained_total` | counter | `node` |
 //! | `minotaur_conflicts_resolved_total` | counter | `node` |
 //! | `minotaur_sessions_hosted` | gauge | `node` |
 //! | `minotaur_games` | gauge | `node`, `owner` |
 //! | `minotaur_members` | gauge | `node`, `status` |
 //! | `minotaur_copies_held` | gauge | `node` |
 //! | `minotaur_games_without_copy` | gauge | `node` |
+//! | `minotaur_copies_behind` | gauge: games whose backup is behind their latest version | `node` |
+//! | `minotaur_links` | gauge: members with an open cluster link | `node` |
 
 use crate::http::ClusterStatus;
 use metrics::{counter, gauge, histogram};
@@ -115,6 +124,8 @@ pub(crate) fn set_gauges(status: &ClusterStatus) {
     gauge!("minotaur_copies_held", "node" => node.clone()).set(status.copies_held as f64);
     gauge!("minotaur_games_without_copy", "node" => node.clone())
         .set(status.games_without_copy as f64);
+    gauge!("minotaur_copies_behind", "node" => node.clone()).set(status.copies_behind as f64);
+    gauge!("minotaur_links", "node" => node.clone()).set(status.links as f64);
     for state in ["up", "leaving", "down"] {
         let count = status.members.iter().filter(|m| m.status == state).count();
         gauge!("minotaur_members", "node" => node.clone(), "status" => state).set(count as f64);
@@ -146,10 +157,21 @@ pub fn follow_events(node: &Node) -> JoinHandle<()> {
                 ClusterEvent::MemberUp(_) => member_event(node, "up"),
                 ClusterEvent::MemberLeaving(_) => member_event(node, "leaving"),
                 ClusterEvent::MemberDown(..) => member_event(node, "down"),
-                ClusterEvent::FailedOver { sessions, .. } => {
+                ClusterEvent::FailedOver {
+                    sessions, after, ..
+                } => {
                     counter!("minotaur_failovers_total", "node" => node.clone()).increment(1);
-                    counter!("minotaur_failover_sessions_total", "node" => node)
+                    counter!("minotaur_failover_sessions_total", "node" => node.clone())
                         .increment(sessions as u64);
+                    histogram!("minotaur_failover_duration_seconds", "node" => node)
+                        .record(after.as_secs_f64());
+                }
+                ClusterEvent::HandedOver { games, took } => {
+                    counter!("minotaur_handoffs_total", "node" => node.clone()).increment(1);
+                    counter!("minotaur_handoff_games_total", "node" => node.clone())
+                        .increment(games as u64);
+                    histogram!("minotaur_handoff_duration_seconds", "node" => node)
+                        .record(took.as_secs_f64());
                 }
                 ClusterEvent::ConflictResolved { .. } => {
                     counter!("minotaur_conflicts_resolved_total", "node" => node).increment(1);

@@ -167,7 +167,7 @@ async fn a_member_going_down_is_counted() -> TestResult {
         // Names of its own: the metrics recorder is one per process, and
         // the other test's nodes report under `node="n1"` at the same time.
         TestCluster::builder()
-            .names(&["k1", "k2", "k3"])
+            .names(&["k1", "k2", "k3", "k4"])
             .in_memory(),
         0,
         addrs.clone(),
@@ -175,11 +175,51 @@ async fn a_member_going_down_is_counted() -> TestResult {
     .start()
     .await?;
     let n1 = url(&addrs, "k1");
+    // Games everywhere, so that a leave hands some over and a crash
+    // fails some over.
+    let engine = cluster.engine("k1")?;
+    for i in 0..16 {
+        engine
+            .create_game(&format!("KDN{i:02}"), vec!["ann".into(), "bob".into()])
+            .await?;
+    }
+    cluster.settled(std::time::Duration::from_secs(20)).await?;
+    let scraped = scrape(&n1).await?;
+    assert_eq!(value(&scraped, "minotaur_links", &[("node", "k1")]), 3.0);
+    assert_eq!(
+        value(&scraped, "minotaur_copies_behind", &[("node", "k1")]),
+        0.0
+    );
     let before = value(
-        &scrape(&n1).await?,
+        &scraped,
         "minotaur_member_events_total",
         &[("node", "k1"), ("event", "down")],
     );
+
+    // k4 leaves: its events say how many games it handed over, and how
+    // long that took.
+    let mut k4_events = cluster.node("k4")?.subscribe();
+    let k4_games = cluster.sessions_per_node()["k4"];
+    cluster.stop_node("k4").await?;
+    let handed = loop {
+        match k4_events.try_recv() {
+            Ok(minotaur_cluster::ClusterEvent::HandedOver { games, took }) => break (games, took),
+            Ok(_) => continue,
+            Err(e) => panic!("no HandedOver event from k4: {e:?}"),
+        }
+    };
+    assert_eq!(handed.0, k4_games);
+    assert!(handed.1 > std::time::Duration::ZERO);
+    cluster.settled(std::time::Duration::from_secs(20)).await?;
+    let failovers = |scrape: &Scrape| -> f64 {
+        ["k1", "k2"]
+            .iter()
+            .map(|n| value(scrape, "minotaur_failover_duration_seconds", &[("node", n)]))
+            .sum()
+    };
+    let failovers_before = failovers(&scrape(&n1).await?);
+    let k3_games = cluster.sessions_per_node()["k3"];
+    assert!(k3_games > 0, "k3 hosts games to fail over");
     cluster.kill_node("k3").await?;
     cluster
         .eventually(
@@ -197,6 +237,24 @@ async fn a_member_going_down_is_counted() -> TestResult {
                         Ok(())
                     } else {
                         Err(format!("{now} down events"))
+                    }
+                }
+            },
+        )
+        .await?;
+    // Its games were failed over, each failover timed.
+    cluster
+        .eventually(
+            "k3's games failed over, with their durations",
+            std::time::Duration::from_secs(20),
+            || {
+                let n1 = n1.clone();
+                async move {
+                    let now = failovers(&scrape(&n1).await.map_err(|e| e.to_string())?);
+                    if now > failovers_before {
+                        Ok(())
+                    } else {
+                        Err(format!("{now} failovers timed"))
                     }
                 }
             },

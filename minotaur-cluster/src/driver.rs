@@ -122,6 +122,8 @@ pub(crate) struct View {
     pub routers: HashMap<MemberId, ActorRef<RouterMsg>>,
     pub synced: bool,
     pub unreplicated: usize,
+    /// Games owned here whose backup is behind their latest version.
+    pub behind: usize,
     /// Copies held that this node could restart a game from now.
     pub copies: usize,
     /// This node's part in majority fencing.
@@ -260,6 +262,8 @@ struct Running {
     confirms: HashMap<GameId, Vec<oneshot::Sender<Result<(), EngineError>>>>,
     fetches: HashMap<GameId, Vec<oneshot::Sender<Option<Snapshot>>>>,
     leaving: Vec<oneshot::Sender<()>>,
+    /// When this node was first asked to leave.
+    leave_began: Option<Instant>,
     drained: bool,
     next_stats: Duration,
     /// A digest of what the published members and routers were made from.
@@ -304,6 +308,7 @@ impl Driver {
             confirms: HashMap::new(),
             fetches: HashMap::new(),
             leaving: Vec::new(),
+            leave_began: None,
             drained: false,
             next_stats: Duration::ZERO,
             shape: 0,
@@ -529,6 +534,7 @@ impl Driver {
                     let _ = reply.send(());
                 } else {
                     st.leaving.push(reply);
+                    st.leave_began.get_or_insert_with(Instant::now);
                     self.control.handle(now, Input::Leave);
                 }
             }
@@ -797,6 +803,10 @@ impl Driver {
             }
             Effect::Drained { moved } => {
                 tracing::info!(moved, "handed sessions over");
+                let took = st.leave_began.map_or(Duration::ZERO, |at| at.elapsed());
+                let _ = self
+                    .events
+                    .send(ClusterEvent::HandedOver { games: moved, took });
                 self.publish(st);
                 st.drained = true;
                 for reply in st.leaving.drain(..) {
@@ -817,9 +827,15 @@ impl Driver {
                     Event::MemberUp(m) => ClusterEvent::MemberUp(m),
                     Event::MemberLeaving(m) => ClusterEvent::MemberLeaving(m),
                     Event::MemberDown(m, why) => ClusterEvent::MemberDown(m, why),
-                    Event::FailedOver { from, sessions } => {
-                        ClusterEvent::FailedOver { from, sessions }
-                    }
+                    Event::FailedOver {
+                        from,
+                        sessions,
+                        after,
+                    } => ClusterEvent::FailedOver {
+                        from,
+                        sessions,
+                        after,
+                    },
                     Event::QuorumLost => ClusterEvent::QuorumLost,
                     Event::QuorumRegained => ClusterEvent::QuorumRegained,
                     Event::ConflictWon { id, winner, loser } => ClusterEvent::ConflictResolved {
@@ -946,25 +962,32 @@ impl Driver {
             return false;
         }
         let old = self.view.load_full();
-        let (unreplicated, copies, vote) = if stats_due {
+        let (unreplicated, behind, copies, vote) = if stats_due {
             let copies = self.control.restartable_copies();
             // Counting walks every game: every 50 ms, and less often as
             // games accumulate, so it stays a small share of the work.
             let games = (self.control.owned().len() + copies) as u32;
             st.next_stats = now + Duration::from_millis(50) * (games / 5000).max(1);
-            (self.control.unreplicated(), copies, self.control.vote())
+            let behind = self.control.copies_behind();
+            (
+                self.control.unreplicated(),
+                behind,
+                copies,
+                self.control.vote(),
+            )
         } else {
-            (old.unreplicated, old.copies, old.vote.clone())
+            (old.unreplicated, old.behind, old.copies, old.vote.clone())
         };
         if shape == st.shape {
-            let changed =
-                (unreplicated, copies, &vote) != (old.unreplicated, old.copies, &old.vote);
+            let changed = (unreplicated, behind, copies, &vote)
+                != (old.unreplicated, old.behind, old.copies, &old.vote);
             if changed {
                 self.view.store(Arc::new(View {
                     members: old.members.clone(),
                     routers: old.routers.clone(),
                     synced: old.synced,
                     unreplicated,
+                    behind,
                     copies,
                     vote,
                     fencing: old.fencing,
@@ -993,6 +1016,7 @@ impl Driver {
             routers,
             synced: members.synced(),
             unreplicated,
+            behind,
             copies,
             vote,
             fencing: self.control.quorum().fencing(),

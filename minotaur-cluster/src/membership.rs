@@ -104,6 +104,16 @@ pub enum ClusterEvent {
         from: MemberId,
         /// Sessions restarted here.
         sessions: usize,
+        /// How long after this node last heard from the member: how long
+        /// those games were out of reach, as their players saw it.
+        after: std::time::Duration,
+    },
+    /// This node, leaving, handed all its games over.
+    HandedOver {
+        /// Games handed over (running and passive).
+        games: usize,
+        /// Since the leave began.
+        took: std::time::Duration,
     },
     /// This node lost its lease from a majority (a split, a stall): it
     /// acknowledges no write until it holds one again.

@@ -206,6 +206,18 @@ impl Node {
         self.plane.view.load().unreplicated
     }
 
+    /// Games hosted here whose backup copy is behind their latest version
+    /// (a change on its way, or no backup yet): a crash now would lose
+    /// those newest changes, unless they were not acknowledged yet.
+    pub fn copies_behind(&self) -> usize {
+        self.plane.view.load().behind
+    }
+
+    /// Members this node has an open cluster link to.
+    pub fn links(&self) -> usize {
+        self.plane.view.load().routers.len()
+    }
+
     /// The copies counted by [`Node::replicas_held`]: each game with the
     /// member whose session the copy is of. Empty once the node has
     /// stopped.
@@ -353,6 +365,7 @@ async fn start(config: NodeConfig, this: MemberId, span: tracing::Span) -> Resul
         routers: Default::default(),
         synced: true,
         unreplicated: 0,
+        behind: 0,
         copies: 0,
         vote: Default::default(),
         fencing: config.split == crate::SplitPolicy::Majority,

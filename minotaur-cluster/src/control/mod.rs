@@ -281,6 +281,8 @@ pub enum Event {
         from: MemberId,
         /// Sessions restarted.
         sessions: usize,
+        /// Since this node last heard from it.
+        after: std::time::Duration,
     },
     /// A peer speaking no protocol version this node speaks was refused
     /// (its link closed).
@@ -728,6 +730,19 @@ impl Control {
         self.owned
             .values()
             .filter(|o| !o.backup.as_ref().is_some_and(|(b, _)| up.contains(b)))
+            .count()
+    }
+
+    /// Games owned here whose backup holds an older version than the
+    /// latest: their newest changes are on their way to it (or waiting
+    /// for a backup to be found).
+    pub fn copies_behind(&self) -> usize {
+        if self.config.replication_factor == 0 {
+            return 0;
+        }
+        self.owned
+            .values()
+            .filter(|o| o.backup.as_ref().is_some_and(|(_, v)| *v < o.reg.version))
             .count()
     }
 

@@ -589,9 +589,11 @@ impl Control {
         self.broadcast_registered(regs);
         self.ask_confirmation();
         self.copy_many(restarts, CopyReason::Restart, Vec::new());
+        let heard = self.members.get(down).map_or(self.now, |m| m.heard);
         self.event(Event::FailedOver {
             from: down.clone(),
             sessions,
+            after: self.now.saturating_sub(heard),
         });
     }
 
