@@ -107,6 +107,33 @@ pub(crate) enum ToDriver {
     },
 }
 
+impl ToDriver {
+    /// What the message is, for a log line, without allocating: its kind
+    /// (a peer's frame by its first message) and how many messages it
+    /// carries.
+    fn brief(&self) -> (&'static str, usize) {
+        match self {
+            ToDriver::Control { msg, .. } => (msg.kind(), 1),
+            ToDriver::Controls { msgs, .. } => (msgs.first().map_or("none", Msg::kind), msgs.len()),
+            ToDriver::LinkReady { .. } => ("LinkReady", 0),
+            ToDriver::LinkClosed { .. } => ("LinkClosed", 0),
+            ToDriver::Create { .. } => ("Create", 0),
+            ToDriver::Save { .. } => ("Save", 0),
+            ToDriver::Confirm { .. } => ("Confirm", 0),
+            ToDriver::Fetch { .. } => ("Fetch", 0),
+            ToDriver::Input { .. } => ("Input", 0),
+            ToDriver::Leave { .. } => ("Leave", 0),
+            ToDriver::Sessions { .. } => ("Sessions", 0),
+            ToDriver::Depart { .. } => ("Depart", 0),
+            ToDriver::Stopped { .. } => ("Stopped", 0),
+            ToDriver::ExplainMembers { .. } => ("ExplainMembers", 0),
+            ToDriver::Restartable { .. } => ("Restartable", 0),
+            ToDriver::Passive { .. } => ("Passive", 0),
+            ToDriver::Explain { .. } => ("Explain", 0),
+        }
+    }
+}
+
 /// How a save went, short of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Saved {
@@ -330,12 +357,12 @@ impl Driver {
                 biased;
                 message = self.inbox.recv() => {
                     let Some((at, message)) = message else { return };
-                    self.take(&mut st, at, message);
+                    self.take_timed(&mut st, at, message);
                     self.ping_if_due(&mut st);
                     // Take what else is waiting before publishing once.
                     for _ in 0..256 {
                         match self.inbox.try_recv() {
-                            Ok((at, message)) => self.take(&mut st, at, message),
+                            Ok((at, message)) => self.take_timed(&mut st, at, message),
                             Err(_) => break,
                         }
                         self.ping_if_due(&mut st);
@@ -439,6 +466,24 @@ impl Driver {
             for link in st.links.values() {
                 let _ = link.router.cast(RouterMsg::Notice(bytes.clone()));
             }
+        }
+    }
+
+    /// [`Driver::take`], and a warning when one input kept the node busy
+    /// for a large share of the failure timeout: nothing answers
+    /// heartbeats meanwhile, and peers may count this node down.
+    fn take_timed(&mut self, st: &mut Running, at: Instant, message: ToDriver) {
+        let started = Instant::now();
+        let (input, messages) = message.brief();
+        self.take(st, at, message);
+        let took = started.elapsed();
+        if took >= self.config.failure_timeout / 4 {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                input,
+                messages,
+                "one input kept the node busy"
+            );
         }
     }
 

@@ -385,3 +385,41 @@ pub enum Msg {
         copies: Vec<(GameId, u64, u64)>,
     },
 }
+
+impl Msg {
+    /// The message's kind, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Hello { .. } => "Hello",
+            Msg::Ping { .. } => "Ping",
+            Msg::Members { .. } => "Members",
+            Msg::Sync { .. } => "Sync",
+            Msg::Registered { .. } => "Registered",
+            Msg::RegisteredAck { .. } => "RegisteredAck",
+            Msg::Unregistered { .. } => "Unregistered",
+            Msg::Claim { .. } => "Claim",
+            Msg::Claimed { .. } => "Claimed",
+            Msg::Start { .. } => "Start",
+            Msg::Started { .. } => "Started",
+            Msg::Copy { .. } => "Copy",
+            Msg::Copied { .. } => "Copied",
+            Msg::DropCopy { .. } => "DropCopy",
+            Msg::Dropped { .. } => "Dropped",
+            Msg::Holdings { .. } => "Holdings",
+            Msg::Fetch { .. } => "Fetch",
+            Msg::Fetched { .. } => "Fetched",
+            Msg::Leaving { .. } => "Leaving",
+            Msg::Bye { .. } => "Bye",
+            Msg::Digest { .. } => "Digest",
+            Msg::SyncPlease { .. } => "SyncPlease",
+            Msg::Missing { .. } => "Missing",
+            Msg::Lease { .. } => "Lease",
+            Msg::Granted { .. } => "Granted",
+            Msg::Expired { .. } => "Expired",
+            Msg::Fenced { .. } => "Fenced",
+            Msg::SyncFor { .. } => "SyncFor",
+            Msg::SyncedFor { .. } => "SyncedFor",
+            Msg::HeldFor { .. } => "HeldFor",
+        }
+    }
+}
