@@ -81,6 +81,14 @@ pub struct DemoOptions {
     /// Calls caught inside the node as it stops then fail (`failed` > 0).
     #[arg(long)]
     pub no_drain: bool,
+    /// Serve the live cluster page (and `/cluster`) on this address while
+    /// the demo runs: open it in a browser to watch the deploy and the
+    /// crash. Nothing is asked of the browser (the demo is local).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Seconds to keep serving the page once the report is out.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub linger: u64,
 }
 
 impl Default for DemoOptions {
@@ -92,6 +100,8 @@ impl Default for DemoOptions {
             seed: None,
             quiet: false,
             no_drain: false,
+            http: None,
+            linger: 0,
         }
     }
 }
@@ -119,6 +129,9 @@ pub enum DemoError {
     /// No node was left running for a step that needs one.
     #[error("no node left running to {0}")]
     NoNodeLeft(&'static str),
+    /// The live page's address could not be served.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// What the demo measured.
@@ -261,6 +274,19 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
 
     // Fleet and bots: the cluster, its games, and two bots per game.
     let mut fleet = Fleet::start(options.nodes, progress).await?;
+    let page = match (options.http, fleet.any_engine()) {
+        (Some(addr), Some(engine)) => {
+            let view = Arc::new(fleet::FleetView(fleet.gateways()));
+            let app = crate::http::router(engine, view, &crate::http::HttpOptions::default());
+            let server = crate::http::serve_router("demo".into(), app, addr, None).await?;
+            progress.say(format!(
+                "live page: http://{}/ (the cluster through its newest node)",
+                server.addr()
+            ));
+            Some(server)
+        }
+        _ => None,
+    };
     let games = bots::create_games(fleet.nodes(), options.games, progress).await?;
     let stats = Arc::new(Stats::default());
     let bots = Bots::start(&games, fleet.gateways(), stats.clone(), seed, progress);
@@ -295,6 +321,16 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
         .ok_or(DemoError::NoNodeLeft("read the games back"))?;
     report::check_games(&mut report, &games, ledgers, &engine).await?;
     stats.count_into(&mut report);
+    if let Some(page) = page {
+        if options.linger > 0 {
+            progress.say(format!(
+                "the live page stays up for {} s more",
+                options.linger
+            ));
+            tokio::time::sleep(Duration::from_secs(options.linger)).await;
+        }
+        page.stop().await;
+    }
     fleet.stop().await;
     report.elapsed = progress.elapsed();
     Ok(report)

@@ -16,6 +16,9 @@
 //! | `GET` | `/users/{user}/games` | | the user's active [`Game`]s |
 //! | `GET` | `/cluster` | | the [`ClusterStatus`] |
 //! | `GET` | `/metrics` | | Prometheus text format (see [`crate::metrics`]) |
+//! | `GET` | `/` | | the live cluster page (see [`crate::live`]) |
+//! | `GET` | `/cluster/events` | | Server-Sent Events: the node's status every second, cluster events as they happen |
+//! | `GET` | `/cluster/games?after=&limit=` or `?id=` | | a page of registered games with their owners |
 //!
 //! Who may call what, with [`Access::Tokens`] (see [`crate::auth`]): the
 //! operator token for `POST /games`, `/tokens`, `end-round`, `/cluster`,
@@ -190,10 +193,23 @@ pub struct VoteView {
     pub confirming: usize,
 }
 
-/// Where `GET /cluster` gets its answer.
+/// Where `GET /cluster` and the live page get their answers.
 pub trait ClusterStatusSource: Send + Sync + 'static {
     /// The cluster as this node sees it now.
     fn cluster_status(&self) -> ClusterStatus;
+    /// The node's cluster events from now on, for the live page; none when
+    /// the source has none.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<minotaur_cluster::ClusterEvent>> {
+        None
+    }
+    /// Up to `limit` registered games in id order, after `after`.
+    fn games(&self, _after: Option<GameId>, _limit: usize) -> Vec<crate::live::GameView> {
+        Vec::new()
+    }
+    /// One registered game.
+    fn game(&self, _id: GameId) -> Option<crate::live::GameView> {
+        None
+    }
     /// The node's name, for log lines.
     fn node_name(&self) -> String;
     /// A process-unique id of the node, for log lines.
@@ -240,6 +256,30 @@ impl ClusterStatusSource for Node {
                 }
             },
         }
+    }
+
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<minotaur_cluster::ClusterEvent>> {
+        Some(self.subscribe())
+    }
+
+    fn games(&self, after: Option<GameId>, limit: usize) -> Vec<crate::live::GameView> {
+        self.registry()
+            .page(after, limit)
+            .into_iter()
+            .map(|r| crate::live::GameView {
+                id: r.id,
+                owner: r.owner.to_string(),
+                version: r.version,
+            })
+            .collect()
+    }
+
+    fn game(&self, id: GameId) -> Option<crate::live::GameView> {
+        self.registry().lookup(id).map(|r| crate::live::GameView {
+            id: r.id,
+            owner: r.owner.to_string(),
+            version: r.version,
+        })
     }
 
     fn node_name(&self) -> String {
@@ -416,6 +456,25 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Access::Tokens(auth) = &app.access else {
+            return Ok(Caller::Anyone);
+        };
+        // The live page's routes also take the token in the query: a
+        // browser's EventSource cannot send headers.
+        let page = matches!(parts.uri.path(), "/" | "/cluster/events" | "/cluster/games");
+        if page
+            && !parts
+                .headers
+                .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            let token = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|Query(q)| q.into_iter().find(|(k, _)| k == "token"))
+                .map(|(_, token)| format!("Bearer {token}"));
+            if let Some(token) = token {
+                return Ok(auth.caller(Some(&token))?);
+            }
+        }
         caller_of(&app.access, &parts.headers)
     }
 }
@@ -492,9 +551,9 @@ fn game_id(s: &str) -> Result<GameId, ApiError> {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     engine: GameEngine,
-    status: Arc<dyn ClusterStatusSource>,
+    pub(crate) status: Arc<dyn ClusterStatusSource>,
     access: Access,
 }
 
@@ -783,6 +842,9 @@ pub fn router(
 ) -> Router {
     let names = (status.node_name(), status.node_id());
     let mut app = Router::new()
+        .route("/", get(crate::live::page))
+        .route("/cluster/events", get(crate::live::events))
+        .route("/cluster/games", get(crate::live::games))
         .route("/health", get(health))
         .route("/games", post(create_game))
         .route("/games/{id}/tokens", post(game_tokens))
@@ -832,6 +894,8 @@ pub enum HttpError {
 pub struct HttpServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    /// Ends the open event streams.
+    closing: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
     /// Counts the node's cluster events for `/metrics`.
     events: Option<JoinHandle<()>>,
@@ -848,6 +912,7 @@ impl HttpServer {
         if let Some(events) = self.events.take() {
             events.abort();
         }
+        self.closing.send_replace(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -862,6 +927,7 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
+        self.closing.send_replace(true);
         self.task.abort();
         if let Some(events) = self.events.take() {
             events.abort();
@@ -938,6 +1004,10 @@ pub async fn serve_router(
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // Open streams (the live page's) end when the endpoint stops: a
+    // graceful stop waits for responses to finish, and theirs never do.
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let app = app.layer(axum::Extension(crate::live::Closing(closed)));
     // Each request carries its client's address (see `rate_limit`).
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let task = match tls {
@@ -978,6 +1048,7 @@ pub async fn serve_router(
     Ok(HttpServer {
         addr: bound,
         stop: Some(stop_tx),
+        closing,
         task,
         events: None,
     })

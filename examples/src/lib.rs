@@ -7,6 +7,8 @@
 //!   [`Node`](minotaur_cluster::Node).
 //! - [`auth`]: who may do what over HTTP: the operator token and players'
 //!   tokens.
+//! - [`live`]: the live cluster page at `/`, kept current by Server-Sent
+//!   Events.
 //! - [`metrics`]: the node's Prometheus metrics, served at `/metrics`.
 //! - [`rate_limit`]: per-client request limits of the HTTP endpoint.
 //! - [`settings`]: the `minotaur-node` command line and TOML config file.
@@ -23,6 +25,7 @@
 pub mod auth;
 pub mod demo;
 pub mod http;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod rate_limit;

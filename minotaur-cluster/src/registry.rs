@@ -284,6 +284,18 @@ impl Table {
         self.games.values().map(|r| &**r)
     }
 
+    /// Up to `limit` registrations in game id order, after `after` if
+    /// given: a page of a table too large to list whole.
+    pub fn page(&self, after: Option<GameId>, limit: usize) -> Vec<Registration> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.games
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| (**r).clone())
+            .collect()
+    }
+
     /// Number of registered games.
     pub fn len(&self) -> usize {
         self.games.len()
@@ -450,6 +462,12 @@ impl Registry {
     /// Games `user` plays in.
     pub fn of_user(&self, user: &UserId) -> Vec<GameId> {
         self.read().of_user(user)
+    }
+
+    /// Up to `limit` registrations in game id order, after `after` if
+    /// given.
+    pub fn page(&self, after: Option<GameId>, limit: usize) -> Vec<Registration> {
+        self.read().page(after, limit)
     }
 
     /// Every registration.

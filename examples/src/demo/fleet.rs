@@ -4,6 +4,8 @@
 //! balancer.
 
 use super::{game_config, DemoError, Progress, WAIT};
+use crate::http::{ClusterStatus, ClusterStatusSource};
+use crate::live::GameView;
 use minotaur_cluster::{Node, NodeConfig};
 use minotaur_core::{GameEngine, GameId};
 use minotaur_testkit::wait::{eventually, WaitError};
@@ -70,6 +72,59 @@ impl Gateways {
         let mut gateways = self.list.write().unwrap_or_else(|e| e.into_inner());
         let index = gateways.iter().position(|g| g.name == name)?;
         Some(gateways.remove(index))
+    }
+}
+
+/// The cluster as the demo's live page shows it: through the newest node
+/// the bots may call, which changes as the rolling deploy replaces nodes.
+pub(super) struct FleetView(pub(super) Arc<Gateways>);
+
+impl FleetView {
+    fn current(&self) -> Option<Arc<Node>> {
+        self.0.all().last().map(|g| g.node.clone())
+    }
+}
+
+impl ClusterStatusSource for FleetView {
+    fn cluster_status(&self) -> ClusterStatus {
+        match self.current() {
+            Some(node) => node.cluster_status(),
+            None => ClusterStatus {
+                node: "none".into(),
+                members: Vec::new(),
+                games_per_node: Default::default(),
+                hosted_here: 0,
+                copies_held: 0,
+                games_without_copy: 0,
+                copies_behind: 0,
+                links: 0,
+                vote: Default::default(),
+            },
+        }
+    }
+
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<minotaur_cluster::ClusterEvent>> {
+        self.current().map(|node| node.subscribe())
+    }
+
+    fn games(&self, after: Option<GameId>, limit: usize) -> Vec<GameView> {
+        self.current()
+            .map(|node| node.games(after, limit))
+            .unwrap_or_default()
+    }
+
+    fn game(&self, id: GameId) -> Option<GameView> {
+        self.current().and_then(|node| node.game(id))
+    }
+
+    fn node_name(&self) -> String {
+        self.current()
+            .map_or_else(|| "none".into(), |n| n.name().to_string())
+    }
+
+    fn node_id(&self) -> String {
+        self.current()
+            .map_or_else(|| "none".into(), |n| n.id().to_string())
     }
 }
 

@@ -391,7 +391,7 @@ impl Msg {
     pub fn kind(&self) -> &'static str {
         match self {
             Msg::Hello { .. } => "Hello",
-            Msg::Ping { .. } => "Ping",
+            Msg::Ping => "Ping",
             Msg::Members { .. } => "Members",
             Msg::Sync { .. } => "Sync",
             Msg::Registered { .. } => "Registered",
@@ -408,10 +408,10 @@ impl Msg {
             Msg::Holdings { .. } => "Holdings",
             Msg::Fetch { .. } => "Fetch",
             Msg::Fetched { .. } => "Fetched",
-            Msg::Leaving { .. } => "Leaving",
-            Msg::Bye { .. } => "Bye",
+            Msg::Leaving => "Leaving",
+            Msg::Bye => "Bye",
             Msg::Digest { .. } => "Digest",
-            Msg::SyncPlease { .. } => "SyncPlease",
+            Msg::SyncPlease => "SyncPlease",
             Msg::Missing { .. } => "Missing",
             Msg::Lease { .. } => "Lease",
             Msg::Granted { .. } => "Granted",
