@@ -37,13 +37,14 @@ pub(crate) async fn run_link_events(
             }
             LinkEvent::Ready(info) => {
                 let driver = plane.driver.clone();
+                let patience = plane.config.call_timeout;
                 plane.tasks.spawn(async move {
                     let Some(peer) = info.peer_name.as_ref().map(|p| p.name.clone()) else {
                         return;
                     };
                     let peer = peer.split('@').next().unwrap_or_default().to_string();
                     let name = transport::router_name_of(&peer);
-                    match transport::find_router(&info, &name).await {
+                    match transport::find_router(&info, &name, patience).await {
                         Some(router) => {
                             let _ = driver.send(ToDriver::LinkReady {
                                 session: info.actor.clone(),

@@ -53,7 +53,7 @@ pub(crate) struct Server {
 /// exchange and our Hello) before it is closed.
 pub(crate) fn handshake_deadline(config: &NodeConfig) -> Duration {
     // Never shorter than the handshake itself can take: finding the peer's
-    // router (up to 1 s) and a `Hello` call (up to `call_timeout`). A
+    // router and a `Hello` call (up to `call_timeout` each). A
     // shorter deadline closes slow but honest links under load, which then
     // redial and are closed again.
     (config.failure_timeout * 2)
@@ -206,10 +206,14 @@ impl std::fmt::Display for DialError {
 pub(crate) async fn find_router(
     info: &NodeServerSessionInformation,
     name: &str,
+    patience: Duration,
 ) -> Option<ActorRef<RouterMsg>> {
     // The peer's router is advertised during the session's initial sync; a
-    // router spawned just after the link came up arrives a little later.
-    for _ in 0..40 {
+    // router spawned just after the link came up arrives a little later,
+    // and much later from a peer starved of CPU: a link closed for that is
+    // dialled again and closed again, and membership never settles.
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
         let found = info
             .actor
             .get_cell()
@@ -219,9 +223,11 @@ pub(crate) async fn find_router(
         if let Some(cell) = found {
             return Some(ActorRef::from(cell));
         }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    None
 }
 
 /// Closes a session's connection: its socket belongs to a child actor,
