@@ -352,9 +352,14 @@ async fn hostile_input_gets_a_4xx_json_error_and_the_node_keeps_serving() -> Tes
             "NotFound",
         ),
         (
-            http.get(format!("{n1}/")),
+            http.get(format!("{n1}/index.html")),
             StatusCode::NOT_FOUND,
             "NotFound",
+        ),
+        (
+            http.post(format!("{n1}/")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
         ),
         (
             http.delete(format!("{n1}/games/{}", game.id)),
