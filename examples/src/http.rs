@@ -265,21 +265,16 @@ impl ClusterStatusSource for Node {
     fn games(&self, after: Option<GameId>, limit: usize) -> Vec<crate::live::GameView> {
         self.registry()
             .page(after, limit)
-            .into_iter()
-            .map(|r| crate::live::GameView {
-                id: r.id,
-                owner: r.owner.to_string(),
-                version: r.version,
-            })
+            .iter()
+            .map(crate::live::GameView::from)
             .collect()
     }
 
     fn game(&self, id: GameId) -> Option<crate::live::GameView> {
-        self.registry().lookup(id).map(|r| crate::live::GameView {
-            id: r.id,
-            owner: r.owner.to_string(),
-            version: r.version,
-        })
+        self.registry()
+            .lookup(id)
+            .as_ref()
+            .map(crate::live::GameView::from)
     }
 
     fn node_name(&self) -> String {
@@ -469,10 +464,9 @@ impl FromRequestParts<AppState> for Caller {
         {
             let token = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
                 .ok()
-                .and_then(|Query(q)| q.into_iter().find(|(k, _)| k == "token"))
-                .map(|(_, token)| format!("Bearer {token}"));
-            if let Some(token) = token {
-                return Ok(auth.caller(Some(&token))?);
+                .and_then(|Query(q)| q.into_iter().find(|(k, _)| k == "token"));
+            if let Some((_, token)) = token {
+                return Ok(auth.holder_of(&token)?);
             }
         }
         caller_of(&app.access, &parts.headers)

@@ -37,6 +37,16 @@ pub struct GameView {
     pub version: u64,
 }
 
+impl From<&minotaur_cluster::Registration> for GameView {
+    fn from(reg: &minotaur_cluster::Registration) -> Self {
+        GameView {
+            id: reg.id,
+            owner: reg.owner.to_string(),
+            version: reg.version,
+        }
+    }
+}
+
 /// A cluster event as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventView {
