@@ -157,6 +157,9 @@ pub struct Report {
     pub crash_failed: u64,
     /// Acknowledged commands missing from the final state.
     pub lost: u64,
+    /// For the first games with losses: what their bots saw acknowledged
+    /// against their final state.
+    pub losses: Vec<String>,
     /// Commands applied more often than they could have been.
     pub duplicated: u64,
     /// Reads the bots made to refresh their view, and how many failed.
@@ -239,6 +242,9 @@ impl Report {
             "check: {} acknowledged commands lost, {} applied more often than sent",
             self.lost, self.duplicated
         );
+        for loss in &self.losses {
+            let _ = writeln!(out, "lost in {loss}");
+        }
         for sample in &self.error_samples {
             let _ = writeln!(out, "error seen: {sample}");
         }
@@ -300,8 +306,9 @@ pub async fn run(options: DemoOptions) -> Result<Report, DemoError> {
     bots.enter_phase("play");
     tokio::time::sleep(quiet_phase).await;
 
-    // Fleet: the crash, once every game has a copy to restart from.
-    fleet.await_backups(options.games, progress).await;
+    // Fleet: the crash, once the cluster settled (every game has a copy to
+    // restart from).
+    fleet.await_backups(progress).await;
     bots.enter_phase("crash");
     let victim = fleet
         .choose_victim()

@@ -42,6 +42,7 @@ pub use fabric::{LinkKind, NeedsMemoryLink};
 pub use link::{pair, Direction};
 pub use mesh::{MeshError, NodeCtx, RactorMesh};
 pub use network::MemoryNetwork;
+pub use settle::unsettled_among;
 pub use wait::{eventually, wait_until, WaitError};
 
 /// The README's and the guides' Rust code, compiled (and run, unless marked

@@ -128,6 +128,14 @@ fn unsettled_vote(nodes: &[Arc<Node>]) -> Option<String> {
     None
 }
 
+/// What keeps `nodes`, the running members of a cluster, from being
+/// settled as [`TestCluster::settled`] defines it (membership aside), or
+/// `None` once they are. For clusters the testkit did not start, such as a
+/// demo's own nodes.
+pub async fn unsettled_among(nodes: &[Arc<Node>]) -> Option<String> {
+    unsettled(nodes).await.map(|(seen, _)| seen)
+}
+
 /// The first thing found unsettled, and the game it concerns if one does.
 async fn unsettled(nodes: &[Arc<Node>]) -> Option<(String, Option<GameId>)> {
     // A passive game is held by its owner as much as a running one.

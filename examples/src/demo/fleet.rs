@@ -226,35 +226,36 @@ impl Fleet {
         Ok(deploy)
     }
 
-    /// Waits until every game has a backup copy. Without one a game
-    /// of the crashed node would be gone, which shows replication lag,
-    /// not failover; so a shortfall is only reported.
-    pub(super) async fn await_backups(&self, games: u64, progress: Progress) {
-        let games = games as usize;
-        let backups = eventually("a backup of every game", WAIT, || {
-            let held: usize = self.running.iter().map(|n| n.replicas_held()).sum();
+    /// Waits until the cluster has settled: every game on one node, with
+    /// a copy another node could restart it from. Without that a crash
+    /// loses what replication had not caught up with, which shows
+    /// replication lag, not failover; so a shortfall is only reported.
+    pub(super) async fn await_backups(&self, progress: Progress) {
+        let settled = eventually("the cluster to settle", WAIT, || {
+            let running = self.running.clone();
             async move {
-                if held >= games {
-                    Ok(held)
-                } else {
-                    Err(format!("{held} backups for {games} games"))
+                match minotaur_testkit::unsettled_among(&running).await {
+                    None => Ok(()),
+                    Some(seen) => Err(seen),
                 }
             }
         })
         .await;
-        match backups {
-            Ok(held) => progress.say(format!("replication: {held} backup copies held")),
+        match settled {
+            Ok(()) => {
+                let held: usize = self.running.iter().map(|n| n.replicas_held()).sum();
+                progress.say(format!("replication: {held} backup copies held"));
+            }
             Err(e) => progress.say(format!("replication incomplete before the crash: {e}")),
         }
     }
 
-    /// The node hosting the most sessions: the crash that hurts most.
+    /// The node hosting the most sessions, the crash that hurts most,
+    /// among all but the newest: that one serves the live page, which
+    /// should show the crash rather than lose its stream to it.
     pub(super) fn choose_victim(&self) -> Option<Victim> {
-        let node = self
-            .running
-            .iter()
-            .max_by_key(|n| n.hosted().len())?
-            .clone();
+        let (_, others) = self.running.split_last()?;
+        let node = others.iter().max_by_key(|n| n.hosted().len())?.clone();
         let games = node.hosted();
         Some(Victim { node, games })
     }

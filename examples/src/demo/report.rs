@@ -26,6 +26,9 @@ pub(super) async fn check_games(
                 }
                 let (lost, duplicated) = check_game(&state, &bots);
                 report.lost += lost;
+                if lost > 0 && report.losses.len() < MAX_LOSSES_SHOWN {
+                    report.losses.push(describe_loss(&state, &bots));
+                }
                 report.duplicated += duplicated;
             }
             None if concluded => report.concluded += 1,
@@ -33,6 +36,31 @@ pub(super) async fn check_games(
         }
     }
     Ok(())
+}
+
+/// Games whose losses the report details.
+const MAX_LOSSES_SHOWN: usize = 5;
+
+/// What the bots of a game with losses saw acknowledged, against its final
+/// state: enough to tell a lost copy from a forked version.
+fn describe_loss(state: &Game, bots: &[Ledger]) -> String {
+    let mut out = format!("game {} at version {}:", state.id, state.version);
+    for ledger in bots {
+        let accepted = state.player(&ledger.user).map_or(0, |p| p.actions_accepted);
+        let last: Vec<u64> = ledger
+            .acked_versions
+            .iter()
+            .rev()
+            .take(4)
+            .rev()
+            .copied()
+            .collect();
+        out += &format!(
+            " {} acked {} (last at versions {:?}), {} accepted;",
+            ledger.user, ledger.acked, last, accepted
+        );
+    }
+    out
 }
 
 /// Game `id`'s final state, or `None` if it is no longer alive.
