@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 pub const FILE_NAME: &str = "minotaur.redb";
 
 /// The format this release writes; it reads this one only, and refuses a
-/// store of a newer one rather than misread it.
-pub const FORMAT: u64 = 1;
+/// store of another rather than misread it. Format 2 numbers each game's
+/// events by version and remembers the version each write made.
+pub const FORMAT: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const GAMES: TableDefinition<u128, &[u8]> = TableDefinition::new("games");
@@ -61,6 +62,23 @@ pub enum StoreError {
     /// cannot read.
     #[error("the store {path} has format {found}; this release reads format {supported} only")]
     NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// The store's format.
+        found: u64,
+        /// The format this release reads.
+        supported: u64,
+    },
+    /// The store was written by an older release, in a format this one
+    /// cannot read. Its games reach this release through the cluster:
+    /// run the older release and stop it gracefully (its games are handed
+    /// over), then start this one with an empty data dir.
+    #[error(
+        "the store {path} has format {found}, from an older release; this release reads \
+         format {supported} only: hand its games over with the older release, then start \
+         with an empty data dir"
+    )]
+    OlderFormat {
         /// The file.
         path: PathBuf,
         /// The store's format.
@@ -250,7 +268,7 @@ fn classify(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-/// Marks a new store with [`FORMAT`]; refuses a newer one.
+/// Marks a new store with [`FORMAT`]; refuses one of another format.
 fn check_format(db: &Database, path: &Path) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(|e| classify(path, e))?;
     {
@@ -266,6 +284,13 @@ fn check_format(db: &Database, path: &Path) -> Result<(), StoreError> {
             }
             Some(found) if found > FORMAT => {
                 return Err(StoreError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: FORMAT,
+                })
+            }
+            Some(found) if found < FORMAT => {
+                return Err(StoreError::OlderFormat {
                     path: path.to_path_buf(),
                     found,
                     supported: FORMAT,
@@ -561,26 +586,34 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_a_newer_format_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE_NAME);
-        {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert("format", FORMAT + 1)
-                .unwrap();
-            txn.commit().unwrap();
-        }
-        let err = open(dir.path()).err().expect("refused");
-        assert_eq!(
-            err,
-            StoreError::NewerFormat {
-                path,
-                found: FORMAT + 1,
-                supported: FORMAT
+    fn a_store_of_another_format_is_refused() {
+        for found in [FORMAT + 1, FORMAT - 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE_NAME);
+            {
+                let db = Database::create(&path).unwrap();
+                let txn = db.begin_write().unwrap();
+                txn.open_table(META)
+                    .unwrap()
+                    .insert("format", found)
+                    .unwrap();
+                txn.commit().unwrap();
             }
-        );
+            let err = open(dir.path()).err().expect("refused");
+            let expected = if found > FORMAT {
+                StoreError::NewerFormat {
+                    path,
+                    found,
+                    supported: FORMAT,
+                }
+            } else {
+                StoreError::OlderFormat {
+                    path,
+                    found,
+                    supported: FORMAT,
+                }
+            };
+            assert_eq!(err, expected);
+        }
     }
 }

@@ -119,9 +119,18 @@ pub enum GameStatus {
     },
 }
 
-/// Something that happened while a round was resolved.
+/// Something that happened to a game: an action registered, or what its
+/// round's resolution did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
+    /// An action was registered for the round (it takes effect when the
+    /// round ends).
+    Registered {
+        /// Who registered it.
+        user: UserId,
+        /// What they will do.
+        action: Action,
+    },
     /// A character moved.
     Moved {
         /// Who moved.
@@ -183,7 +192,11 @@ pub enum EventKind {
 /// An entry of the events log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// The round being resolved when it happened.
+    /// The game's version made by the change this event is part of: every
+    /// change makes one version, so a client that saw version `v` has seen
+    /// every event numbered `v` or lower.
+    pub version: u64,
+    /// The round being played (or resolved) when it happened.
     pub round: u32,
     /// What happened.
     pub kind: EventKind,
@@ -232,15 +245,17 @@ pub struct Game {
     pub status: GameStatus,
     /// Incremented by every accepted change.
     pub version: u64,
-    /// The most recent events, oldest first, at most `config.max_events`.
+    /// The most recent events, oldest first, at most `config.max_events`:
+    /// each registered action and what each round's end did.
     /// Shared: a copy of the game (a session copies it for every write)
     /// shares its events rather than cloning each. Encoded as the events
     /// themselves.
     pub events: VecDeque<Arc<Event>>,
-    /// Ids of the most recent writes applied, oldest first (kept by the
-    /// session, not the rules): a write delivered again after a crash or a
-    /// handoff is recognised and not applied twice.
-    pub applied_ops: VecDeque<crate::ids::OpId>,
+    /// Ids of the most recent writes applied, oldest first, each with the
+    /// version it made (kept by the session, not the rules): a write
+    /// delivered again after a crash or a handoff is recognised, not
+    /// applied twice, and answered with the version it made.
+    pub applied_ops: VecDeque<(crate::ids::OpId, u64)>,
 }
 
 impl Game {
@@ -491,10 +506,12 @@ impl Game {
         let player = &mut self.players[index];
         player.action_points -= cost;
         player.actions_accepted += 1;
-        self.actions.push(RegisteredAction {
-            user: player.user.clone(),
-            action,
+        let user = player.user.clone();
+        self.push_event(EventKind::Registered {
+            user: user.clone(),
+            action: action.clone(),
         });
+        self.actions.push(RegisteredAction { user, action });
         self.version += 1;
     }
 
@@ -569,8 +586,11 @@ impl Game {
         }
     }
 
+    /// Logs an event of the change being applied, which will make the
+    /// next version.
     fn push_event(&mut self, kind: EventKind) {
         self.events.push_back(Arc::new(Event {
+            version: self.version + 1,
             round: self.round,
             kind,
         }));

@@ -89,8 +89,9 @@ pub enum SessionMsg {
     /// [`Ack`]).
     Command(Command, Replier),
     /// Apply write `op` unless it was applied already, and reply as the
-    /// [`Answer`] asks: its [`Ack`] or the whole game after it (for a
-    /// repeated op, those of the current game). Safe to deliver more than
+    /// [`Answer`] asks: its [`Ack`] or the whole game after it. A repeated
+    /// op is answered with the version it made, and the current game's
+    /// round and status (or the current game). Safe to deliver more than
     /// once.
     Write(OpId, Command, Answer, Replier),
     /// The deadline of `round` has passed.
@@ -219,8 +220,12 @@ impl SessionState {
             }
             return Ok(command.apply(&mut self.game, now)?);
         }
-        if op.is_some_and(|op| self.game.applied_ops.contains(&op)) {
-            return Ok(self.answer(answer));
+        let made = |(done, version): &(OpId, u64)| (Some(*done) == op).then_some(*version);
+        if let Some(version) = self.game.applied_ops.iter().find_map(made) {
+            return Ok(match self.answer(answer) {
+                Reply::Ack(ack) => Reply::Ack(Ack { version, ..ack }),
+                game => game,
+            });
         }
         let change = Change {
             op,

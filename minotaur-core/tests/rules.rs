@@ -49,10 +49,11 @@ fn player_mut<'a>(game: &'a mut Game, name: &str) -> &'a mut minotaur_core::Play
         .expect("player exists")
 }
 
+/// What the end of `round` did, in order.
 fn kinds_of_round(game: &Game, round: u32) -> Vec<EventKind> {
     game.events
         .iter()
-        .filter(|e| e.round == round)
+        .filter(|e| e.round == round && !matches!(e.kind, EventKind::Registered { .. }))
         .map(|e| e.kind.clone())
         .collect()
 }
@@ -1006,13 +1007,19 @@ fn version_counts_accepted_changes_only() {
 }
 
 #[test]
-fn events_are_tagged_with_their_round_and_capped() {
+fn events_are_tagged_with_their_version_and_round_and_capped() {
     let mut config = open();
-    config.max_events = 3;
+    config.max_events = 4;
     let mut game = game_with(config, &[("ann", Hex::ORIGIN), ("bob", Hex::new(3, 0))]);
     let ann = u("ann");
+    let event = |version, round, kind| Event {
+        version,
+        round,
+        kind,
+    };
     for round in 1..=5u32 {
-        // Alternate between two hexes: two events per round (Moved, RoundEnded).
+        // Alternate between two hexes: three events per round (Registered,
+        // then Moved and RoundEnded, both of the round's end).
         let step = if round % 2 == 1 {
             Hex::new(0, 1)
         } else {
@@ -1020,32 +1027,28 @@ fn events_are_tagged_with_their_round_and_capped() {
         };
         accepted(&mut game, |g| g.register_move(&ann, step));
         accepted(&mut game, |g| g.end_round(NOW));
-        assert!(game.events.len() <= 3);
+        assert!(game.events.len() <= 4);
         assert_eq!(
             game.events.back().map(|e| &**e),
-            Some(&Event {
-                round,
-                kind: EventKind::RoundEnded { round }
-            })
+            Some(&event(game.version, round, EventKind::RoundEnded { round }))
         );
     }
-    // The oldest were dropped; the three most recent are kept in order.
+    // The oldest were dropped; the four most recent are kept in order, each
+    // numbered by the version its change made.
     let kept: Vec<Event> = game.events.iter().map(|e| Event::clone(e)).collect();
+    let registered = EventKind::Registered {
+        user: ann.clone(),
+        action: Action::Move {
+            vector: Hex::new(0, 1),
+        },
+    };
     assert_eq!(
         kept,
         vec![
-            Event {
-                round: 4,
-                kind: EventKind::RoundEnded { round: 4 }
-            },
-            Event {
-                round: 5,
-                kind: moved("ann", Hex::ORIGIN, Hex::new(0, 1))
-            },
-            Event {
-                round: 5,
-                kind: EventKind::RoundEnded { round: 5 }
-            },
+            event(8, 4, EventKind::RoundEnded { round: 4 }),
+            event(9, 5, registered),
+            event(10, 5, moved("ann", Hex::ORIGIN, Hex::new(0, 1))),
+            event(10, 5, EventKind::RoundEnded { round: 5 }),
         ]
     );
 

@@ -25,10 +25,11 @@ use serde::{Deserialize, Serialize};
 /// hands passive games over without starting them ([`Msg::Start`]'s
 /// `passive`). Version 10 has a grant say which of the requester's
 /// generations the grantor witnessed the end of ([`Msg::Granted`]'s
-/// `refused_upto`).
-pub const PROTOCOL_VERSION: u32 = 10;
+/// `refused_upto`). Version 11 encodes games with their events numbered
+/// by version and each remembered write with the version it made.
+pub const PROTOCOL_VERSION: u32 = 11;
 /// Oldest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 10;
+pub const MIN_PROTOCOL_VERSION: u32 = 11;
 
 /// A request's correlation number, unique per sender.
 pub type Corr = u64;
