@@ -372,6 +372,12 @@ impl From<EngineError> for ApiError {
             EngineError::BetweenOwners(_) => (StatusCode::SERVICE_UNAVAILABLE, "BetweenOwners"),
             EngineError::Codec(_) => (StatusCode::BAD_GATEWAY, "Codec"),
             EngineError::Protocol(_) => (StatusCode::BAD_GATEWAY, "Protocol"),
+            EngineError::GameSubscribersFull { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "GameSubscribersFull")
+            }
+            EngineError::NodeSubscribersFull { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "NodeSubscribersFull")
+            }
         };
         ApiError::new(status, name, message)
     }

@@ -228,4 +228,10 @@ impl Directory for ClusterDirectory {
         self.await_sync().await;
         Ok(self.plane.registry.of_user(user))
     }
+
+    /// Half the call timeout: a held question for updates is answered
+    /// well before its caller gives up on it, even from another node.
+    fn updates_wait(&self) -> Duration {
+        (self.plane.config.call_timeout / 2).min(Duration::from_secs(10))
+    }
 }

@@ -8,6 +8,7 @@ use crate::game::{Game, GameStatus, PlayerStatus};
 use crate::hex::Hex;
 pub use crate::ids::OpId;
 use crate::ids::{GameId, UserId};
+use crate::updates::GameUpdate;
 use serde::{Deserialize, Serialize};
 
 /// A request to one game's session.
@@ -41,7 +42,20 @@ pub enum Command {
     /// agree first (in a cluster: its node still holds its lease and no
     /// other member may have taken the game over).
     GetGameConfirmed,
+    /// Read what changed after version `after` (everything, as the whole
+    /// game, for `None`): see [`GameUpdate::since`]. With nothing new, the
+    /// session holds the question until the next change or for `wait_ms`
+    /// (at most [`MAX_UPDATES_WAIT_MS`]), then answers with what it has.
+    Updates {
+        /// The last version the asker saw.
+        after: Option<u64>,
+        /// How long to wait for a change when there is none yet.
+        wait_ms: u32,
+    },
 }
+
+/// The longest a session holds a [`Command::Updates`] before answering.
+pub const MAX_UPDATES_WAIT_MS: u32 = 30_000;
 
 impl Command {
     /// Whether the command can change the game (and so must be persisted
@@ -65,6 +79,9 @@ impl Command {
             }
             Command::PlayerStatus { user } => {
                 return game.player_status(user).map(Reply::Status);
+            }
+            Command::Updates { after, .. } => {
+                return Ok(Reply::Updates(GameUpdate::since(game, *after)));
             }
             Command::EndRound => game.end_round(now_ms)?,
             Command::RegisterMove { user, vector } => game.register_move(user, *vector)?,
@@ -137,4 +154,7 @@ pub enum Reply {
     Status(PlayerStatus),
     /// A write's acknowledgement (the default [`Answer`]).
     Ack(Ack),
+    /// What changed since the version a [`Command::Updates`] named, oldest
+    /// first; empty if nothing did within its wait.
+    Updates(Vec<GameUpdate>),
 }

@@ -14,9 +14,11 @@ use crate::error::GameError;
 use crate::game::{Game, PlayerStatus};
 use crate::hex::Hex;
 use crate::ids::{GameId, JoinCode, UserId};
+use crate::subscription::{SubscriberLimits, Subscribers, Subscription};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything an engine operation can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -68,6 +70,22 @@ pub enum EngineError {
     /// [`OpId`] applies at most once).
     #[error("game {0} is between owners")]
     BetweenOwners(GameId),
+    /// Game `id` has as many subscriptions on this engine as its
+    /// [`SubscriberLimits::per_game`] allows.
+    #[error("game {id} has {limit} subscribers here already")]
+    GameSubscribersFull {
+        /// The game.
+        id: GameId,
+        /// The limit.
+        limit: usize,
+    },
+    /// This engine runs as many subscriptions as its
+    /// [`SubscriberLimits::per_node`] allows; another node may take one.
+    #[error("this node has {limit} subscribers already")]
+    NodeSubscribersFull {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Where sessions live: starts them and delivers their commands.
@@ -103,6 +121,12 @@ pub trait Directory: Send + Sync + 'static {
     async fn find_by_join_code(&self, code: &JoinCode) -> Result<GameId, EngineError>;
     /// The live games `user` plays in.
     async fn games_of_user(&self, user: &UserId) -> Result<Vec<GameId>, EngineError>;
+    /// How long a session may hold a [`Command::Updates`] before answering
+    /// with nothing new: well within the time this directory waits for an
+    /// answer. 2 s by default.
+    fn updates_wait(&self) -> Duration {
+        Duration::from_secs(2)
+    }
 }
 
 /// The game API.
@@ -132,12 +156,63 @@ pub trait Directory: Send + Sync + 'static {
 pub struct GameEngine {
     directory: Arc<dyn Directory>,
     config: GameConfig,
+    subscribers: Arc<Subscribers>,
 }
 
 impl GameEngine {
     /// An engine over `directory`, creating games with `config`.
     pub fn new(directory: Arc<dyn Directory>, config: GameConfig) -> Self {
-        GameEngine { directory, config }
+        GameEngine {
+            directory,
+            config,
+            subscribers: Arc::default(),
+        }
+    }
+
+    /// This engine with its own count of subscriptions, held to `limits`
+    /// (shared by its clones; [`SubscriberLimits::default`] otherwise).
+    pub fn with_subscriber_limits(mut self, limits: SubscriberLimits) -> Self {
+        self.subscribers = Arc::new(Subscribers::new(limits));
+        self
+    }
+
+    /// Subscriptions this engine (and its clones) runs now: to game `id`,
+    /// and in all.
+    pub fn subscriptions(&self, id: GameId) -> (usize, usize) {
+        self.subscribers.count(id)
+    }
+
+    /// Game `id`'s updates, as they are acknowledged: the whole game first,
+    /// or, resuming from version `after`, every change since (the whole
+    /// game if its log no longer reaches back that far). See
+    /// [`Subscription`] for what holds across handoffs and failovers.
+    ///
+    /// Refused beyond this engine's [`SubscriberLimits`]; a game that is
+    /// not alive ends the subscription with
+    /// [`EngineError::GameNotAlive`] at its first step.
+    ///
+    /// ```
+    /// use minotaur_core::{EventKind, GameConfig, GameEngine, GameUpdate};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = GameEngine::standalone(GameConfig::default()).await?;
+    /// let game = engine.create_game("SUBS", vec!["ann".into(), "bob".into()]).await?;
+    /// let mut updates = engine.subscribe(game.id, None)?;
+    /// let Some(Ok(GameUpdate::Whole(start))) = updates.next().await else { panic!() };
+    /// assert_eq!(start.version, 0);
+    /// engine.register_attack(game.id, "ann".into(), "bob".into()).await?;
+    /// let Some(Ok(GameUpdate::Changed { version, events })) = updates.next().await else { panic!() };
+    /// assert_eq!(version, 1);
+    /// assert!(matches!(events[0].kind, EventKind::Registered { .. }));
+    /// // A client that saw version 1 resumes from there.
+    /// drop(updates);
+    /// engine.end_round(game.id).await?;
+    /// let mut resumed = engine.subscribe(game.id, Some(1))?;
+    /// let next = resumed.next().await.expect("an update")?;
+    /// assert_eq!((next.version(), next.kind()), (2, "round_ended"));
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe(&self, id: GameId, after: Option<u64>) -> Result<Subscription, EngineError> {
+        Subscription::new(id, after, self.directory.clone(), &self.subscribers)
     }
 
     /// An engine whose sessions all live in this process.
@@ -314,9 +389,7 @@ impl GameEngine {
             .await?
         {
             Reply::Status(status) => Ok(status),
-            Reply::Game(_) | Reply::Ack(_) => {
-                Err(EngineError::Protocol("expected a player status".into()))
-            }
+            _ => Err(EngineError::Protocol("expected a player status".into())),
         }
     }
 
@@ -361,15 +434,13 @@ impl GameEngine {
 fn game_of(reply: Reply) -> Result<Game, EngineError> {
     match reply {
         Reply::Game(game) => Ok(*game),
-        Reply::Status(_) | Reply::Ack(_) => Err(EngineError::Protocol("expected a game".into())),
+        _ => Err(EngineError::Protocol("expected a game".into())),
     }
 }
 
 fn ack_of(reply: Reply) -> Result<Ack, EngineError> {
     match reply {
         Reply::Ack(ack) => Ok(ack),
-        Reply::Game(_) | Reply::Status(_) => {
-            Err(EngineError::Protocol("expected an acknowledgement".into()))
-        }
+        _ => Err(EngineError::Protocol("expected an acknowledgement".into())),
     }
 }

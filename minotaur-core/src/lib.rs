@@ -7,6 +7,8 @@
 //! - [`session`]: [`GameSession`], the actor that owns one game;
 //! - [`host`]: the supervisor that runs a process's sessions;
 //! - [`engine`]: [`GameEngine`], the API callers use, over a [`Directory`];
+//! - [`updates`] and [`subscription`]: a game's changes as a stream, by
+//!   version;
 //! - [`local`]: [`LocalDirectory`], the directory of a standalone node;
 //! - [`codec`]: the one place that encodes and decodes.
 //!
@@ -36,6 +38,8 @@ pub mod host;
 pub mod ids;
 pub mod local;
 pub mod session;
+pub mod subscription;
+pub mod updates;
 
 pub use change::Change;
 pub use codec::CodecError;
@@ -48,3 +52,5 @@ pub use hex::Hex;
 pub use ids::{GameId, JoinCode, UserId};
 pub use local::LocalDirectory;
 pub use session::{GameSession, Replier, SessionArgs, SessionMsg, StateSink};
+pub use subscription::{SubscriberLimits, Subscription};
+pub use updates::GameUpdate;

@@ -9,10 +9,11 @@
 use crate::change::Change;
 use crate::clock;
 use crate::codec;
-use crate::command::{Ack, Answer, Command, OpId, Reply};
+use crate::command::{Ack, Answer, Command, OpId, Reply, MAX_UPDATES_WAIT_MS};
 use crate::engine::EngineError;
 use crate::game::Game;
 use crate::ids::GameId;
+use crate::updates::GameUpdate;
 use async_trait::async_trait;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
@@ -107,6 +108,8 @@ pub enum SessionMsg {
     Resave,
     /// Time to see whether the session is idle.
     IdleCheck,
+    /// The wait of some held [`Command::Updates`] is over.
+    UpdatesDue,
     /// Stop and reply with the complete state, unless a command came within
     /// the [`Idle`] policy's `after` (then reply `None` and go on). A
     /// session without a policy always stops. Its game is passivated: kept
@@ -158,6 +161,18 @@ pub struct SessionState {
     used: Instant,
     /// The pending idle check.
     idle_check: Option<Aborting>,
+    /// Questions for updates held until the game changes or their wait is
+    /// over.
+    waiters: Vec<Waiter>,
+}
+
+/// A held [`Command::Updates`].
+struct Waiter {
+    after: Option<u64>,
+    until: Instant,
+    reply: Replier,
+    /// Its wait's end, as a message to the session.
+    _due: Aborting,
 }
 
 type TimerTask = JoinHandle<Result<(), MessagingErr<SessionMsg>>>;
@@ -289,6 +304,44 @@ impl SessionState {
         self.idle_check = Some(Aborting(handle));
     }
 
+    /// Answers a question for updates now if there are any, or holds it
+    /// until the game changes or `wait_ms` is over.
+    fn updates(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        after: Option<u64>,
+        wait_ms: u32,
+        reply: Replier,
+    ) {
+        let updates = GameUpdate::since(&self.game, after);
+        if !updates.is_empty() || wait_ms == 0 {
+            return reply.send(Ok(Reply::Updates(updates)));
+        }
+        let wait = Duration::from_millis(wait_ms.min(MAX_UPDATES_WAIT_MS).into());
+        let due = myself.send_after(wait, || SessionMsg::UpdatesDue);
+        self.waiters.push(Waiter {
+            after,
+            until: Instant::now() + wait,
+            reply,
+            _due: Aborting(due),
+        });
+    }
+
+    /// Answers the held questions that have something new, or whose wait
+    /// is over; all of them if `all` (the session is stopping: they ask
+    /// its game's next owner).
+    fn answer_waiters(&mut self, all: bool) {
+        let now = Instant::now();
+        for waiter in std::mem::take(&mut self.waiters) {
+            let updates = GameUpdate::since(&self.game, waiter.after);
+            if all || !updates.is_empty() || waiter.until <= now {
+                waiter.reply.send(Ok(Reply::Updates(updates)));
+            } else {
+                self.waiters.push(waiter);
+            }
+        }
+    }
+
     /// The answer a write gets about the current game.
     fn answer(&self, answer: Answer) -> Reply {
         match answer {
@@ -349,6 +402,7 @@ impl Actor for GameSession {
             idle: args.idle,
             used: Instant::now(),
             idle_check: None,
+            waiters: Vec::new(),
         };
         // A deadline that passed while the game was elsewhere fires at once.
         state.round_began(&myself);
@@ -374,6 +428,15 @@ impl Actor for GameSession {
     ) -> Result<(), ActorProcessingErr> {
         let round_before = state.game.round;
         match message {
+            SessionMsg::Command(Command::Updates { after, wait_ms }, reply) => {
+                state.used = Instant::now();
+                state.updates(&myself, after, wait_ms, reply);
+                return Ok(());
+            }
+            SessionMsg::UpdatesDue => {
+                state.answer_waiters(false);
+                return Ok(());
+            }
             SessionMsg::Command(command, reply) => {
                 state.used = Instant::now();
                 let result = state.execute(&command, None, Answer::Ack).await;
@@ -426,6 +489,7 @@ impl Actor for GameSession {
                 }
                 state.cancel_timer();
                 state.idle_check = None;
+                state.answer_waiters(true);
                 let _ = reply.send(Some(state.game.clone()));
                 myself.stop(Some(PASSIVATED.into()));
                 return Ok(());
@@ -440,10 +504,14 @@ impl Actor for GameSession {
             }
             SessionMsg::Release(reply) => {
                 state.cancel_timer();
+                state.answer_waiters(true);
                 let _ = reply.send(state.game.clone());
                 myself.stop(Some("released".into()));
                 return Ok(());
             }
+        }
+        if !state.waiters.is_empty() {
+            state.answer_waiters(false);
         }
         if !state.game.is_active() {
             tracing::info!(game = %state.game.id, "game concluded; session stopping");

@@ -2,8 +2,8 @@
 
 use minotaur_core::codec;
 use minotaur_core::{
-    Ack, Change, Command, EventKind, Game, GameConfig, GameError, GameId, GameStatus, Hex, Reply,
-    UserId,
+    Ack, Change, Command, EventKind, Game, GameConfig, GameError, GameId, GameStatus, GameUpdate,
+    Hex, Reply, UserId,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -183,6 +183,7 @@ fn check_step(
             prop_assert_eq!(ack, &Ack::of(after));
         }
         Reply::Status(_) => {}
+        Reply::Updates(_) => prop_assert!(!command.is_write(), "a write answered updates"),
     }
     if !command.is_write() {
         prop_assert_eq!(after, before, "a read changed the game");
@@ -258,7 +259,10 @@ fn check_step(
                 prop_assert_eq!(after.round, before.round);
             }
         }
-        Command::GetGame | Command::GetGameConfirmed | Command::PlayerStatus { .. } => {
+        Command::GetGame
+        | Command::GetGameConfirmed
+        | Command::PlayerStatus { .. }
+        | Command::Updates { .. } => {
             unreachable!("not a write")
         }
     }
@@ -267,6 +271,56 @@ fn check_step(
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// A subscriber that saw any earlier version of the game gets either
+    /// every version since, one by one, each with the events its change
+    /// logged, or, when the log no longer reaches back, the whole game.
+    #[test]
+    fn updates_since_any_version_have_no_gap_and_no_repeat(
+        mut game in game(),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut seen = vec![game.clone()];
+        let mut now = 1_000u64;
+        for op in &ops {
+            now += 7;
+            let command = command(&game, op);
+            if command.apply(&mut game, now).is_ok() && command.is_write() {
+                seen.push(game.clone());
+            }
+        }
+        prop_assert!(GameUpdate::since(&game, Some(game.version)).is_empty());
+        prop_assert_eq!(
+            GameUpdate::since(&game, None),
+            vec![GameUpdate::Whole(Box::new(game.clone()))]
+        );
+        for earlier in &seen {
+            let updates = GameUpdate::since(&game, Some(earlier.version));
+            if let [GameUpdate::Whole(whole)] = &updates[..] {
+                prop_assert_eq!(&**whole, &game);
+                // Only when something after `earlier` was dropped.
+                prop_assert!(game.events.len() >= game.config.max_events);
+                continue;
+            }
+            let versions: Vec<u64> = updates.iter().map(|u| u.version()).collect();
+            let expected: Vec<u64> = (earlier.version + 1..=game.version).collect();
+            prop_assert_eq!(versions, expected);
+            for update in &updates {
+                let GameUpdate::Changed { version, events } = update else {
+                    return Err(TestCaseError::fail("whole game among changes"));
+                };
+                prop_assert!(!events.is_empty());
+                prop_assert!(events.iter().all(|e| e.version == *version));
+                let logged: Vec<_> = game
+                    .events
+                    .iter()
+                    .filter(|e| e.version == *version)
+                    .map(|e| (**e).clone())
+                    .collect();
+                prop_assert_eq!(events, &logged);
+            }
+        }
+    }
 
     #[test]
     fn random_command_sequences_keep_the_invariants(

@@ -542,6 +542,8 @@ fn error_kind(e: &EngineError) -> &'static str {
         EngineError::BetweenOwners(_) => "BetweenOwners",
         EngineError::Codec(_) => "Codec",
         EngineError::Protocol(_) => "Protocol",
+        EngineError::GameSubscribersFull { .. } => "GameSubscribersFull",
+        EngineError::NodeSubscribersFull { .. } => "NodeSubscribersFull",
     }
 }
 
