@@ -23,7 +23,7 @@ async fn write_until(
     let mut op = (who as u64) << 32;
     while !stop.load(Ordering::SeqCst) {
         op += 1;
-        let command = if op % 2 == 0 {
+        let command = if op.is_multiple_of(2) {
             Command::EndRound
         } else {
             Command::RegisterAttack {
