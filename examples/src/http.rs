@@ -8,6 +8,7 @@
 //! | `POST` | `/games/{id}/tokens` | | fresh [`GameTokens`] for the game |
 //! | `GET` | `/games/{id}` | | the [`Game`] |
 //! | `GET` | `/games/{id}/confirmed` | | the [`Game`], confirmed as its latest acknowledged state (`503 NoQuorum` when its owner cannot prove it) |
+//! | `GET` | `/games/{id}/events` | | Server-Sent Events: the game's updates, numbered by version, resumed with `Last-Event-ID` (see [`crate::game_events`]) |
 //! | `GET` | `/games/by-code/{code}` | | the [`Game`] |
 //! | `POST` | `/games/{id}/moves` | [`MoveRequest`] | its [`Ack`] (`?answer=game`: the [`Game`] after it) |
 //! | `POST` | `/games/{id}/attacks` | [`AttackRequest`] | its [`Ack`] (`?answer=game`: the [`Game`] after it) |
@@ -23,8 +24,9 @@
 //! Who may call what, with [`Access::Tokens`] (see [`crate::auth`]): the
 //! operator token for `POST /games`, `/tokens`, `end-round`, `/cluster`,
 //! `/metrics` (unless public) and reads; a player's token to move or attack
-//! as that player in that game, and to read it; a spectator's token to read
-//! it; a player's token to list that player's games. `/health` is open.
+//! as that player in that game, and to read it or follow its events; a
+//! spectator's token to read it or follow its events; a player's token to
+//! list that player's games. `/health` is open.
 //! Refusals are `401` (`MissingToken`, `MalformedAuthorization`,
 //! `InvalidToken`, `ExpiredToken`) or `403` (`OperatorOnly`, `WrongGame`,
 //! `WrongPlayer`). With [`Access::Open`] nothing is checked.
@@ -62,7 +64,7 @@ use axum::{Json, Router};
 use minotaur_cluster::{MemberStatus, Node};
 use minotaur_core::{
     Answer, Command, EngineError, Game, GameEngine, GameError, GameId, Hex, OpId, PlayerStatus,
-    UserId,
+    SubscriberLimits, UserId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -315,6 +317,11 @@ impl ApiError {
         )
     }
 
+    /// `400` named `error`: a request this endpoint cannot take.
+    pub(crate) fn bad_request(error: &str, message: String) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, error, message)
+    }
+
     /// `429 TooManyRequests`: a client over its request limit.
     pub(crate) fn too_many_requests(message: String) -> Self {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
@@ -460,9 +467,11 @@ impl FromRequestParts<AppState> for Caller {
         let Access::Tokens(auth) = &app.access else {
             return Ok(Caller::Anyone);
         };
-        // The live page's routes also take the token in the query: a
-        // browser's EventSource cannot send headers.
-        let page = matches!(parts.uri.path(), "/" | "/cluster/events" | "/cluster/games");
+        // The live page's routes and a game's events also take the token
+        // in the query: a browser's EventSource cannot send headers.
+        let path = parts.uri.path();
+        let page = matches!(path, "/" | "/cluster/events" | "/cluster/games")
+            || (path.starts_with("/games/") && path.ends_with("/events"));
         if page
             && !parts
                 .headers
@@ -557,6 +566,12 @@ pub(crate) struct AppState {
     access: Access,
 }
 
+impl AppState {
+    pub(crate) fn engine(&self) -> &GameEngine {
+        &self.engine
+    }
+}
+
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
@@ -611,6 +626,22 @@ async fn get_game(
     let id = game_id(&id)?;
     caller.may_read(id)?;
     Ok(Json(app.engine.get_game(id).await?))
+}
+
+async fn game_events(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: axum::http::HeaderMap,
+    closing: Option<axum::Extension<crate::live::Closing>>,
+) -> Result<Response, ApiError> {
+    let id = game_id(&id)?;
+    caller.may_read(id)?;
+    let after = crate::game_events::last_event_id(&headers)?;
+    let closing = closing.map(|axum::Extension(c)| c);
+    Ok(crate::game_events::stream(&app, id, after, closing)
+        .await?
+        .into_response())
 }
 
 async fn get_game_confirmed(
@@ -832,6 +863,10 @@ pub struct HttpOptions {
     pub access: Access,
     /// Serve HTTPS with this certificate; plain HTTP when `None`.
     pub tls: Option<HttpTls>,
+    /// How many clients may follow `GET /games/{id}/events` at once, per
+    /// game and in all; beyond them `429 GameSubscribersFull` or `503
+    /// NodeSubscribersFull`.
+    pub subscribers: SubscriberLimits,
 }
 
 /// The endpoint's routes over `engine`, with `/cluster` answered by `status`.
@@ -850,6 +885,7 @@ pub fn router(
         .route("/games/{id}/tokens", post(game_tokens))
         .route("/games/{id}", get(get_game))
         .route("/games/{id}/confirmed", get(get_game_confirmed))
+        .route("/games/{id}/events", get(game_events))
         .route("/games/by-code/{code}", get(get_by_code))
         .route("/games/{id}/moves", post(register_move))
         .route("/games/{id}/attacks", post(register_attack))
@@ -868,7 +904,7 @@ pub fn router(
     }
     app.layer(middleware::from_fn_with_state(names, in_node_span))
         .with_state(AppState {
-            engine,
+            engine: engine.with_subscriber_limits(options.subscribers),
             status,
             access: options.access.clone(),
         })

@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod demo;
+pub mod game_events;
 pub mod http;
 pub mod live;
 pub mod logging;

@@ -100,9 +100,9 @@ pub enum LogFormat {
         long flags, with underscores: name, cookie, listen, seeds, http, placement, \
         replication, split, data_dir, idle_after_ms, log_level, log_format, rate_limit, \
         rate_limit_burst, operator_token_file, player_key_file, token_ttl_s, metrics_public, \
-        open_http, http_tls_cert, http_tls_key, dev, tls_ca, tls_cert, tls_key, tls_name), then \
-        defaults. On SIGTERM or Ctrl-C the node leaves gracefully: it hands its games to \
-        the other members, then exits.",
+        max_subscribers_per_game, max_subscribers, open_http, http_tls_cert, http_tls_key, \
+        dev, tls_ca, tls_cert, tls_key, tls_name), then defaults. On SIGTERM or Ctrl-C the \
+        node leaves gracefully: it hands its games to the other members, then exits.",
     after_help = "Example:\n  MINOTAUR_COOKIE=\"$(openssl rand -hex 24)\" \
         MINOTAUR_OPERATOR_TOKEN=\"$(openssl rand -hex 24)\" \
         MINOTAUR_PLAYER_KEY=\"$(openssl rand -hex 32)\" \\\n    minotaur-node --name n1 \
@@ -189,6 +189,14 @@ pub struct Settings {
     /// network).
     #[arg(long)]
     pub metrics_public: bool,
+    /// Clients following one game's events through this node at once
+    /// (GET /games/{id}/events); more get 429.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_subscribers_per_game: usize,
+    /// Clients following games' events through this node at once, in
+    /// all; more get 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_subscribers: usize,
     /// Serve HTTP without any token: anyone who reaches the port may do
     /// anything, as any player. For local tries only.
     #[arg(long)]
@@ -392,7 +400,8 @@ impl Settings {
         Ok(self)
     }
 
-    /// What the HTTP endpoint serves with: the per-client request limit.
+    /// What the HTTP endpoint serves with: the per-client request limit,
+    /// who may call what, TLS, and the limits on event subscribers.
     pub fn http_options(&self) -> Result<HttpOptions, SettingsError> {
         let invalid = |name: &'static str, reason: &str| SettingsError::Invalid {
             name,
@@ -412,10 +421,20 @@ impl Settings {
                 Some(RateLimit { per_second, burst })
             }
         };
+        if self.max_subscribers_per_game == 0 || self.max_subscribers == 0 {
+            return Err(invalid(
+                "max_subscribers",
+                "0: give 1 or more, per game and in all",
+            ));
+        }
         Ok(HttpOptions {
             rate_limit,
             access: self.access()?,
             tls: self.http_tls()?,
+            subscribers: minotaur_core::SubscriberLimits {
+                per_game: self.max_subscribers_per_game,
+                per_node: self.max_subscribers,
+            },
         })
     }
 
