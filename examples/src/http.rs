@@ -268,7 +268,7 @@ impl ClusterStatusSource for Node {
         self.registry()
             .page(after, limit)
             .iter()
-            .map(crate::live::GameView::from)
+            .map(|reg| crate::live::GameView::of(reg, self))
             .collect()
     }
 
@@ -276,7 +276,7 @@ impl ClusterStatusSource for Node {
         self.registry()
             .lookup(id)
             .as_ref()
-            .map(crate::live::GameView::from)
+            .map(|reg| crate::live::GameView::of(reg, self))
     }
 
     fn node_name(&self) -> String {

@@ -33,15 +33,20 @@ pub struct GameView {
     pub id: GameId,
     /// The member (name and incarnation) it is registered to.
     pub owner: String,
+    /// The member keeping its backup copy (see
+    /// [`Node::backup_of`](minotaur_cluster::Node::backup_of)), if any.
+    pub backup: Option<String>,
     /// Its version as registered.
     pub version: u64,
 }
 
-impl From<&minotaur_cluster::Registration> for GameView {
-    fn from(reg: &minotaur_cluster::Registration) -> Self {
+impl GameView {
+    /// Game `reg` as `node` sees it.
+    pub fn of(reg: &minotaur_cluster::Registration, node: &minotaur_cluster::Node) -> Self {
         GameView {
             id: reg.id,
             owner: reg.owner.to_string(),
+            backup: node.backup_of(reg.id, &reg.owner).map(|m| m.to_string()),
             version: reg.version,
         }
     }

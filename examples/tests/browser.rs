@@ -173,6 +173,17 @@ async fn the_live_page_shows_members_games_and_a_leave_without_reloading() {
     until(&client, "the games on each member", &script).await;
     let dots = client.find_all(Locator::Css(".dot")).await.expect("dots");
     assert_eq!(dots.len(), 12, "one dot per game");
+    // The games table: each game with its owner and, on another member,
+    // its backup.
+    until(
+        &client,
+        "every game listed with its owner and backup",
+        "const rows = [...document.querySelectorAll('#games tr')];\
+         return rows.length === 12 && rows.every(r => {\
+           const [, owner, backup] = [...r.children].map(c => c.innerText);\
+           return owner.startsWith('p') && backup.startsWith('p') && backup !== owner; })",
+    )
+    .await;
 
     // p2 leaves gracefully; the page is not reloaded.
     let moving = hosted["p2"];

@@ -146,6 +146,24 @@ impl Node {
         self.plane.members()
     }
 
+    /// The member that keeps game `id`'s backup copy, owned by `owner`,
+    /// once replication has caught up with the last membership change:
+    /// the best-placed member up other than the owner, the one the owner
+    /// copies to. `None` with replication off or no other member up.
+    /// Right after a change the copy may still be on the previous one
+    /// ([`Node::copies_behind`] and [`Node::unreplicated`] say so).
+    pub fn backup_of(&self, id: GameId, owner: &MemberId) -> Option<MemberId> {
+        if self.plane.config.replication_factor == 0 {
+            return None;
+        }
+        let up = self
+            .members()
+            .into_iter()
+            .filter(|(m, s)| *s == MemberStatus::Up && m != owner)
+            .map(|(m, _)| m);
+        crate::placement::ranked(&id, up).into_iter().next()
+    }
+
     /// Names of the members this node sees up or leaving, sorted.
     pub fn live_member_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self

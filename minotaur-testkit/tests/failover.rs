@@ -411,3 +411,46 @@ async fn calls_through_a_leaving_node_finish_or_are_refused_up_front(
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_of_names_the_member_holding_the_copy_once_settled(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = TestCluster::builder().nodes(3).in_memory().start().await?;
+    let engine = cluster.engine("n1")?;
+    let mut games = Vec::new();
+    for i in 0..30 {
+        games.push(
+            engine
+                .create_game(&format!("BK{i:02}"), players_of(i))
+                .await?
+                .id,
+        );
+    }
+    cluster.settled(Duration::from_secs(20)).await?;
+    let mut holders: HashMap<(GameId, String), String> = HashMap::new();
+    for name in cluster.nodes() {
+        for (id, owner) in cluster.node(&name)?.restartable_copies().await {
+            holders.insert((id, owner.to_string()), name.clone());
+        }
+    }
+    for viewer in cluster.nodes() {
+        let node = cluster.node(&viewer)?;
+        for id in &games {
+            let owner = node
+                .registry()
+                .lookup(*id)
+                .expect("registered")
+                .owner
+                .clone();
+            let backup = node.backup_of(*id, &owner).expect("a backup");
+            assert_ne!(backup, owner, "game {id}");
+            assert_eq!(
+                holders.get(&(*id, owner.to_string())),
+                Some(&backup.name),
+                "game {id} as {viewer} sees it"
+            );
+        }
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
