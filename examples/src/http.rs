@@ -40,7 +40,8 @@
 //! The writes take an optional `Idempotency-Key` header, a UUID the client
 //! makes up for one logical write: sent again with the same key (after a
 //! timeout, a dropped connection, a 503), the write is applied at most
-//! once, and the answer is that of the game as it is now. A game remembers
+//! once, and the answer is the write's [`Ack`] (the version it made, the
+//! round and status as they are now). A game remembers
 //! the keys of its last 32 writes. Without the header a retried request
 //! may apply twice.
 //!
