@@ -723,7 +723,7 @@ impl Control {
         if self.config.replication_factor == 0 {
             return 0;
         }
-        let up = self.members.up();
+        let up: std::collections::HashSet<MemberId> = self.members.up().into_iter().collect();
         if up.len() <= 1 {
             return 0;
         }
