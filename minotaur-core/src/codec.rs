@@ -5,11 +5,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Largest encoding, in bytes (4 MiB), that [`encode`] produces and
-/// [`decode`] accepts. Decoding also bounds the memory a value claims
-/// (a length prefix counts as 8 bytes, say), so an encoding within a few
-/// bytes of the limit, or a long run of small integers, can still be
-/// refused by `decode`.
+/// [`decode`] accepts. Whatever `encode` produces, `decode` accepts.
 pub const MAX_DECODE_LEN: usize = 4 * 1024 * 1024;
+
+/// What decoding one value may claim, as bincode counts it: every
+/// integer at its size in memory (a `u64` or a length prefix encoded in
+/// one byte counts 8, a `u128` 16), every string and byte run at its
+/// length. So a value encoded within [`MAX_DECODE_LEN`] claims at most 16
+/// times that, and this budget never refuses what [`encode`] produced
+/// (a batch of registrations, mostly small integers, claims twice its
+/// bytes and was refused at 4 MiB).
+const MAX_CLAIM: usize = 16 * MAX_DECODE_LEN;
 
 /// Encoding or decoding failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -34,7 +40,7 @@ pub enum CodecError {
 }
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_DECODE_LEN>()
+    bincode::config::standard().with_limit::<MAX_CLAIM>()
 }
 
 /// Encodes `value`. Never produces more than [`MAX_DECODE_LEN`] bytes: a

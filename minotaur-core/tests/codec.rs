@@ -197,13 +197,21 @@ fn oversize_input_is_refused_before_decoding() {
 #[test]
 fn encode_refuses_what_decode_would_refuse() {
     // Exactly at the limit: a string of the limit minus its 5-byte length
-    // prefix (marker 252 and a u32) encodes. (Decoding also bounds the
-    // memory a value claims, 8 bytes for the length here, so this one would
-    // be refused by `decode` as too large all the same.)
+    // prefix (marker 252 and a u32) encodes, and decodes.
     let fits = "f".repeat(MAX_DECODE_LEN - 5);
     let bytes = codec::encode(&fits).unwrap();
     assert_eq!(bytes.len(), MAX_DECODE_LEN);
     assert!(bytes.iter().skip(5).all(|b| *b == b'f'));
+    assert_eq!(codec::decode::<String>(&bytes).unwrap(), fits);
+    // Small integers encode in a byte each but count at their size in
+    // memory when decoded: up to the limit, they decode all the same.
+    let zeros = vec![0u128; MAX_DECODE_LEN - 16];
+    let bytes = codec::encode(&zeros).unwrap();
+    assert!(bytes.len() <= MAX_DECODE_LEN);
+    assert_eq!(codec::decode::<Vec<u128>>(&bytes).unwrap(), zeros);
+    let small = vec![(7u64, 1u64); (MAX_DECODE_LEN - 16) / 2];
+    let bytes = codec::encode(&small).unwrap();
+    assert_eq!(codec::decode::<Vec<(u64, u64)>>(&bytes).unwrap(), small);
     // One byte more is refused, with the whole encoding's length.
     let over = "o".repeat(MAX_DECODE_LEN - 4);
     assert_eq!(
