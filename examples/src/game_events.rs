@@ -77,19 +77,10 @@ pub(crate) async fn stream(
         if feed.done {
             return None;
         }
-        let item = loop {
-            if feed.closing.as_ref().is_some_and(|c| *c.0.borrow()) {
-                return None;
-            }
-            tokio::select! {
-                changed = async { feed.closing.as_mut()?.0.changed().await.ok() }, if feed.closing.is_some() => {
-                    match changed {
-                        Some(()) => continue,
-                        None => return None,
-                    }
-                }
-                item = feed.subscription.next() => break item?,
-            }
+        let item = tokio::select! {
+            biased;
+            _ = Closing::stopped(&mut feed.closing) => return None,
+            item = feed.subscription.next() => item?,
         };
         let event = match item {
             Ok(update) => update_event(&update),

@@ -152,6 +152,17 @@ fn cluster_event(event: &ClusterEvent) -> Event {
 #[derive(Clone)]
 pub(crate) struct Closing(pub(crate) tokio::sync::watch::Receiver<bool>);
 
+impl Closing {
+    /// Resolves once the endpoint stops (or is gone); never without one.
+    pub(crate) async fn stopped(closing: &mut Option<Closing>) {
+        let Some(Closing(rx)) = closing else {
+            return std::future::pending().await;
+        };
+        // Done when the value is true, or when the sender is gone.
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+}
+
 /// What the stream waits on.
 struct Feed {
     closing: Option<Closing>,
@@ -190,17 +201,9 @@ pub(crate) async fn events(
     };
     let stream = stream::unfold(feed, |mut feed| async move {
         let event = loop {
-            if feed.closing.as_ref().is_some_and(|c| *c.0.borrow()) {
-                return None;
-            }
             tokio::select! {
-                changed = async { feed.closing.as_mut()?.0.changed().await.ok() }, if feed.closing.is_some() => {
-                    // The endpoint is gone, or says it stops (checked above).
-                    match changed {
-                        Some(()) => continue,
-                        None => return None,
-                    }
-                }
+                biased;
+                _ = Closing::stopped(&mut feed.closing) => return None,
                 _ = feed.ticks.tick() => {
                     feed.follow();
                     break status_event(&feed.app.status.cluster_status());
