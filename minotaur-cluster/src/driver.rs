@@ -48,7 +48,7 @@ async fn gone(local: &LocalDirectory, session: &ActorRef<SessionMsg>) {
 const STATS_EVERY: Duration = Duration::from_millis(50);
 
 /// How many times as long as a count took the next one waits.
-const STATS_PAUSE: u32 = 200;
+const STATS_PAUSE: u32 = 500;
 
 /// How long a stop waits for its session to be gone.
 const GONE_WAIT: Duration = Duration::from_secs(6);
@@ -1023,7 +1023,7 @@ impl Driver {
                 self.control.vote(),
             );
             // Counting walks every game, and looks each copy up in the
-            // registry: the next count waits 200 times as long as this one
+            // registry: the next count waits 500 times as long as this one
             // took, so counting stays a small share of the node's time
             // however many games it holds, even with 16 nodes on two
             // cores (at 20 times, their counts took a third of the

@@ -20,6 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 
+/// Call timeouts a leave waits with no game handed over before it gives
+/// the rest up to failover.
+const HANDOVER_STALL: u32 = 6;
+
 /// What every part of a node shares.
 pub(crate) struct Plane {
     pub this: MemberId,
@@ -44,10 +48,7 @@ impl Plane {
     pub async fn leave(&self) {
         let (reply, drained) = oneshot::channel();
         if self.driver.send(ToDriver::Leave(reply)).is_ok() {
-            let wait = self.config.call_timeout * 6;
-            if tokio::time::timeout(wait, drained).await.is_err() {
-                tracing::warn!("sessions not all handed over within {wait:?}; leaving anyway");
-            }
+            self.await_drained(drained).await;
         }
         self.calls.close();
         if !self.calls.idle(self.config.call_timeout).await {
@@ -59,6 +60,29 @@ impl Plane {
         }
         // Let the goodbyes reach the peers before the links close.
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// Waits for the hand-over to finish, for as long as it moves games:
+    /// a node holding many games takes long to hand them all over, and
+    /// leaving before is a failover of the rest. It gives up once
+    /// [`HANDOVER_STALL`] call timeouts pass with no game moved.
+    async fn await_drained(&self, mut drained: oneshot::Receiver<()>) {
+        let stall = self.config.call_timeout * HANDOVER_STALL;
+        let mut left = self.registry.count_of(&self.this);
+        loop {
+            if tokio::time::timeout(stall, &mut drained).await.is_ok() {
+                return;
+            }
+            let now_left = self.registry.count_of(&self.this);
+            if now_left >= left {
+                tracing::warn!(
+                    left = now_left,
+                    "no session handed over for {stall:?}; leaving anyway"
+                );
+                return;
+            }
+            left = now_left;
+        }
     }
 
     /// Stops everything: transport first (peers see this node gone at

@@ -306,6 +306,11 @@ impl Table {
         &self.owners
     }
 
+    /// Number of games `owner` owns.
+    pub fn count_of(&self, owner: &MemberId) -> usize {
+        self.owners.get(owner).copied().unwrap_or(0)
+    }
+
     /// Applies a registration, resolving a conflict deterministically.
     pub fn apply(&mut self, reg: impl Into<Arc<Registration>>) -> Applied {
         let reg: Arc<Registration> = reg.into();
@@ -492,6 +497,11 @@ impl Registry {
             .iter()
             .map(|(m, n)| (m.clone(), *n))
             .collect()
+    }
+
+    /// Number of games `owner` owns.
+    pub fn count_of(&self, owner: &MemberId) -> usize {
+        self.read().count_of(owner)
     }
 
     /// Registrations owned by `owner`.

@@ -123,14 +123,16 @@ impl Control {
         if !self.quorum.holds(self.now) {
             return;
         }
-        let owners: std::collections::BTreeSet<MemberId> = self
-            .copies
+        // Members, not copies, are walked: a few against one per game.
+        let owners: Vec<MemberId> = self
+            .members
             .iter()
-            .map(|(_, owner, _)| owner.clone())
-            .filter(|owner| self.members.status(owner) == Some(MemberStatus::Down))
+            .filter(|(_, m)| m.status == MemberStatus::Down)
+            .map(|(owner, _)| owner)
             .filter(|owner| {
-                self.quorum.is_out(owner) || !self.quorum.standing().contains_key(owner)
+                self.quorum.is_out(owner) || !self.quorum.standing().contains_key(*owner)
             })
+            .cloned()
             .collect();
         for owner in owners {
             self.fail_over(&owner);

@@ -266,15 +266,22 @@ impl Control {
         }
         self.last_sync.insert(from.clone(), sync);
         // Registrations of `from` that its sync no longer lists are gone
-        // (ended or moved while we did not hear it).
-        let stale: Vec<_> = self
-            .registry
+        // (ended or moved while we did not hear it). Usually there are
+        // none, which the counts tell without walking the whole registry.
+        let kept = listed
             .iter()
-            .filter(|r| &r.owner == from && !listed.contains(&r.id))
-            .map(|r| r.id)
-            .collect();
-        for id in stale {
-            self.registry.remove(id, from);
+            .filter(|id| self.registry.lookup(**id).is_some_and(|r| &r.owner == from))
+            .count();
+        if self.registry.count_of(from) != kept {
+            let stale: Vec<_> = self
+                .registry
+                .iter()
+                .filter(|r| &r.owner == from && !listed.contains(&r.id))
+                .map(|r| r.id)
+                .collect();
+            for id in stale {
+                self.registry.remove(id, from);
+            }
         }
         if let Some(m) = self.members.get_mut(from) {
             m.synced = true;

@@ -564,6 +564,7 @@ impl Control {
         self.now = self.now.max(now);
         self.take(input);
         self.run_timers();
+        self.drain_more();
         self.send_batched();
         while let Some(peer) = self.notices.keys().next().cloned() {
             self.flush_notices(&peer);

@@ -11,10 +11,17 @@ use crate::registry::Registration;
 use minotaur_core::GameId;
 use std::sync::Arc;
 
-/// Games a drain moves at once. Each is unreachable from its release until
-/// its new owner announces it; releasing all at once would make that the
-/// whole drain for every game, a window keeps it to one move's time.
+/// Running games a drain moves at once. Each is unreachable from its
+/// release until its new owner announces it; releasing all at once would
+/// make that the whole drain for every game, a window keeps it to one
+/// move's time.
 const DRAIN_WINDOW: usize = 64;
+
+/// Games a drain moves at once when they are passive: nobody waits on
+/// them, and the more go together the fewer and larger the messages that
+/// carry them (a node's thousands of passive games hand over several times
+/// faster than through the running games' window).
+const PASSIVE_DRAIN_WINDOW: usize = 1024;
 
 impl Control {
     pub(super) fn leave(&mut self) {
@@ -54,29 +61,52 @@ impl Control {
         self.release_more();
     }
 
-    /// Releases queued games while fewer than [`DRAIN_WINDOW`] are on their
-    /// way.
+    /// Releases queued games while fewer than [`DRAIN_WINDOW`] running
+    /// ones, and [`PASSIVE_DRAIN_WINDOW`] in all, are on their way.
     fn release_more(&mut self) {
-        self.draining.retain(|id| {
-            matches!(
-                self.owned.get(id).map(|o| &o.phase),
-                Some(Phase::Releasing | Phase::Moving(_))
-            )
-        });
-        while self.draining.len() < DRAIN_WINDOW {
-            let Some(id) = self.drain_queue.pop_front() else {
+        let mut running = 0;
+        self.draining
+            .retain(|id| match self.owned.get(id).map(|o| &o.phase) {
+                Some(Phase::Releasing) => {
+                    running += 1;
+                    true
+                }
+                Some(Phase::Moving(moving)) => {
+                    running += usize::from(!moving.passive);
+                    true
+                }
+                _ => false,
+            });
+        while self.draining.len() < PASSIVE_DRAIN_WINDOW {
+            let Some(&id) = self.drain_queue.front() else {
                 break;
             };
             // A session not up yet is asked again at the next round.
-            let ready = self.owned.get(&id).is_some_and(|o| match o.phase {
-                Phase::Running => o.up,
-                Phase::Passive(_) => true,
-                _ => false,
-            });
+            let (ready, passive) = match self.owned.get(&id) {
+                Some(o) => match o.phase {
+                    Phase::Running => (o.up, false),
+                    Phase::Passive(_) => (true, true),
+                    _ => (false, false),
+                },
+                None => (false, false),
+            };
+            if ready && !passive && running >= DRAIN_WINDOW {
+                break;
+            }
+            self.drain_queue.pop_front();
             if ready {
+                running += usize::from(!passive);
                 self.draining.insert(id);
                 self.release(id);
             }
+        }
+    }
+
+    /// Releases the next games of a drain, once per input: the games that
+    /// arrived during it make room together.
+    pub(super) fn drain_more(&mut self) {
+        if self.leaving && !self.drained && !self.drain_queue.is_empty() {
+            self.release_more();
         }
     }
 
@@ -321,9 +351,10 @@ impl Control {
         self.drain_progress();
     }
 
-    /// A drained game arrived (or came back): release the next, or say the
-    /// drain is over. (A game taken back with nobody left to take it ends
-    /// the drain on the next tick.)
+    /// A drained game arrived (or came back): say whether the drain is
+    /// over. (The next are released at the end of the input, see
+    /// [`Control::drain_more`]; a game taken back with nobody left to take
+    /// it ends the drain on the next tick.)
     fn drain_progress(&mut self) {
         if !self.leaving || self.drained {
             return;
@@ -331,8 +362,7 @@ impl Control {
         if self.owned.is_empty() {
             self.drained = true;
             let moved = self.handed_over;
-            return self.effect(Effect::Drained { moved });
+            self.effect(Effect::Drained { moved });
         }
-        self.release_more();
     }
 }
