@@ -50,6 +50,9 @@ const STATS_EVERY: Duration = Duration::from_millis(50);
 /// How many times as long as a count took the next one waits.
 const STATS_PAUSE: u32 = 500;
 
+/// How long the driver takes inputs before it sends what they said.
+const TURN_BUDGET: Duration = Duration::from_millis(50);
+
 /// How long a stop waits for its session to be gone.
 const GONE_WAIT: Duration = Duration::from_secs(6);
 
@@ -364,10 +367,17 @@ impl Driver {
                 biased;
                 message = self.inbox.recv() => {
                     let Some((at, message)) = message else { return };
+                    let turn = Instant::now();
                     self.take_timed(&mut st, at, message);
                     self.ping_if_due(&mut st);
-                    // Take what else is waiting before publishing once.
+                    // Take what else is waiting before publishing once,
+                    // within a budget: what the control said (lease
+                    // grants, acknowledgements) must not wait for a whole
+                    // backlog of heavy inputs.
                     for _ in 0..256 {
+                        if turn.elapsed() >= TURN_BUDGET {
+                            break;
+                        }
                         match self.inbox.try_recv() {
                             Ok((at, message)) => self.take_timed(&mut st, at, message),
                             Err(_) => break,

@@ -44,8 +44,9 @@ impl Placement for Rendezvous {
     fn place(&self, game: GameId, candidates: &[Candidate], this: &MemberId) -> MemberId {
         candidates
             .iter()
-            .max_by_key(|c| (rendezvous_score(&game, &c.id), c.id.clone()))
-            .map(|c| c.id.clone())
+            .map(|c| &c.id)
+            .max_by_key(|id| (rendezvous_score(&game, id), *id))
+            .cloned()
             .unwrap_or_else(|| this.clone())
     }
 }

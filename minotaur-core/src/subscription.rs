@@ -10,7 +10,6 @@
 
 use crate::command::{Command, Reply};
 use crate::engine::{Directory, EngineError};
-use crate::game::GameStatus;
 use crate::ids::GameId;
 use crate::updates::GameUpdate;
 use futures::Stream;
@@ -174,7 +173,7 @@ impl Subscription {
         loop {
             if let Some(update) = self.pending.pop_front() {
                 self.after = Some(update.version());
-                self.ended |= concludes(&update);
+                self.ended |= update.concludes();
                 return Some(Ok(update));
             }
             if self.ended {
@@ -220,10 +219,3 @@ impl Subscription {
     }
 }
 
-/// Whether `update` leaves the game concluded: nothing follows it.
-fn concludes(update: &GameUpdate) -> bool {
-    match update {
-        GameUpdate::Whole(game) => matches!(game.status, GameStatus::Concluded { .. }),
-        GameUpdate::Changed { .. } => update.kind() == "game_concluded",
-    }
-}

@@ -6,7 +6,7 @@
 //! subscriber what it missed since any version the log still reaches back
 //! to; further back, the subscriber gets the whole game instead.
 
-use crate::game::{Event, EventKind, Game};
+use crate::game::{Event, EventKind, Game, GameStatus};
 use serde::{Deserialize, Serialize};
 
 /// One item of a game's update stream.
@@ -61,13 +61,26 @@ impl GameUpdate {
         let GameUpdate::Changed { events, .. } = self else {
             return "game";
         };
-        let has = |f: fn(&EventKind) -> bool| events.iter().any(|e| f(&e.kind));
-        if has(|k| matches!(k, EventKind::Concluded { .. })) {
+        if self.concludes() {
             "game_concluded"
-        } else if has(|k| matches!(k, EventKind::RoundEnded { .. })) {
+        } else if events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RoundEnded { .. }))
+        {
             "round_ended"
         } else {
             "action"
+        }
+    }
+
+    /// Whether the game is concluded once this update is applied: nothing
+    /// follows it.
+    pub fn concludes(&self) -> bool {
+        match self {
+            GameUpdate::Whole(game) => matches!(game.status, GameStatus::Concluded { .. }),
+            GameUpdate::Changed { events, .. } => events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::Concluded { .. })),
         }
     }
 
