@@ -218,4 +218,3 @@ impl Subscription {
         Some(Err(error))
     }
 }
-

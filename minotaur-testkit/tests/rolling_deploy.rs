@@ -74,3 +74,52 @@ async fn crash_variant_restores_from_replica() -> Result<(), Box<dyn std::error:
     cluster.shutdown().await;
     Ok(())
 }
+
+/// A leave that takes longer than six call timeouts still hands every game
+/// over, as long as games keep moving: none is left to failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_hand_over_moves_every_game() -> Result<(), Box<dyn std::error::Error>> {
+    use minotaur_cluster::ClusterEvent;
+    use minotaur_testkit::fixtures::players_of;
+
+    // Six call timeouts are 1.8 s; the leave below takes longer.
+    let cluster = TestCluster::builder()
+        .names(&["a", "b", "c"])
+        .in_memory()
+        .configure(|_, c| c.call_timeout = Duration::from_millis(300))
+        .start()
+        .await?;
+    let engine = cluster.engine("b")?;
+    for i in 0..2700 {
+        engine
+            .create_game(&format!("LONG{i:04}"), players_of(i))
+            .await?;
+    }
+    let a = cluster.node("a")?;
+    let owned = a.registry().count_of(a.id());
+    assert!(owned > 600, "a owns {owned} games");
+    // Each move now takes some round trips of 80 ms, and the sessions go
+    // 64 at a time.
+    for (from, to) in [("a", "b"), ("a", "c"), ("b", "a"), ("c", "a")] {
+        cluster.set_latency(from, to, Duration::from_millis(80))?;
+    }
+    let mut events = a.subscribe();
+    let began = std::time::Instant::now();
+    cluster.stop_node("a").await?;
+    let took = began.elapsed();
+    let mut handed = None;
+    while let Ok(event) = events.try_recv() {
+        if let ClusterEvent::HandedOver { games, .. } = event {
+            handed = Some(games);
+        }
+    }
+    assert_eq!(
+        handed,
+        Some(owned),
+        "the leave took {took:?} and handed over {handed:?} of {owned} games"
+    );
+    let b = cluster.node("b")?;
+    assert_eq!(b.registry().len(), 2700);
+    cluster.shutdown().await;
+    Ok(())
+}

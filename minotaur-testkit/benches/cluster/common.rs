@@ -36,6 +36,8 @@ pub struct Scale {
     pub memory_sessions: usize,
     /// Games the `scale` figure puts on its 16 nodes.
     pub scale_games: usize,
+    /// The failure timeout and lease of the `scale` figure's nodes.
+    pub scale_failure_timeout: Duration,
 }
 
 impl Scale {
@@ -62,6 +64,7 @@ impl Scale {
             mesh_samples: 3,
             memory_sessions: 100_000,
             scale_games: 100_000,
+            scale_failure_timeout: Duration::from_secs(5),
         }
     }
 
@@ -88,6 +91,7 @@ impl Scale {
             mesh_samples: 1,
             memory_sessions: 10_000,
             scale_games: 5_000,
+            scale_failure_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -96,6 +96,16 @@ fn main() {
     {
         scale.scale_games = n;
     }
+    // `--scale-failure-timeout-s S`: the `scale` nodes' failure timeout
+    // and lease (5 s unless given).
+    if let Some(s) = args
+        .iter()
+        .position(|a| a == "--scale-failure-timeout-s")
+        .and_then(|at| args.get(at + 1))
+        .and_then(|s| s.parse().ok())
+    {
+        scale.scale_failure_timeout = std::time::Duration::from_secs(s);
+    }
     let only: Vec<String> = args
         .iter()
         .position(|a| a == "--only")

@@ -20,11 +20,12 @@ pub async fn run(scale: &Scale, report: &mut Report) {
     // Sixteen nodes share this machine's cores: each gets a fraction of
     // one, so failure detection is given the time a loaded node needs to
     // answer (as one would for nodes on busy, shared hosts).
-    let cluster = common::cluster(NODES, false, |c| {
+    let timeout = scale.scale_failure_timeout;
+    let cluster = common::cluster(NODES, false, move |c| {
         c.idle_after = Some(Duration::from_millis(200));
         c.heartbeat_interval = Duration::from_millis(500);
-        c.failure_timeout = Duration::from_secs(5);
-        c.lease = Duration::from_secs(5);
+        c.failure_timeout = timeout;
+        c.lease = timeout;
         c.call_timeout = Duration::from_secs(10);
     })
     .await;
@@ -109,7 +110,7 @@ pub async fn run(scale: &Scale, report: &mut Report) {
             None,
         )
         .note(format!(
-            "each of the {NODES} nodes leaves (handing its passive games over) and a new incarnation joins, in turn, until every registry holds all {games} games"
+            "each of the {NODES} nodes leaves (handing its passive games over) and a new incarnation joins, in turn, until every registry holds all {games} games; failure timeout and lease {timeout:?}"
         )),
     );
 }
